@@ -1,0 +1,781 @@
+//! The configuration: one TOML file in which every field has a default, and
+//! command-line flags that override it.
+//!
+//! `shardcast` alone serves an origin on port 8079; `shardcast --config
+//! shardcast.toml` reads the file (the repository's `shardcast.toml` lists
+//! every field with its default), then applies the flags, then validates the
+//! result. Unknown keys and values of the wrong type are refused with the
+//! file name and the key, never ignored.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// The largest RTMP message length: the chunk header's message length field
+/// is 24 bits (RTMP 1.0, 5.3.1.2).
+pub const RTMP_MESSAGE_LEN_LIMIT: u32 = 0xff_ffff;
+/// The largest chunk size a Set Chunk Size message may carry: 31 bits
+/// (RTMP 1.0, 5.4.1).
+pub const RTMP_CHUNK_SIZE_LIMIT: u32 = 0x7fff_ffff;
+/// The smallest chunk size: RTMP's initial chunk size, which every peer
+/// starts with and no sane peer goes below.
+pub const RTMP_CHUNK_SIZE_MIN: u32 = 128;
+/// A chunk larger than the largest message can never be filled, so an
+/// outgoing chunk size above the message limit only wastes buffer.
+pub const RTMP_CHUNK_SIZE_OUT_MAX: u32 = RTMP_MESSAGE_LEN_LIMIT;
+const _: () = assert!(RTMP_CHUNK_SIZE_MIN <= RTMP_CHUNK_SIZE_OUT_MAX);
+const _: () = assert!(RTMP_CHUNK_SIZE_OUT_MAX <= RTMP_CHUNK_SIZE_LIMIT);
+
+/// Shards talk over a full mesh of channels (shards² of them), so the count
+/// is bounded well above any core count shardcast runs on.
+pub const SHARDS_MAX: usize = 1024;
+/// Commands (a `connect` with its object, `onMetaData`) need a few KiB; a
+/// smaller message limit would refuse ordinary clients.
+pub const MESSAGE_LEN_MAX_MIN: u32 = 4096;
+/// ffmpeg alone uses five chunk streams (control, command, audio, video,
+/// data); fewer would refuse ordinary publishers.
+pub const CHUNK_STREAMS_MAX_MIN: usize = 8;
+/// Chunk stream ids run from 2 to 65599 (RTMP 1.0, 5.3.1.1).
+pub const CHUNK_STREAMS_MAX_LIMIT: usize = 65598;
+/// AMF0 commands nest objects a few levels deep (`connect`'s object, E-RTMP
+/// `fourCcInfoMap`); 4 is the least that parses real clients.
+pub const AMF_DEPTH_MAX_MIN: usize = 4;
+/// AMF parsing recurses once per level; this keeps the stack it can use
+/// small whatever the config says.
+pub const AMF_DEPTH_MAX_LIMIT: usize = 256;
+/// A player's queue must hold at least one typical keyframe, or a player
+/// would skip to the next keyframe forever.
+pub const PLAYER_QUEUE_BYTES_MAX_MIN: usize = 64 * 1024;
+
+/// The whole configuration. Every field has a default (see
+/// [`Config::default`] and `shardcast.toml`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on for every protocol. Default "0.0.0.0".
+    pub listen: String,
+    /// TCP port for every protocol (RTMP, HTTP, TLS are told apart by their
+    /// first bytes). Default 8079.
+    pub port: u16,
+    /// Number of shards (one glommio executor each); 0 = one per online core.
+    pub shards: usize,
+    /// Pin shard k to core k. Default false.
+    pub pin_cores: bool,
+    /// Log filter in env_logger syntax, e.g. "info" or
+    /// "info,shardcast::rtmp=debug". Default "info".
+    pub log: String,
+    /// The vhost of a stream key when the request names none or one not in
+    /// `vhosts`. Default "__defaultVhost__".
+    pub default_vhost: String,
+    /// Host names accepted as vhosts (from `?vhost=`, the tcUrl host or the
+    /// HTTP Host header, compared case-insensitively). Default empty: every
+    /// stream lives in `default_vhost`.
+    pub vhosts: Vec<String>,
+    /// Open connections allowed for the whole process; 0 = unlimited. Each
+    /// connection costs its socket buffers plus its queues (see
+    /// `stream.player_queue_bytes_max`).
+    pub max_connections: usize,
+    /// A connection that moves no bytes either way for this many seconds is
+    /// closed; -1 = never. Default 60.
+    pub idle_timeout_s: i64,
+    pub stream: StreamConfig,
+    pub rtmp: RtmpConfig,
+}
+
+/// How streams are kept and fanned out.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Keep the last GOP (from the latest keyframe) so a new player starts
+    /// at once. Default true.
+    pub gop_cache: bool,
+    /// Bound on one stream's GOP cache in payload bytes; past it the cache
+    /// is dropped until the next keyframe. Worst case memory: this times the
+    /// number of published streams (replicas share the frames' memory).
+    /// Default 16 MiB.
+    pub gop_cache_bytes_max: usize,
+    /// Bound on one stream's GOP cache in frames. Default 2048.
+    pub gop_cache_frames_max: usize,
+    /// What a second publish of a stream that is already published does.
+    /// Default "replace".
+    pub republish: Republish,
+    /// Seconds players wait for a publisher (before the first publish and
+    /// after an unpublish) before they are closed. Default 30.
+    pub publisher_grace_s: u64,
+    /// Bound on one player's outgoing queue in bytes; past it the player
+    /// skips to the next keyframe. Worst case memory: this times the number
+    /// of players (frames are shared, so usually far less). Default 8 MiB.
+    pub player_queue_bytes_max: usize,
+}
+
+/// What happens when a stream that already has a publisher is published
+/// again.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Republish {
+    /// The new publisher takes over; the old one is told and closed.
+    #[default]
+    Replace,
+    /// The new publisher is refused; the old one keeps the stream.
+    Reject,
+}
+
+/// RTMP protocol limits. Every byte bound here is per connection.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Chunk size shardcast announces and sends with, 128..=16777215.
+    /// Larger chunks mean fewer chunk headers. Default 60000.
+    pub chunk_size_out: u32,
+    /// The largest Set Chunk Size a peer may send, >= 128; larger requests
+    /// close the connection. Default 65536.
+    pub chunk_size_in_max: u32,
+    /// The largest message a peer may send, in bytes, up to 16777215.
+    /// Worst case memory while reassembling: this times
+    /// `chunk_streams_max`. Default 8 MiB.
+    pub message_len_max: u32,
+    /// How many chunk streams a peer may use at once, each holding at most
+    /// one partial message. Default 64.
+    pub chunk_streams_max: usize,
+    /// How deeply AMF values (objects, arrays) may nest. Default 16.
+    pub amf_depth_max: usize,
+    /// Seconds a client has to finish the handshake. Default 10.
+    pub handshake_timeout_s: u64,
+    /// Window Acknowledgement Size shardcast announces, in bytes. Default
+    /// 2500000.
+    pub window_ack_size: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0".into(),
+            port: 8079,
+            shards: 0,
+            pin_cores: false,
+            log: "info".into(),
+            default_vhost: "__defaultVhost__".into(),
+            vhosts: Vec::new(),
+            max_connections: 0,
+            idle_timeout_s: 60,
+            stream: StreamConfig::default(),
+            rtmp: RtmpConfig::default(),
+        }
+    }
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            gop_cache: true,
+            gop_cache_bytes_max: 16 * 1024 * 1024,
+            gop_cache_frames_max: 2048,
+            republish: Republish::Replace,
+            publisher_grace_s: 30,
+            player_queue_bytes_max: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            chunk_size_out: 60000,
+            chunk_size_in_max: 65536,
+            message_len_max: 8 * 1024 * 1024,
+            chunk_streams_max: 64,
+            amf_depth_max: 16,
+            handshake_timeout_s: 10,
+            window_ack_size: 2_500_000,
+        }
+    }
+}
+
+/// Command-line flags; each one given overrides the file.
+#[derive(Parser, Debug, Clone, Default, PartialEq)]
+#[command(
+    name = "shardcast",
+    version,
+    about = "A thread-per-core live-streaming server"
+)]
+pub struct Flags {
+    /// TOML configuration file (every field optional).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// TCP port for every protocol.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Number of shards; 0 = one per online core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Pin shard k to core k.
+    #[arg(long)]
+    pub pin_cores: bool,
+    /// Log filter (env_logger syntax), e.g. "debug".
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// Why the configuration could not be used. Display names the file (or
+/// "flags") and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read { path: String, error: String },
+    /// The file is not valid TOML for [`Config`]: syntax, an unknown key or
+    /// a value of the wrong type. `message` is toml's, which names the key
+    /// and shows the line.
+    Parse { origin: String, message: String },
+    /// A value is outside what shardcast accepts.
+    Invalid {
+        /// The file name, "flags" or "defaults"; None from
+        /// [`Config::validate`] alone.
+        origin: Option<String>,
+        /// The dotted key, e.g. `rtmp.chunk_size_out`.
+        key: &'static str,
+        /// What was wrong, with the value.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => write!(f, "cannot read config {path}: {error}"),
+            ConfigError::Parse { origin, message } => {
+                write!(f, "config {origin}: {}", message.trim_end())
+            }
+            ConfigError::Invalid {
+                origin: Some(origin),
+                key,
+                reason,
+            } => write!(f, "config {origin}: {key}: {reason}"),
+            ConfigError::Invalid {
+                origin: None,
+                key,
+                reason,
+            } => write!(f, "config: {key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(key: &'static str, reason: String) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        origin: None,
+        key,
+        reason,
+    })
+}
+
+fn in_range<T: PartialOrd + fmt::Display + Copy>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return invalid(key, format!("{value} is outside {min}..={max}"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Parses and validates a TOML document; `origin` (the file name) is
+    /// named in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config = Self::parse_toml(text, origin)?;
+        config.validate().map_err(|e| e.with_origin(origin))?;
+        Ok(config)
+    }
+
+    fn parse_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads `--config` if given (else starts from the defaults), applies
+    /// the other flags, and validates the result.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let (mut config, origin) = match &flags.config {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: name.clone(),
+                    error: e.to_string(),
+                })?;
+                (Self::parse_toml(&text, &name)?, name)
+            }
+            None => (Config::default(), "defaults".to_string()),
+        };
+        let overridden = config.apply_flags(flags);
+        let origin = if overridden {
+            format!("{origin} with flags")
+        } else {
+            origin
+        };
+        config.validate().map_err(|e| e.with_origin(&origin))?;
+        Ok(config)
+    }
+
+    /// Overrides fields with the flags that were given; true if any was.
+    pub fn apply_flags(&mut self, flags: &Flags) -> bool {
+        let mut any = false;
+        if let Some(port) = flags.port {
+            self.port = port;
+            any = true;
+        }
+        if let Some(shards) = flags.shards {
+            self.shards = shards;
+            any = true;
+        }
+        if flags.pin_cores {
+            self.pin_cores = true;
+            any = true;
+        }
+        if let Some(log) = &flags.log {
+            self.log = log.clone();
+            any = true;
+        }
+        if let Some(listen) = &flags.listen {
+            self.listen = listen.clone();
+            any = true;
+        }
+        any
+    }
+
+    /// Checks every value shardcast cannot work with; the error names the
+    /// dotted key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<IpAddr>().is_err() {
+            invalid("listen", format!("{:?} is not an IP address", self.listen))?;
+        }
+        in_range("shards", self.shards, 0, SHARDS_MAX)?;
+        if self.log.trim().is_empty() {
+            invalid("log", "is empty (use e.g. \"info\")".into())?;
+        }
+        check_vhost("default_vhost", &self.default_vhost)?;
+        for vhost in &self.vhosts {
+            check_vhost("vhosts", vhost)?;
+        }
+        if self.idle_timeout_s == 0 || self.idle_timeout_s < -1 {
+            invalid(
+                "idle_timeout_s",
+                format!(
+                    "{} must be -1 (never) or a number of seconds >= 1",
+                    self.idle_timeout_s
+                ),
+            )?;
+        }
+
+        let s = &self.stream;
+        if s.gop_cache {
+            if s.gop_cache_bytes_max == 0 {
+                invalid(
+                    "stream.gop_cache_bytes_max",
+                    "is 0 with gop_cache = true (set gop_cache = false instead)".into(),
+                )?;
+            }
+            if s.gop_cache_frames_max == 0 {
+                invalid(
+                    "stream.gop_cache_frames_max",
+                    "is 0 with gop_cache = true (set gop_cache = false instead)".into(),
+                )?;
+            }
+        }
+        if s.player_queue_bytes_max < PLAYER_QUEUE_BYTES_MAX_MIN {
+            invalid(
+                "stream.player_queue_bytes_max",
+                format!(
+                    "{} is below the minimum {PLAYER_QUEUE_BYTES_MAX_MIN}",
+                    s.player_queue_bytes_max
+                ),
+            )?;
+        }
+
+        let r = &self.rtmp;
+        in_range(
+            "rtmp.chunk_size_out",
+            r.chunk_size_out,
+            RTMP_CHUNK_SIZE_MIN,
+            RTMP_CHUNK_SIZE_OUT_MAX,
+        )?;
+        in_range(
+            "rtmp.chunk_size_in_max",
+            r.chunk_size_in_max,
+            RTMP_CHUNK_SIZE_MIN,
+            RTMP_CHUNK_SIZE_LIMIT,
+        )?;
+        in_range(
+            "rtmp.message_len_max",
+            r.message_len_max,
+            MESSAGE_LEN_MAX_MIN,
+            RTMP_MESSAGE_LEN_LIMIT,
+        )?;
+        in_range(
+            "rtmp.chunk_streams_max",
+            r.chunk_streams_max,
+            CHUNK_STREAMS_MAX_MIN,
+            CHUNK_STREAMS_MAX_LIMIT,
+        )?;
+        in_range(
+            "rtmp.amf_depth_max",
+            r.amf_depth_max,
+            AMF_DEPTH_MAX_MIN,
+            AMF_DEPTH_MAX_LIMIT,
+        )?;
+        if r.handshake_timeout_s == 0 {
+            invalid(
+                "rtmp.handshake_timeout_s",
+                "must be at least 1 second".into(),
+            )?;
+        }
+        if r.window_ack_size == 0 {
+            invalid("rtmp.window_ack_size", "must be at least 1 byte".into())?;
+        }
+        Ok(())
+    }
+
+    /// The number of shards to start: `shards`, or one per online core.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+
+    /// `idle_timeout_s` as a duration; None = never.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        u64::try_from(self.idle_timeout_s)
+            .ok()
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs)
+    }
+}
+
+impl StreamConfig {
+    /// `publisher_grace_s` as a duration.
+    pub fn publisher_grace(&self) -> Duration {
+        Duration::from_secs(self.publisher_grace_s)
+    }
+}
+
+impl RtmpConfig {
+    /// `handshake_timeout_s` as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_s)
+    }
+}
+
+/// A vhost is the first part of `vhost/app/stream`, so it cannot be empty
+/// or contain a slash.
+fn check_vhost(key: &'static str, vhost: &str) -> Result<(), ConfigError> {
+    if vhost.is_empty() || vhost.contains('/') || vhost.chars().any(char::is_whitespace) {
+        return invalid(
+            key,
+            format!("{vhost:?} is not a vhost name (non-empty, no '/' or spaces)"),
+        );
+    }
+    Ok(())
+}
+
+impl ConfigError {
+    fn with_origin(self, name: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                origin: None,
+                key,
+                reason,
+            } => ConfigError::Invalid {
+                origin: Some(name.to_string()),
+                key,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../shardcast.toml");
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.listen, "0.0.0.0");
+        assert_eq!(c.port, 8079);
+        assert_eq!(c.shards, 0);
+        assert!(!c.pin_cores);
+        assert_eq!(c.log, "info");
+        assert_eq!(c.default_vhost, "__defaultVhost__");
+        assert!(c.vhosts.is_empty());
+        assert_eq!(c.max_connections, 0);
+        assert_eq!(c.idle_timeout_s, 60);
+        assert_eq!(c.idle_timeout(), Some(Duration::from_secs(60)));
+        assert!(c.stream.gop_cache);
+        assert_eq!(c.stream.gop_cache_bytes_max, 16 << 20);
+        assert_eq!(c.stream.gop_cache_frames_max, 2048);
+        assert_eq!(c.stream.republish, Republish::Replace);
+        assert_eq!(c.stream.publisher_grace(), Duration::from_secs(30));
+        assert_eq!(c.stream.player_queue_bytes_max, 8 << 20);
+        assert_eq!(c.rtmp.chunk_size_out, 60000);
+        assert_eq!(c.rtmp.chunk_size_in_max, 65536);
+        assert_eq!(c.rtmp.message_len_max, 8 << 20);
+        assert_eq!(c.rtmp.chunk_streams_max, 64);
+        assert_eq!(c.rtmp.amf_depth_max, 16);
+        assert_eq!(c.rtmp.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(c.rtmp.window_ack_size, 2_500_000);
+        c.validate().unwrap();
+        // An empty file is the defaults.
+        assert_eq!(Config::from_toml_str("", "empty.toml").unwrap(), c);
+        assert!(c.shard_count() >= 1);
+        let pinned = Config {
+            shards: 3,
+            ..Config::default()
+        };
+        assert_eq!(pinned.shard_count(), 3);
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml_str(
+            "port = 1935\n[stream]\nrepublish = \"reject\"\n[rtmp]\nchunk_size_out = 4096\n",
+            "partial.toml",
+        )
+        .unwrap();
+        assert_eq!(c.port, 1935);
+        assert_eq!(c.stream.republish, Republish::Reject);
+        assert_eq!(c.rtmp.chunk_size_out, 4096);
+        assert_eq!(c.rtmp.chunk_size_in_max, 65536);
+        assert!(c.stream.gop_cache);
+        let never = Config::from_toml_str("idle_timeout_s = -1", "x.toml").unwrap();
+        assert_eq!(never.idle_timeout(), None);
+    }
+
+    #[test]
+    fn unknown_key_refused_with_its_name() {
+        let err = Config::from_toml_str("prot = 1935\n", "site.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }));
+        assert!(text.contains("site.toml"), "{text}");
+        assert!(text.contains("prot"), "{text}");
+        let err = Config::from_toml_str("[rtmp]\nchunk_size = 4096\n", "site.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("site.toml") && text.contains("chunk_size"),
+            "{text}"
+        );
+        assert!(text.contains("line 2"), "{text}");
+        let err = Config::from_toml_str("[streams]\ngop_cache = false\n", "s.toml").unwrap_err();
+        assert!(err.to_string().contains("streams"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_refused() {
+        // Wrong types and out-of-type values: toml/serde name the key.
+        for (text, key) in [
+            ("port = \"eighty\"", "port"),
+            ("port = 70000", "port"),
+            ("pin_cores = 1", "pin_cores"),
+            ("[stream]\nrepublish = \"maybe\"", "republish"),
+            ("[stream]\nrepublish = \"Replace\"", "republish"),
+            ("[rtmp]\nchunk_size_out = -5", "chunk_size_out"),
+        ] {
+            let err = Config::from_toml_str(text, "bad.toml").unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, ConfigError::Parse { .. }), "{text}: {msg}");
+            assert!(
+                msg.contains("bad.toml") && msg.contains(key),
+                "{text}: {msg}"
+            );
+        }
+        // Values of the right type that shardcast cannot use: validation
+        // names the dotted key.
+        for (text, key) in [
+            ("[rtmp]\nchunk_size_out = 100", "rtmp.chunk_size_out"),
+            ("[rtmp]\nchunk_size_out = 16777216", "rtmp.chunk_size_out"),
+            ("[rtmp]\nchunk_size_in_max = 127", "rtmp.chunk_size_in_max"),
+            ("[rtmp]\nmessage_len_max = 16777216", "rtmp.message_len_max"),
+            ("[rtmp]\nmessage_len_max = 100", "rtmp.message_len_max"),
+            ("[rtmp]\namf_depth_max = 3", "rtmp.amf_depth_max"),
+            ("[rtmp]\nchunk_streams_max = 2", "rtmp.chunk_streams_max"),
+            (
+                "[rtmp]\nhandshake_timeout_s = 0",
+                "rtmp.handshake_timeout_s",
+            ),
+            ("[rtmp]\nwindow_ack_size = 0", "rtmp.window_ack_size"),
+            (
+                "[stream]\nplayer_queue_bytes_max = 1000",
+                "stream.player_queue_bytes_max",
+            ),
+            (
+                "[stream]\ngop_cache_bytes_max = 0",
+                "stream.gop_cache_bytes_max",
+            ),
+            (
+                "[stream]\ngop_cache_frames_max = 0",
+                "stream.gop_cache_frames_max",
+            ),
+            ("idle_timeout_s = 0", "idle_timeout_s"),
+            ("idle_timeout_s = -2", "idle_timeout_s"),
+            ("listen = \"localhost:80\"", "listen"),
+            ("shards = 5000", "shards"),
+            ("default_vhost = \"a/b\"", "default_vhost"),
+            ("vhosts = [\"\"]", "vhosts"),
+            ("log = \"\"", "log"),
+        ] {
+            let err = Config::from_toml_str(text, "bad.toml").unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{text}: {msg}"
+            );
+            assert!(
+                msg.starts_with(&format!("config bad.toml: {key}: ")),
+                "{text}: {msg}"
+            );
+        }
+        // A disabled GOP cache may have zero bounds.
+        Config::from_toml_str(
+            "[stream]\ngop_cache = false\ngop_cache_bytes_max = 0",
+            "ok.toml",
+        )
+        .unwrap();
+        let msg = Config::from_toml_str("[rtmp]\nchunk_size_out = 100", "b.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "config b.toml: rtmp.chunk_size_out: 100 is outside 128..=16777215"
+        );
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shardcast-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let path = temp_file(
+            "override.toml",
+            "port = 1935\nshards = 2\nlog = \"warn\"\nlisten = \"127.0.0.1\"\n",
+        );
+        let from_file = Config::load(&Flags {
+            config: Some(path.clone()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!((from_file.port, from_file.shards), (1935, 2));
+        assert_eq!(from_file.log, "warn");
+
+        let flags = Flags::try_parse_from([
+            "shardcast",
+            "--config",
+            path.to_str().unwrap(),
+            "--port",
+            "9000",
+            "--shards",
+            "4",
+            "--pin-cores",
+            "--log",
+            "debug",
+            "--listen",
+            "::1",
+        ])
+        .unwrap();
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.shards, 4);
+        assert!(c.pin_cores);
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.listen, "::1");
+        // Untouched by flags: still from the file's defaults.
+        assert_eq!(c.rtmp, RtmpConfig::default());
+
+        // No file: flags over the defaults.
+        let c =
+            Config::load(&Flags::try_parse_from(["shardcast", "--port", "1"]).unwrap()).unwrap();
+        assert_eq!(c.port, 1);
+        assert_eq!(c.stream, StreamConfig::default());
+
+        // A bad flag value is named like a bad file value.
+        let err = Config::load(&Flags {
+            config: Some(path.clone()),
+            listen: Some("nowhere".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("override.toml with flags: listen:"), "{msg}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn missing_file_named() {
+        let err = Config::load(&Flags {
+            config: Some(PathBuf::from("/nonexistent/shardcast.toml")),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("/nonexistent/shardcast.toml"));
+    }
+
+    #[test]
+    fn example_file_equals_defaults() {
+        let c = Config::from_toml_str(EXAMPLE, "shardcast.toml").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    /// Every field of the config appears (uncommented) in the example file,
+    /// so the file stays the complete reference.
+    #[test]
+    fn example_file_lists_every_field() {
+        let example: toml::Table = toml::from_str(EXAMPLE).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        fn walk(prefix: &str, defaults: &toml::Table, example: &toml::Table) {
+            for (key, value) in defaults {
+                let path = format!("{prefix}{key}");
+                let Some(found) = example.get(key) else {
+                    panic!("shardcast.toml lacks {path}");
+                };
+                if let (toml::Value::Table(d), toml::Value::Table(e)) = (value, found) {
+                    walk(&format!("{path}."), d, e);
+                }
+            }
+        }
+        walk("", &defaults, &example);
+    }
+
+    #[test]
+    fn round_trip_through_toml() {
+        let mut c = Config {
+            vhosts: vec!["live.example.com".into()],
+            ..Config::default()
+        };
+        c.stream.republish = Republish::Reject;
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("republish = \"reject\""), "{text}");
+        assert_eq!(Config::from_toml_str(&text, "rt.toml").unwrap(), c);
+    }
+}

@@ -1,0 +1,9 @@
+//! shardcast: a thread-per-core live-streaming server.
+//!
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod config;
+pub mod media;
+pub mod rtmp;
+pub mod server;
+pub mod stream;

@@ -1,0 +1,87 @@
+//! The `shardcast` binary: reads the config, starts one shard per core and
+//! runs until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shardcast::config::{Config, Flags};
+use shardcast::server::{self, CHANNEL_CAPACITY, SHUTDOWN_GRACE};
+
+/// After a stop signal, how long the process waits for shards before exiting anyway.
+const EXIT_DEADLINE: Duration = Duration::from_secs(5);
+
+fn main() {
+    let flags = Flags::parse();
+    let config = match Config::load(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shardcast: {e}");
+            std::process::exit(2);
+        }
+    };
+    env_logger::Builder::new()
+        .parse_filters(&config.log)
+        .format_timestamp_millis()
+        .init();
+
+    let shards = config.shard_count();
+    log::info!(
+        "shardcast {} starting: shards={shards} pin_cores={}",
+        env!("CARGO_PKG_VERSION"),
+        config.pin_cores
+    );
+    let pool = shards::PoolConfig {
+        shards,
+        pin_cores: config.pin_cores,
+        channel_capacity: CHANNEL_CAPACITY,
+        name: "shard".into(),
+    };
+    let config = Arc::new(config);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
+    std::thread::Builder::new()
+        .name("pool".into())
+        .spawn(move || {
+            let result = shards::run(&pool, move |ctx| server::shard_main(ctx, config.clone()));
+            let _ = done_tx.send(result);
+        })
+        .expect("spawning the pool thread");
+
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(1);
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = sig_tx.send(sig);
+        }
+    });
+
+    crossbeam_channel::select! {
+        recv(done_rx) -> result => {
+            // The pool ended by itself: a shard could not start or listen.
+            match result {
+                Ok(Ok(())) => log::error!("shards stopped unexpectedly"),
+                Ok(Err(e)) => log::error!("{e}"),
+                Err(_) => log::error!("the pool thread died"),
+            }
+            std::process::exit(1);
+        }
+        recv(sig_rx) -> sig => {
+            log::info!("signal {} received: stopping (players and publishers are told)", sig.unwrap_or(0));
+            shards::request_stop();
+            match done_rx.recv_timeout(EXIT_DEADLINE.max(SHUTDOWN_GRACE)) {
+                Ok(_) => log::info!("stopped"),
+                Err(_) => log::warn!("shards did not stop within {}s; exiting", EXIT_DEADLINE.as_secs()),
+            }
+            std::process::exit(0);
+        }
+    }
+}

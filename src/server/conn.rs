@@ -1,0 +1,464 @@
+//! Session drivers: the only code that reads and writes RTMP sockets.
+//!
+//! A connection starts on the shard that accepted it and runs the session
+//! until it asks to publish or play. A player stays there. A publisher whose
+//! stream another shard owns is handed to that shard.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use shards::MovedConnection;
+
+use super::{writer, PublisherHandoff, Shard, ShardMsg};
+use crate::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
+use crate::stream::{MediaFilter, Player, PlayerFormat, Signal, StreamEvent, StreamKey};
+
+/// Bytes read from a socket at once.
+pub const READ_BUF_LEN: usize = 16 * 1024;
+/// How long a write may wait for the peer to make room before the
+/// connection is dropped (publishers and the pre-play phase; players have
+/// bounded queues instead).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing player gets to receive its last messages.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection as its shard sees it, for idle checks and shutdown.
+pub struct ConnState {
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// Raised to make the connection close.
+    pub close: Rc<Signal>,
+    /// Last time bytes moved either way.
+    pub last_active: Cell<Instant>,
+}
+
+/// One open connection under `max_connections`, with its counters. It is
+/// `Send`, travels with a handed-off publisher, and releases the slot when
+/// dropped.
+pub struct ConnSlot {
+    /// When the connection was accepted.
+    pub accepted: Instant,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        super::release_connection();
+    }
+}
+
+/// Keeps a connection in its shard's registry while alive.
+struct Registered {
+    shard: Rc<Shard>,
+    id: u64,
+    state: Rc<ConnState>,
+}
+
+impl Registered {
+    fn new(shard: &Rc<Shard>, peer: SocketAddr) -> Self {
+        let id = shard.next_id();
+        let state = Rc::new(ConnState {
+            peer,
+            close: Rc::new(Signal::default()),
+            last_active: Cell::new(Instant::now()),
+        });
+        shard.conns.borrow_mut().insert(id, state.clone());
+        if shard.stopping.is_raised() {
+            state.close.raise();
+        }
+        Self {
+            shard: shard.clone(),
+            id,
+            state,
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shard.conns.borrow_mut().remove(&self.id);
+    }
+}
+
+/// What a connection turned out to be.
+enum Intent {
+    Publish(StreamRequest),
+    Play(StreamRequest),
+}
+
+/// Entry point for every accepted socket.
+pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    if !super::try_reserve_connection(shard.config.max_connections) {
+        log::warn!(
+            "refused peer={peer}: max_connections={} reached",
+            shard.config.max_connections
+        );
+        return;
+    }
+    let mut slot = ConnSlot {
+        accepted: Instant::now(),
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let reg = Registered::new(&shard, peer);
+    log::debug!("accept peer={peer} shard={}", shard.id());
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ reg.id.rotate_left(32);
+    let mut session = ServerSession::new(shard.session_config(), seed, 0);
+    let deadline =
+        Instant::now() + Duration::from_secs(shard.config.rtmp.handshake_timeout_s.max(1));
+
+    let intent =
+        match until_publish_or_play(&shard, &mut stream, &mut session, &mut slot, &reg, deadline)
+            .await
+        {
+            Ok(Some(intent)) => intent,
+            Ok(None) => {
+                log_close(peer, None, &slot, None);
+                return;
+            }
+            Err(e) => {
+                log::warn!("peer={peer} error={e}");
+                log_close(peer, None, &slot, None);
+                return;
+            }
+        };
+    match intent {
+        Intent::Play(req) => run_player(shard, stream, session, req, slot, reg).await,
+        Intent::Publish(req) => {
+            let key = shard.stream_key(&req);
+            let owner = shard.ctx.owner_of(key.as_bytes());
+            if owner == shard.id() {
+                run_publisher(shard, stream, session, req, key, slot, reg).await;
+                return;
+            }
+            if let Some(b) = session.take_transmit() {
+                if write_all(&mut stream, &b, &mut slot).await.is_err() {
+                    return;
+                }
+            }
+            drop(reg);
+            log::debug!(
+                "handoff key={key} peer={peer} from={} to={owner}",
+                shard.id()
+            );
+            let handoff = PublisherHandoff {
+                session,
+                request: req,
+                key: key.clone(),
+                peer,
+                slot,
+            };
+            match MovedConnection::detach(stream, handoff) {
+                Ok(moved) => {
+                    if let Err(e) = shard.ctx.send(owner, ShardMsg::Publisher(moved)).await {
+                        log::error!("handoff key={key} peer={peer} to shard {owner} failed: {e}");
+                    }
+                }
+                Err(e) => log::error!("handoff key={key} peer={peer}: dup failed: {e}"),
+            }
+        }
+    }
+}
+
+/// A publisher that another shard accepted and handed to us, the owner.
+pub async fn run_handed_off_publisher(shard: Rc<Shard>, stream: TcpStream, h: PublisherHandoff) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let reg = Registered::new(&shard, h.peer);
+    run_publisher(shard, stream, h.session, h.request, h.key, h.slot, reg).await;
+}
+
+/// Reads one chunk of input, or None when the connection should close
+/// (peer closed, close signal raised, or the deadline passed).
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    close: &Signal,
+    deadline: Option<Instant>,
+) -> std::io::Result<Option<usize>> {
+    let read = async { Some(stream.read(buf).await) };
+    let closed = async {
+        close.wait().await;
+        None
+    };
+    let timeout = async {
+        match deadline {
+            Some(d) => glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await,
+            None => std::future::pending::<()>().await,
+        }
+        Some(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "handshake_timeout_s passed before publish or play",
+        )))
+    };
+    match futures_lite::future::or(read, futures_lite::future::or(closed, timeout)).await {
+        None => Ok(None),
+        Some(Ok(0)) => Ok(None),
+        Some(Ok(n)) => Ok(Some(n)),
+        Some(Err(e)) => Err(e),
+    }
+}
+
+async fn write_all(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    slot: &mut ConnSlot,
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    slot.bytes_out += bytes.len() as u64;
+    Ok(())
+}
+
+/// Runs the session through handshake, connect and createStream until the
+/// client publishes or plays.
+async fn until_publish_or_play(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    session: &mut ServerSession,
+    slot: &mut ConnSlot,
+    reg: &Registered,
+    deadline: Instant,
+) -> Result<Option<Intent>, Box<dyn std::error::Error>> {
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Transmit(b) => write_all(stream, &b, slot).await?,
+                Output::Event(SessionEvent::Connected { app, tc_url }) => log::info!(
+                    "connect peer={} app={app} tc_url={} shard={}",
+                    reg.state.peer,
+                    tc_url.as_deref().unwrap_or("-"),
+                    shard.id()
+                ),
+                Output::Event(SessionEvent::PublishRequested(r)) => {
+                    return Ok(Some(Intent::Publish(r)))
+                }
+                Output::Event(SessionEvent::PlayRequested(r)) => return Ok(Some(Intent::Play(r))),
+                Output::Event(_) => {}
+            }
+        }
+        let Some(n) = read_some(stream, &mut buf, &reg.state.close, Some(deadline)).await? else {
+            return Ok(None);
+        };
+        slot.bytes_in += n as u64;
+        reg.state.last_active.set(Instant::now());
+        session.handle_input(&buf[..n])?;
+    }
+}
+
+async fn run_publisher(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    mut session: ServerSession,
+    req: StreamRequest,
+    key: StreamKey,
+    mut slot: ConnSlot,
+    reg: Registered,
+) {
+    let peer = reg.state.peer;
+    let id = match shard.start_publish(&key, reg.state.close.clone()) {
+        Ok(id) => id,
+        Err(reason) => {
+            log::warn!("publish refused key={key} peer={peer} reason={reason}");
+            session.reject_publish("NetStream.Publish.BadName", &reason);
+            if let Some(b) = session.take_transmit() {
+                let _ = write_all(&mut stream, &b, &mut slot).await;
+            }
+            log_close(peer, Some(&key), &slot, None);
+            return;
+        }
+    };
+    session.accept_publish();
+    log::info!(
+        "publish key={key} peer={peer} shard={} stream_id={}",
+        shard.id(),
+        req.stream_id
+    );
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    let mut bad_media = 0u64;
+    let result: Result<(), Box<dyn std::error::Error>> = async {
+        loop {
+            while let Some(out) = session.poll_output() {
+                match out {
+                    Output::Transmit(b) => write_all(&mut stream, &b, &mut slot).await?,
+                    Output::Event(SessionEvent::Media(f)) => {
+                        shard.publish_event(&key, id, StreamEvent::Frame(f))
+                    }
+                    Output::Event(SessionEvent::Metadata(m)) => {
+                        shard.publish_event(&key, id, StreamEvent::Metadata(m))
+                    }
+                    Output::Event(SessionEvent::Unpublished) => return Ok(()),
+                    Output::Event(SessionEvent::BadMedia(e)) => {
+                        bad_media += 1;
+                        if bad_media.is_power_of_two() {
+                            log::warn!(
+                                "bad media key={key} peer={peer} count={bad_media} error={e}"
+                            );
+                        }
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+            let Some(n) = read_some(&mut stream, &mut buf, &reg.state.close, None).await? else {
+                return Ok(());
+            };
+            slot.bytes_in += n as u64;
+            reg.state.last_active.set(Instant::now());
+            session.handle_input(&buf[..n])?;
+        }
+    }
+    .await;
+    shard.end_publish(&key, id);
+    if let Err(e) = result {
+        log::warn!("peer={peer} key={key} error={e}");
+    } else if shards::stop_requested() {
+        session.send_status(
+            "status",
+            "NetStream.Unpublish.Success",
+            "Server shutting down.",
+        );
+        if let Some(b) = session.take_transmit() {
+            let _ = futures_lite::future::or(
+                async {
+                    let _ = write_all(&mut stream, &b, &mut slot).await;
+                },
+                glommio::timer::sleep(GOODBYE_TIMEOUT),
+            )
+            .await;
+        }
+    }
+    log_close(peer, Some(&key), &slot, None);
+}
+
+async fn run_player(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    mut session: ServerSession,
+    req: StreamRequest,
+    mut slot: ConnSlot,
+    reg: Registered,
+) {
+    let peer = reg.state.peer;
+    let key = shard.stream_key(&req);
+    let mut only = MediaFilter {
+        audio: !req.flag("only-video"),
+        video: !req.flag("only-audio"),
+    };
+    let player = Rc::new(Player::new(
+        shard.next_id(),
+        peer,
+        PlayerFormat::Rtmp {
+            stream_id: req.stream_id,
+        },
+        only,
+        shard.config.stream.player_queue_bytes_max,
+    ));
+    session.accept_play();
+    if let Some(b) = session.take_transmit() {
+        player.queue.borrow_mut().push_control(&[b]);
+    }
+    let cached = shard.attach_player(&key, player.clone());
+    log::info!(
+        "play key={key} peer={peer} shard={} stream_id={} gop_frames={cached} audio={} video={}",
+        shard.id(),
+        req.stream_id,
+        only.audio,
+        only.video
+    );
+
+    let fd = stream.as_raw_fd();
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let mut bytes_in = 0u64;
+    let reader = async {
+        let mut buf = vec![0u8; READ_BUF_LEN];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, Box<dyn std::error::Error>>("peer closed");
+            }
+            bytes_in += n as u64;
+            reg.state.last_active.set(Instant::now());
+            session.handle_input(&buf[..n])?;
+            while let Some(out) = session.poll_output() {
+                match out {
+                    Output::Transmit(b) => player.queue.borrow_mut().push_control(&[b]),
+                    Output::Event(SessionEvent::PlayStopped) => return Ok("play stopped"),
+                    Output::Event(SessionEvent::ReceiveMedia { audio, video }) => {
+                        only.audio = audio.unwrap_or(only.audio) && !req.flag("only-video");
+                        only.video = video.unwrap_or(only.video) && !req.flag("only-audio");
+                        player.filter.set(only);
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+        }
+    };
+    let writer = async {
+        writer::drain(fd, &mut wr, &player.queue, &reg.state.last_active).await?;
+        Ok("writer done")
+    };
+    let closed = async {
+        futures_lite::future::or(player.close.wait(), reg.state.close.wait()).await;
+        Ok("stream ended")
+    };
+    let outcome = futures_lite::future::or(closed, futures_lite::future::or(reader, writer)).await;
+    let reason = match &outcome {
+        Ok(r) => r.to_string(),
+        Err(e) => e.to_string(),
+    };
+    if matches!(outcome, Ok("stream ended")) {
+        session.end_play(if shards::stop_requested() {
+            "Server shutting down."
+        } else {
+            "No publisher within publisher_grace_s."
+        });
+        if let Some(b) = session.take_transmit() {
+            player.queue.borrow_mut().push_control(&[b]);
+        }
+        let _ = futures_lite::future::or(
+            async {
+                let _ = writer::flush(fd, &mut wr, &player.queue).await;
+            },
+            glommio::timer::sleep(GOODBYE_TIMEOUT),
+        )
+        .await;
+    }
+    shard.detach_player(&key, player.id);
+    slot.bytes_in += bytes_in;
+    slot.bytes_out += player.queue.borrow().written();
+    log::debug!("player peer={peer} ended: {reason}");
+    let skipped = player.queue.borrow().skipped();
+    log_close(peer, Some(&key), &slot, Some(skipped));
+    drop(reg);
+}
+
+fn log_close(peer: SocketAddr, key: Option<&StreamKey>, slot: &ConnSlot, skipped: Option<u64>) {
+    let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
+    let skipped = skipped
+        .map(|s| format!(" skipped_frames={s}"))
+        .unwrap_or_default();
+    log::info!(
+        "close peer={peer} key={key} bytes_in={} bytes_out={} duration_ms={}{skipped}",
+        slot.bytes_in,
+        slot.bytes_out,
+        slot.accepted.elapsed().as_millis()
+    );
+}

@@ -1,0 +1,622 @@
+//! One shard of the server: its listener, its streams (owned and replicas),
+//! and the messages it exchanges with the other shards.
+//!
+//! Ownership (DESIGN.md): the owner of a key (`shards::shard_for`) holds the
+//! publisher, the canonical GOP cache and the list of subscribed shards. A
+//! publisher accepted elsewhere is handed to the owner with its socket and
+//! session state. A player stays on the shard that accepted it and is fed by
+//! that shard's replica, which the owner feeds with one message per event.
+
+mod conn;
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shards::{MovedConnection, SendError, ShardCtx};
+
+use crate::config::{Config, Republish};
+use crate::rtmp::amf::AmfLimits;
+use crate::rtmp::chunk::ChunkLimits;
+use crate::rtmp::session::{ServerSession, SessionConfig, StreamRequest};
+use crate::stream::{GopLimits, Player, Signal, StreamCore, StreamEvent, StreamKey};
+
+pub use conn::ConnSlot;
+
+/// How long a replica with no players stays subscribed, so a player that
+/// reconnects at once finds the stream warm.
+pub const REPLICA_LINGER: Duration = Duration::from_secs(5);
+/// Period of each shard's housekeeping (idle connections, expired waits,
+/// replica linger, skip reports, shutdown).
+pub const TICK: Duration = Duration::from_millis(250);
+/// Messages each shard-to-shard channel holds. At 30 fps video plus ~43 fps
+/// audio this is about 14 s of one stream: a replica is only this far behind
+/// if its shard is stuck, and then it is resynchronised at a keyframe.
+pub const CHANNEL_CAPACITY: usize = 1024;
+/// Added to the last timestamp a player saw when a new publisher starts, so
+/// timestamps never go backwards across a republish.
+pub const REPUBLISH_GAP_MS: u32 = 100;
+/// How long shutdown waits for connections to say goodbye.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Typed messages between shards.
+pub enum ShardMsg {
+    /// A publisher whose stream this shard owns.
+    Publisher(MovedConnection<PublisherHandoff>),
+    /// The sending shard wants this stream's events (it has players).
+    Subscribe(StreamKey),
+    /// The sending shard no longer wants this stream's events.
+    Unsubscribe(StreamKey),
+    /// From the owner: one event of a stream the receiver subscribed to.
+    Event(StreamKey, StreamEvent),
+}
+
+/// What travels with a publisher's socket to the owner shard.
+pub struct PublisherHandoff {
+    /// The session, with any events it has not delivered yet.
+    pub session: ServerSession,
+    /// The publish request being answered.
+    pub request: StreamRequest,
+    /// The resolved key.
+    pub key: StreamKey,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted, and its counters so far.
+    pub slot: ConnSlot,
+}
+
+// A handed-off publisher crosses threads.
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<PublisherHandoff>();
+};
+
+/// Connections open in the whole process (for `max_connections`).
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Shards that have bound their listener (the last one logs `listening`).
+static SHARDS_LISTENING: AtomicUsize = AtomicUsize::new(0);
+
+/// Maps timestamps of successive publishers onto one increasing timeline.
+#[derive(Debug, Default)]
+struct Rebase {
+    offset: u32,
+    last_out: Option<u32>,
+    pending: bool,
+}
+
+impl Rebase {
+    fn new_publisher(&mut self) {
+        self.pending = true;
+    }
+
+    fn map(&mut self, ts: u32) -> u32 {
+        if self.pending {
+            self.pending = false;
+            self.offset = match self.last_out {
+                Some(last) => last.wrapping_add(REPUBLISH_GAP_MS).wrapping_sub(ts),
+                None => 0,
+            };
+        }
+        let out = ts.wrapping_add(self.offset);
+        self.last_out = Some(out);
+        out
+    }
+}
+
+/// The live publisher of an owned stream.
+struct PublisherSlot {
+    id: u64,
+    close: Rc<Signal>,
+}
+
+/// A shard subscribed to an owned stream.
+struct ReplicaLink {
+    shard: usize,
+    /// A message to it was dropped: resend the whole state at a keyframe.
+    lagging: bool,
+}
+
+enum Role {
+    Owner {
+        publisher: Option<PublisherSlot>,
+        replicas: Vec<ReplicaLink>,
+        rebase: Rebase,
+    },
+    Replica {
+        empty_since: Option<Instant>,
+    },
+}
+
+struct Entry {
+    core: StreamCore,
+    role: Role,
+}
+
+/// One shard's state. Only this shard touches it.
+pub struct Shard {
+    ctx: ShardCtx<ShardMsg>,
+    config: Arc<Config>,
+    streams: RefCell<HashMap<StreamKey, Entry>>,
+    next_id: Cell<u64>,
+    /// Open connections on this shard, for idle checks and shutdown.
+    conns: RefCell<HashMap<u64, Rc<conn::ConnState>>>,
+    stopping: Signal,
+}
+
+impl Shard {
+    fn new(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) -> Self {
+        Self {
+            ctx,
+            config,
+            streams: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+            conns: RefCell::new(HashMap::new()),
+            stopping: Signal::default(),
+        }
+    }
+
+    /// This shard's index.
+    pub fn id(&self) -> usize {
+        self.ctx.id()
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        // Unique across shards: the shard index in the low bits.
+        id * 256 + self.ctx.id() as u64
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let r = &self.config.rtmp;
+        SessionConfig {
+            chunk: ChunkLimits {
+                chunk_size_max: r.chunk_size_in_max,
+                message_len_max: r.message_len_max,
+                chunk_streams_max: r.chunk_streams_max,
+            },
+            amf: AmfLimits {
+                depth_max: r.amf_depth_max,
+                ..AmfLimits::default()
+            },
+            chunk_size_out: r.chunk_size_out,
+            window_ack_size: r.window_ack_size,
+        }
+    }
+
+    fn gop_limits(&self) -> GopLimits {
+        let s = &self.config.stream;
+        GopLimits {
+            enabled: s.gop_cache,
+            bytes_max: s.gop_cache_bytes_max,
+            frames_max: s.gop_cache_frames_max,
+        }
+    }
+
+    fn grace_deadline(&self) -> Instant {
+        Instant::now() + Duration::from_secs(self.config.stream.publisher_grace_s)
+    }
+
+    /// `vhost/app/stream` for a request: the vhost from `?vhost=`, else the
+    /// tcUrl host, when it is one of the configured vhosts; else the default.
+    pub fn stream_key(&self, req: &StreamRequest) -> StreamKey {
+        let known = |h: &str| self.config.vhosts.iter().any(|v| v.eq_ignore_ascii_case(h));
+        let vhost = req
+            .param("vhost")
+            .filter(|v| known(v))
+            .or(req.tc_url_host.as_deref().filter(|h| known(h)))
+            .unwrap_or(&self.config.default_vhost);
+        Arc::from(format!("{}/{}/{}", vhost, req.app, req.name))
+    }
+
+    fn new_entry_owner(&self, key: &StreamKey) -> Entry {
+        Entry {
+            core: StreamCore::new(
+                key.clone(),
+                self.gop_limits(),
+                self.config.rtmp.chunk_size_out,
+            ),
+            role: Role::Owner {
+                publisher: None,
+                replicas: Vec::new(),
+                rebase: Rebase::default(),
+            },
+        }
+    }
+
+    fn is_owner(&self, key: &StreamKey) -> bool {
+        self.ctx.owner_of(key.as_bytes()) == self.ctx.id()
+    }
+
+    /// Decides a publish on the owner. Returns the publisher id, or the
+    /// reason it is refused.
+    fn start_publish(&self, key: &StreamKey, close: Rc<Signal>) -> Result<u64, String> {
+        let id = self.next_id();
+        let mut streams = self.streams.borrow_mut();
+        let entry = streams
+            .entry(key.clone())
+            .or_insert_with(|| self.new_entry_owner(key));
+        let Role::Owner {
+            publisher, rebase, ..
+        } = &mut entry.role
+        else {
+            return Err(format!("shard {} holds {key} as a replica", self.id()));
+        };
+        if let Some(old) = publisher.take() {
+            if self.config.stream.republish == Republish::Reject {
+                *publisher = Some(old);
+                return Err(format!("{key} is already being published"));
+            }
+            log::info!("republish key={key} replacing publisher id={}", old.id);
+            old.close.raise();
+        }
+        *publisher = Some(PublisherSlot { id, close });
+        rebase.new_publisher();
+        drop(streams);
+        self.owner_event(key, StreamEvent::Published);
+        Ok(id)
+    }
+
+    /// A frame or metadata from publisher `id` (ignored if it was replaced).
+    fn publish_event(&self, key: &StreamKey, id: u64, event: StreamEvent) {
+        let event = {
+            let mut streams = self.streams.borrow_mut();
+            let Some(Entry {
+                role:
+                    Role::Owner {
+                        publisher: Some(p),
+                        rebase,
+                        ..
+                    },
+                ..
+            }) = streams.get_mut(key)
+            else {
+                return;
+            };
+            if p.id != id {
+                return;
+            }
+            match event {
+                StreamEvent::Frame(mut f) => {
+                    f.timestamp = rebase.map(f.timestamp);
+                    StreamEvent::Frame(f)
+                }
+                other => other,
+            }
+        };
+        self.owner_event(key, event);
+    }
+
+    /// Publisher `id` left (if it is still the current one).
+    fn end_publish(&self, key: &StreamKey, id: u64) {
+        {
+            let mut streams = self.streams.borrow_mut();
+            let Some(Entry {
+                role: Role::Owner { publisher, .. },
+                ..
+            }) = streams.get_mut(key)
+            else {
+                return;
+            };
+            if publisher.as_ref().map(|p| p.id) != Some(id) {
+                return;
+            }
+            *publisher = None;
+        }
+        self.owner_event(key, StreamEvent::Unpublished);
+        self.maybe_drop_owned(key);
+    }
+
+    /// Applies an event to the owned stream and forwards it to replicas.
+    fn owner_event(&self, key: &StreamKey, event: StreamEvent) {
+        let grace = self.grace_deadline();
+        let mut streams = self.streams.borrow_mut();
+        let Some(entry) = streams.get_mut(key) else {
+            return;
+        };
+        entry.core.apply(&event, grace);
+        let Role::Owner { replicas, .. } = &mut entry.role else {
+            return;
+        };
+        if replicas.is_empty() {
+            return;
+        }
+        let resync_point = match &event {
+            StreamEvent::Frame(f) => f.is_video() && f.keyframe,
+            _ => false,
+        };
+        let mut snapshot = None;
+        for r in replicas.iter_mut() {
+            let msg = if r.lagging {
+                if !resync_point {
+                    continue;
+                }
+                let snap = snapshot.get_or_insert_with(|| entry.core.snapshot());
+                StreamEvent::Snapshot(Box::new(snap.clone()))
+            } else {
+                event.clone()
+            };
+            match self
+                .ctx
+                .try_send(r.shard, ShardMsg::Event(key.clone(), msg))
+            {
+                Ok(()) => r.lagging = false,
+                Err(SendError::Full) => {
+                    if !r.lagging {
+                        log::warn!(
+                            "replica lagging key={key} shard={} (channel of {CHANNEL_CAPACITY} full); resync at next keyframe",
+                            r.shard
+                        );
+                    }
+                    r.lagging = true;
+                }
+                Err(e) => log::debug!("replica shard={} unreachable: {e}", r.shard),
+            }
+        }
+    }
+
+    fn maybe_drop_owned(&self, key: &StreamKey) {
+        let mut streams = self.streams.borrow_mut();
+        if let Some(Entry {
+            core,
+            role:
+                Role::Owner {
+                    publisher: None,
+                    replicas,
+                    ..
+                },
+        }) = streams.get(key)
+        {
+            if core.players.is_empty() && replicas.is_empty() {
+                streams.remove(key);
+            }
+        }
+    }
+
+    /// Adds a player to this shard's copy of the stream (owned or replica).
+    /// Returns the number of cached frames its start burst holds.
+    fn attach_player(self: &Rc<Self>, key: &StreamKey, player: Rc<Player>) -> usize {
+        let grace = self.grace_deadline();
+        let mut streams = self.streams.borrow_mut();
+        let entry = if self.is_owner(key) {
+            streams
+                .entry(key.clone())
+                .or_insert_with(|| self.new_entry_owner(key))
+        } else {
+            streams.entry(key.clone()).or_insert_with(|| {
+                self.subscribe(key, true);
+                Entry {
+                    core: StreamCore::new(
+                        key.clone(),
+                        self.gop_limits(),
+                        self.config.rtmp.chunk_size_out,
+                    ),
+                    role: Role::Replica { empty_since: None },
+                }
+            })
+        };
+        if let Role::Replica { empty_since } = &mut entry.role {
+            *empty_since = None;
+        }
+        entry.core.add_player(player, grace)
+    }
+
+    fn detach_player(&self, key: &StreamKey, player_id: u64) {
+        {
+            let mut streams = self.streams.borrow_mut();
+            let Some(entry) = streams.get_mut(key) else {
+                return;
+            };
+            entry.core.remove_player(player_id);
+            if let Role::Replica { empty_since } = &mut entry.role {
+                if entry.core.players.is_empty() {
+                    *empty_since = Some(Instant::now());
+                }
+            }
+        }
+        self.maybe_drop_owned(key);
+    }
+
+    /// Asks the owner for a stream's events (or stops asking). Sent with a
+    /// waiting send: subscriptions must not be lost to a full channel.
+    fn subscribe(self: &Rc<Self>, key: &StreamKey, on: bool) {
+        let owner = self.ctx.owner_of(key.as_bytes());
+        let msg = if on {
+            ShardMsg::Subscribe(key.clone())
+        } else {
+            ShardMsg::Unsubscribe(key.clone())
+        };
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = shard.ctx.send(owner, msg).await {
+                log::warn!("subscription message to shard {owner} failed: {e}");
+            }
+        })
+        .detach();
+    }
+
+    fn on_message(self: &Rc<Self>, from: usize, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publisher(moved) => {
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    let (stream, handoff) = moved.attach();
+                    conn::run_handed_off_publisher(shard, stream, handoff).await;
+                })
+                .detach();
+            }
+            ShardMsg::Subscribe(key) => {
+                let mut streams = self.streams.borrow_mut();
+                let entry = streams
+                    .entry(key.clone())
+                    .or_insert_with(|| self.new_entry_owner(&key));
+                let snapshot = entry.core.snapshot();
+                if let Role::Owner { replicas, .. } = &mut entry.role {
+                    replicas.retain(|r| r.shard != from);
+                    let lagging = self
+                        .ctx
+                        .try_send(
+                            from,
+                            ShardMsg::Event(key.clone(), StreamEvent::Snapshot(Box::new(snapshot))),
+                        )
+                        .is_err();
+                    replicas.push(ReplicaLink {
+                        shard: from,
+                        lagging,
+                    });
+                }
+            }
+            ShardMsg::Unsubscribe(key) => {
+                if let Some(Entry {
+                    role: Role::Owner { replicas, .. },
+                    ..
+                }) = self.streams.borrow_mut().get_mut(&key)
+                {
+                    replicas.retain(|r| r.shard != from);
+                }
+                self.maybe_drop_owned(&key);
+            }
+            ShardMsg::Event(key, event) => {
+                let grace = self.grace_deadline();
+                if let Some(entry) = self.streams.borrow_mut().get_mut(&key) {
+                    if matches!(entry.role, Role::Replica { .. }) {
+                        entry.core.apply(&event, grace);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Housekeeping, every [`TICK`].
+    fn tick(self: &Rc<Self>) {
+        let now = Instant::now();
+        let mut unsubscribe = Vec::new();
+        {
+            let mut streams = self.streams.borrow_mut();
+            streams.retain(|key, entry| {
+                entry.core.expire_waiting(now);
+                for p in &entry.core.players {
+                    report_skips(key, p);
+                }
+                if let Role::Replica {
+                    empty_since: Some(t),
+                } = entry.role
+                {
+                    if now.duration_since(t) >= REPLICA_LINGER {
+                        unsubscribe.push(key.clone());
+                        return false;
+                    }
+                }
+                true
+            });
+        }
+        for key in unsubscribe {
+            self.subscribe(&key, false);
+        }
+        if let Some(idle) = self.config.idle_timeout() {
+            for c in self.conns.borrow().values() {
+                if now.duration_since(c.last_active.get()) >= idle {
+                    log::info!("idle timeout peer={} after {}s", c.peer, idle.as_secs());
+                    c.close.raise();
+                }
+            }
+        }
+    }
+}
+
+/// Logs, at most once per tick, how many frames a slow player has skipped.
+fn report_skips(key: &StreamKey, p: &Player) {
+    let skipped = p.queue.borrow().skipped();
+    if skipped > p.skips_reported.get() {
+        p.skips_reported.set(skipped);
+        log::warn!(
+            "player skipped frames key={key} peer={} skipped_frames={skipped} queued_bytes={}",
+            p.peer,
+            p.queue.borrow().len_bytes()
+        );
+    }
+}
+
+/// Runs one shard until shutdown: binds the listener, serves the inbox,
+/// accepts connections and keeps house.
+pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
+    let shard = Rc::new(Shard::new(ctx, config.clone()));
+    let inbox_shard = shard.clone();
+    shards::serve_inbox(move |from, msg: ShardMsg| inbox_shard.on_message(from, msg));
+
+    let addr = format!("{}:{}", config.listen, config.port);
+    let listener = match glommio::net::TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("shard {}: cannot listen on {addr}: {e}", shard.id());
+            shards::request_stop();
+            return;
+        }
+    };
+    if SHARDS_LISTENING.fetch_add(1, Ordering::SeqCst) + 1 == shard.ctx.count() {
+        log::info!("listening addr={addr} shards={}", shard.ctx.count());
+    }
+
+    let ticker = {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(TICK).await;
+                if shards::stop_requested() {
+                    shard.stopping.raise();
+                    return;
+                }
+                shard.tick();
+            }
+        })
+    };
+
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopping.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => {
+                let shard = shard.clone();
+                glommio::spawn_local(conn::run_accepted(shard, stream)).detach();
+            }
+            Err(e) => {
+                log::warn!("accept on shard {}: {e}", shard.id());
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    ticker.await;
+    // Tell every connection to say goodbye, then give them a moment.
+    for c in shard.conns.borrow().values() {
+        c.close.raise();
+    }
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    log::debug!("shard {} stopped", shard.id());
+}
+
+/// Reserves a connection slot under `max_connections` (0 = unlimited).
+fn try_reserve_connection(max: usize) -> bool {
+    let prev = OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+    if max != 0 && prev >= max {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
+fn release_connection() {
+    OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+}

@@ -1,0 +1,491 @@
+//! Streams on one shard: the GOP cache, the players and their bounded
+//! queues, and the fan-out of each frame to them.
+//!
+//! The same [`StreamCore`] serves both roles of DESIGN.md: on the owner shard
+//! it is fed by the publisher, on every other shard (a replica) it is fed by
+//! the owner's [`StreamEvent`]s. Everything here is single-shard state: it is
+//! `!Send` on purpose (players are `Rc`), and only the shard that created it
+//! touches it.
+
+pub mod queue;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::media::{Frame, FrameKind};
+use crate::rtmp::wire;
+pub use queue::{OutQueue, Signal};
+
+/// `vhost/app/stream`, shared cheaply between shards.
+pub type StreamKey = Arc<str>;
+
+/// What the owner of a stream tells each replica, in order.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// A publisher started (or took over).
+    Published,
+    /// The publisher left; players wait `publisher_grace_s` for another.
+    Unpublished,
+    /// `onMetaData`: an AMF0 body `["onMetaData", {..}]`.
+    Metadata(Bytes),
+    /// One audio or video message.
+    Frame(Frame),
+    /// The whole state a new or resynchronising replica starts from.
+    Snapshot(Box<Snapshot>),
+}
+
+/// The state a player needs to start: metadata, codec configs, the GOP.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// A publisher is live.
+    pub live: bool,
+    /// Last `onMetaData` body.
+    pub metadata: Option<Bytes>,
+    /// Last video sequence header.
+    pub video_seq: Option<Frame>,
+    /// Last audio sequence header.
+    pub audio_seq: Option<Frame>,
+    /// The GOP cache: frames from the last keyframe on (empty if none).
+    pub gop: Vec<Frame>,
+}
+
+/// Bounds of a GOP cache.
+#[derive(Clone, Copy, Debug)]
+pub struct GopLimits {
+    /// Off: players start at the next keyframe.
+    pub enabled: bool,
+    /// Payload bytes the cache may hold (the memory it may pin per stream,
+    /// per shard, since replicas hold a copy of the references).
+    pub bytes_max: usize,
+    /// Frames the cache may hold.
+    pub frames_max: usize,
+}
+
+/// The frames since the last keyframe, so a new player starts at once.
+///
+/// A stream whose GOP outgrows a bound (or that never sends a keyframe) gets
+/// an empty cache until its next keyframe: memory stays bounded.
+#[derive(Debug)]
+pub struct GopCache {
+    limits: GopLimits,
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    /// The current GOP outgrew a bound; cache nothing until the next keyframe.
+    overflowed: bool,
+}
+
+impl GopCache {
+    /// An empty cache.
+    pub fn new(limits: GopLimits) -> Self {
+        Self {
+            limits,
+            frames: VecDeque::new(),
+            bytes: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Records `frame`. Sequence headers are kept by [`StreamCore`], not here.
+    pub fn push(&mut self, frame: &Frame) {
+        if !self.limits.enabled || frame.sequence_header || frame.kind == FrameKind::Data {
+            return;
+        }
+        if frame.kind == FrameKind::Video && frame.keyframe {
+            self.clear();
+        } else if self.frames.is_empty() || self.overflowed {
+            return;
+        }
+        let len = frame.payload.len();
+        if self.bytes + len > self.limits.bytes_max || self.frames.len() >= self.limits.frames_max {
+            self.clear();
+            self.overflowed = true;
+            return;
+        }
+        self.bytes += len;
+        self.frames.push_back(frame.clone());
+    }
+
+    /// Forgets everything (a new publisher, or an overflow).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+        self.overflowed = false;
+    }
+
+    /// The cached frames, oldest first (a keyframe first, if any).
+    pub fn frames(&self) -> impl Iterator<Item = &Frame> {
+        self.frames.iter()
+    }
+
+    /// Number of cached frames.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Payload bytes cached.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// How a player wants its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayerFormat {
+    /// RTMP, on the message stream id its `play` came on.
+    Rtmp { stream_id: u32 },
+}
+
+/// Which media a player receives (`?only-audio=1`, `receiveVideo false`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaFilter {
+    /// Audio frames are sent.
+    pub audio: bool,
+    /// Video frames are sent.
+    pub video: bool,
+}
+
+impl MediaFilter {
+    /// Everything.
+    pub const ALL: MediaFilter = MediaFilter {
+        audio: true,
+        video: true,
+    };
+
+    fn wants(&self, frame: &Frame) -> bool {
+        match frame.kind {
+            FrameKind::Audio => self.audio,
+            FrameKind::Video => self.video,
+            FrameKind::Data => true,
+        }
+    }
+}
+
+/// One player of a stream on this shard: its queue (drained by its
+/// connection's writer task) and what it asked for.
+#[derive(Debug)]
+pub struct Player {
+    /// Unique on this shard.
+    pub id: u64,
+    /// Remote address, for logs.
+    pub peer: SocketAddr,
+    /// Wire format.
+    pub format: PlayerFormat,
+    /// Media selection; the session may change it (receiveAudio/Video).
+    pub filter: Cell<MediaFilter>,
+    /// Bytes waiting to be written to this player.
+    pub queue: RefCell<OutQueue>,
+    /// Raised when the stream ends for this player (grace expired, shutdown).
+    pub close: Signal,
+    /// Skipped frames already reported in the log.
+    pub skips_reported: Cell<u64>,
+    /// When this player gives up waiting for a publisher.
+    wait_deadline: Cell<Option<Instant>>,
+}
+
+impl Player {
+    /// A player whose queue holds at most `queue_bytes_max` bytes of media.
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        format: PlayerFormat,
+        filter: MediaFilter,
+        queue_bytes_max: usize,
+    ) -> Self {
+        Self {
+            id,
+            peer,
+            format,
+            filter: Cell::new(filter),
+            queue: RefCell::new(OutQueue::new(queue_bytes_max)),
+            close: Signal::default(),
+            skips_reported: Cell::new(0),
+            wait_deadline: Cell::new(None),
+        }
+    }
+
+    fn send_status(&self, code: &str, description: &str, chunk_size: u32) {
+        let PlayerFormat::Rtmp { stream_id } = self.format;
+        let mut parts = Vec::with_capacity(2);
+        wire::status_message(
+            stream_id,
+            "status",
+            code,
+            description,
+            chunk_size,
+            &mut parts,
+        );
+        self.queue.borrow_mut().push_control(&parts);
+    }
+}
+
+/// Serialises each frame once per distinct output form among a stream's
+/// players, and shares the result (DESIGN.md "zero-copy fan-out").
+struct WireCache<'a> {
+    frame: &'a Frame,
+    chunk_size: u32,
+    /// (stream id, parts); nearly always one entry, since every client's
+    /// first `createStream` gets stream id 1.
+    forms: Vec<(u32, Vec<Bytes>)>,
+}
+
+impl<'a> WireCache<'a> {
+    fn new(frame: &'a Frame, chunk_size: u32) -> Self {
+        Self {
+            frame,
+            chunk_size,
+            forms: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, format: PlayerFormat) -> &[Bytes] {
+        let PlayerFormat::Rtmp { stream_id } = format;
+        let idx = match self.forms.iter().position(|(id, _)| *id == stream_id) {
+            Some(i) => i,
+            None => {
+                let mut parts = Vec::with_capacity(2);
+                wire::media_message(self.frame, stream_id, self.chunk_size, &mut parts);
+                self.forms.push((stream_id, parts));
+                self.forms.len() - 1
+            }
+        };
+        &self.forms[idx].1
+    }
+}
+
+/// What one shard holds of one stream, as owner or as replica.
+pub struct StreamCore {
+    /// The stream's key.
+    pub key: StreamKey,
+    /// A publisher is live.
+    pub live: bool,
+    /// Last `onMetaData` body.
+    pub metadata: Option<Bytes>,
+    /// Last video sequence header.
+    pub video_seq: Option<Frame>,
+    /// Last audio sequence header.
+    pub audio_seq: Option<Frame>,
+    /// Frames from the last keyframe on.
+    pub gop: GopCache,
+    /// The stream has carried video since its publish: until then audio
+    /// frames are start points for players.
+    pub has_video: bool,
+    /// Players on this shard.
+    pub players: Vec<Rc<Player>>,
+    /// Outgoing RTMP chunk size (what players were told at connect).
+    chunk_size: u32,
+    /// Frames received, for logs.
+    pub frames_in: u64,
+}
+
+impl StreamCore {
+    /// An empty, not-live stream.
+    pub fn new(key: StreamKey, gop: GopLimits, chunk_size: u32) -> Self {
+        Self {
+            key,
+            live: false,
+            metadata: None,
+            video_seq: None,
+            audio_seq: None,
+            gop: GopCache::new(gop),
+            has_video: false,
+            players: Vec::new(),
+            chunk_size,
+            frames_in: 0,
+        }
+    }
+
+    /// The state a replica or a player starts from.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            live: self.live,
+            metadata: self.metadata.clone(),
+            video_seq: self.video_seq.clone(),
+            audio_seq: self.audio_seq.clone(),
+            gop: self.gop.frames().cloned().collect(),
+        }
+    }
+
+    /// Applies one event and fans it out to this shard's players.
+    /// `grace_deadline` is when players give up if the event unpublishes.
+    pub fn apply(&mut self, event: &StreamEvent, grace_deadline: Instant) {
+        match event {
+            StreamEvent::Published => {
+                self.live = true;
+                self.metadata = None;
+                self.video_seq = None;
+                self.audio_seq = None;
+                self.has_video = false;
+                self.gop.clear();
+                for p in &self.players {
+                    p.wait_deadline.set(None);
+                    p.send_status(
+                        "NetStream.Play.PublishNotify",
+                        &format!("{} is now published.", self.key),
+                        self.chunk_size,
+                    );
+                    p.queue.borrow_mut().restart();
+                }
+            }
+            StreamEvent::Unpublished => {
+                self.live = false;
+                self.gop.clear();
+                for p in &self.players {
+                    p.wait_deadline.set(Some(grace_deadline));
+                    p.send_status(
+                        "NetStream.Play.UnpublishNotify",
+                        &format!("{} is now unpublished.", self.key),
+                        self.chunk_size,
+                    );
+                }
+            }
+            StreamEvent::Metadata(body) => {
+                self.metadata = Some(body.clone());
+                let mut parts = Vec::with_capacity(2);
+                for p in &self.players {
+                    parts.clear();
+                    let PlayerFormat::Rtmp { stream_id } = p.format;
+                    wire::metadata_message(body, stream_id, self.chunk_size, &mut parts);
+                    p.queue.borrow_mut().push_control(&parts);
+                }
+            }
+            StreamEvent::Frame(frame) => self.on_frame(frame),
+            StreamEvent::Snapshot(snap) => {
+                let was_live = self.live;
+                self.live = snap.live;
+                self.metadata = snap.metadata.clone();
+                self.video_seq = snap.video_seq.clone();
+                self.audio_seq = snap.audio_seq.clone();
+                self.has_video = snap.video_seq.is_some() || snap.gop.iter().any(|f| f.is_video());
+                self.gop.clear();
+                for f in &snap.gop {
+                    self.gop.push(f);
+                }
+                // Players that joined before the snapshot start now, as if
+                // they had just arrived.
+                let players = std::mem::take(&mut self.players);
+                for p in &players {
+                    if self.live && !was_live {
+                        p.wait_deadline.set(None);
+                        self.start_player(p);
+                    } else if !self.live {
+                        p.wait_deadline.set(Some(grace_deadline));
+                    }
+                }
+                self.players = players;
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Frame) {
+        self.frames_in += 1;
+        if frame.is_video() {
+            self.has_video = true;
+        }
+        if frame.sequence_header {
+            if frame.is_video() {
+                self.video_seq = Some(frame.clone());
+            } else {
+                self.audio_seq = Some(frame.clone());
+            }
+        }
+        self.gop.push(frame);
+        let mut wire = WireCache::new(frame, self.chunk_size);
+        for p in &self.players {
+            let filter = p.filter.get();
+            if !filter.wants(frame) {
+                continue;
+            }
+            let parts = wire.get(p.format);
+            let mut q = p.queue.borrow_mut();
+            if frame.sequence_header {
+                q.push_control(parts);
+            } else {
+                let start_point = is_start_point(frame, filter, self.has_video);
+                q.push_media(parts, start_point);
+            }
+        }
+    }
+
+    /// Adds a player and queues its start: metadata, codec configs and the
+    /// GOP (or, without a GOP, it starts at the next keyframe). Returns the
+    /// number of cached frames queued.
+    pub fn add_player(&mut self, player: Rc<Player>, grace_deadline: Instant) -> usize {
+        let queued = if self.live {
+            self.start_player(&player)
+        } else {
+            player.wait_deadline.set(Some(grace_deadline));
+            0
+        };
+        self.players.push(player);
+        queued
+    }
+
+    fn start_player(&self, player: &Player) -> usize {
+        let PlayerFormat::Rtmp { stream_id } = player.format;
+        let filter = player.filter.get();
+        let mut q = player.queue.borrow_mut();
+        q.restart();
+        let mut parts = Vec::with_capacity(2);
+        if let Some(meta) = &self.metadata {
+            wire::metadata_message(meta, stream_id, self.chunk_size, &mut parts);
+            q.push_control(&parts);
+        }
+        for seq in [&self.video_seq, &self.audio_seq].into_iter().flatten() {
+            if filter.wants(seq) {
+                parts.clear();
+                wire::media_message(seq, stream_id, self.chunk_size, &mut parts);
+                q.push_control(&parts);
+            }
+        }
+        let mut queued = 0;
+        for f in self.gop.frames() {
+            if !filter.wants(f) {
+                continue;
+            }
+            parts.clear();
+            wire::media_message(f, stream_id, self.chunk_size, &mut parts);
+            if q.push_media(&parts, is_start_point(f, filter, self.has_video)) {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Removes a player; true if it was there.
+    pub fn remove_player(&mut self, id: u64) -> bool {
+        let before = self.players.len();
+        self.players.retain(|p| p.id != id);
+        before != self.players.len()
+    }
+
+    /// Closes the players whose wait for a publisher has run out.
+    pub fn expire_waiting(&mut self, now: Instant) {
+        for p in &self.players {
+            if p.wait_deadline.get().is_some_and(|d| d <= now) {
+                p.close.raise();
+            }
+        }
+    }
+}
+
+/// May a player start (or resume after skipping) at this frame? A video
+/// keyframe; or any audio frame when the player gets no video or the stream
+/// has none (audio-only streams have no keyframes).
+fn is_start_point(frame: &Frame, filter: MediaFilter, stream_has_video: bool) -> bool {
+    match frame.kind {
+        FrameKind::Video => frame.keyframe,
+        FrameKind::Audio => !filter.video || !stream_has_video,
+        FrameKind::Data => false,
+    }
+}

@@ -1,0 +1,266 @@
+//! A player's bounded output queue and a one-shot signal, both single-shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+
+/// Where a queue is in its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueueState {
+    /// Not started: media is dropped (uncounted) until a start point.
+    AwaitStart,
+    /// Media is queued.
+    Flowing,
+    /// The queue overflowed: media is dropped (counted) until a start point
+    /// that fits.
+    Skipping,
+}
+
+/// Bytes waiting for one socket, bounded in bytes.
+///
+/// Media past `bytes_max` is not queued: the player skips to the next start
+/// point (a keyframe) and the frames it missed are counted. Control messages
+/// (status, codec configs, metadata) are always queued: they are small and a
+/// player cannot decode without them. The publisher never waits on a player.
+#[derive(Debug)]
+pub struct OutQueue {
+    bufs: VecDeque<Bytes>,
+    /// Bytes in `bufs`.
+    bytes: usize,
+    /// The bound on queued bytes beyond which media is skipped.
+    bytes_max: usize,
+    state: QueueState,
+    /// Media frames dropped because the player fell behind.
+    skipped: u64,
+    /// Bytes handed to the kernel.
+    written: u64,
+    waker: Option<Waker>,
+}
+
+impl OutQueue {
+    /// An empty queue that waits for a start point.
+    pub fn new(bytes_max: usize) -> Self {
+        Self {
+            bufs: VecDeque::new(),
+            bytes: 0,
+            bytes_max,
+            state: QueueState::AwaitStart,
+            skipped: 0,
+            written: 0,
+            waker: None,
+        }
+    }
+
+    /// Queues bytes that must arrive whatever the backlog.
+    pub fn push_control(&mut self, parts: &[Bytes]) {
+        for p in parts {
+            self.push(p.clone());
+        }
+        self.wake();
+    }
+
+    /// Queues one media message (its chunked parts) under the bound and the
+    /// skip rules. Returns whether it was queued.
+    pub fn push_media(&mut self, parts: &[Bytes], start_point: bool) -> bool {
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        let fits = self.bytes + len <= self.bytes_max;
+        let queue = match self.state {
+            QueueState::Flowing if fits => true,
+            QueueState::Flowing => {
+                self.state = QueueState::Skipping;
+                false
+            }
+            QueueState::AwaitStart | QueueState::Skipping => start_point && fits,
+        };
+        if !queue {
+            if self.state == QueueState::Skipping {
+                self.skipped += 1;
+            }
+            return false;
+        }
+        self.state = QueueState::Flowing;
+        for p in parts {
+            self.push(p.clone());
+        }
+        self.wake();
+        true
+    }
+
+    /// Waits for a start point again (a new publisher, or a fresh start).
+    pub fn restart(&mut self) {
+        self.state = QueueState::AwaitStart;
+    }
+
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.bytes += b.len();
+        self.bufs.push_back(b);
+    }
+
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Queued buffers, front first (the front may be partly written).
+    pub fn bufs(&self) -> &VecDeque<Bytes> {
+        &self.bufs
+    }
+
+    /// Bytes queued.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Forgets `n` bytes from the front, after they were written.
+    pub fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
+        self.bytes -= n.min(self.bytes);
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                return;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.bufs.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Media frames skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Ready when something is queued; otherwise remembers the waker.
+    pub fn poll_nonempty(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.bufs.is_empty() {
+            self.waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+/// A flag raised once (close this connection), with the tasks waiting on it.
+#[derive(Debug, Default)]
+pub struct Signal {
+    raised: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    /// Raises the flag and wakes every waiter.
+    pub fn raise(&self) {
+        self.raised.set(true);
+        for w in self.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// True once raised.
+    pub fn is_raised(&self) -> bool {
+        self.raised.get()
+    }
+
+    /// Resolves once the flag is raised.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        SignalWait { signal: self }
+    }
+}
+
+struct SignalWait<'a> {
+    signal: &'a Signal,
+}
+
+impl Future for SignalWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.raised.get() {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.signal.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: usize) -> Vec<Bytes> {
+        vec![Bytes::from(vec![0u8; n])]
+    }
+
+    #[test]
+    fn waits_for_a_start_point_then_flows() {
+        let mut q = OutQueue::new(1000);
+        assert!(
+            !q.push_media(&b(10), false),
+            "inter frame before a keyframe"
+        );
+        assert_eq!(q.skipped(), 0, "not started is not skipping");
+        assert!(q.push_media(&b(10), true));
+        assert!(q.push_media(&b(10), false));
+        assert_eq!(q.len_bytes(), 20);
+    }
+
+    #[test]
+    fn overflow_skips_to_the_next_start_point_and_counts() {
+        let mut q = OutQueue::new(100);
+        assert!(q.push_media(&b(60), true));
+        assert!(!q.push_media(&b(60), false), "over the bound");
+        assert!(!q.push_media(&b(10), false), "skipping until a start point");
+        assert_eq!(q.skipped(), 2);
+        assert!(!q.push_media(&b(60), true), "a keyframe that does not fit");
+        q.advance(60);
+        assert!(!q.push_media(&b(10), false));
+        assert!(q.push_media(&b(60), true), "a keyframe that fits resumes");
+        assert!(q.push_media(&b(10), false));
+        assert_eq!(q.skipped(), 4);
+        assert_eq!(q.written(), 60);
+    }
+
+    #[test]
+    fn control_bypasses_the_bound() {
+        let mut q = OutQueue::new(10);
+        q.push_control(&b(50));
+        assert_eq!(q.len_bytes(), 50);
+    }
+
+    #[test]
+    fn advance_handles_partial_buffers() {
+        let mut q = OutQueue::new(1000);
+        q.push_control(&[Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]);
+        q.advance(4);
+        assert_eq!(q.bufs().len(), 1);
+        assert_eq!(&q.bufs()[0][..], b"efg");
+        q.advance(3);
+        assert!(q.is_empty());
+        assert_eq!(q.len_bytes(), 0);
+    }
+}

@@ -1,0 +1,867 @@
+//! Shared pieces of the integration tests: the server under test as a guard,
+//! external tools (ffmpeg, ffprobe, rtmpdump) as guards, log waiting, and
+//! media checks on ffprobe's packet listings.
+//!
+//! Rules every helper keeps:
+//! - every wait has a deadline, so a broken server fails a test, never hangs
+//!   the suite;
+//! - every process we start is ended by its PID when its guard drops (the
+//!   server gets SIGTERM first, then SIGKILL after 3 s);
+//! - each test has its own server on its own free port, so tests run in
+//!   parallel;
+//! - artefacts (server log, tool stderr, recorded FLV files) are kept under
+//!   `target/tmp/logs/<test name>/` for a post-mortem.
+
+#![allow(dead_code)]
+
+pub mod rtmp_client;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The default vhost in stream keys.
+pub const DEFAULT_VHOST: &str = "__defaultVhost__";
+
+/// How long the server may take to log `listening`.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A free TCP port on 127.0.0.1: bind port 0, read it, release it.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// The name of the running test (the harness names each test's thread).
+pub fn test_name() -> String {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    name.replace("::", "-")
+}
+
+/// `target/tmp/logs/<test name>/`, created.
+pub fn artefact_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("logs")
+        .join(test_name());
+    std::fs::create_dir_all(&dir).expect("create artefact dir");
+    dir
+}
+
+/// The value of a `key=value` token in a log line.
+pub fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|tok| {
+        tok.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(|v| v.trim_end_matches(|c| c == ',' || c == ';'))
+    })
+}
+
+/// True if the line has every `key=value` pair given.
+pub fn has_kvs(line: &str, pairs: &[(&str, &str)]) -> bool {
+    pairs.iter().all(|(k, v)| kv(line, k) == Some(v))
+}
+
+/// True if the line is logged at warn or error level.
+pub fn is_warn_or_error(line: &str) -> bool {
+    // env_logger's default format is `[<time> <LEVEL> <module>] <message>`.
+    let head = line.split(']').next().unwrap_or("");
+    head.contains("WARN") || head.contains("ERROR")
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the PID is one of
+    // our own children that has not been reaped yet.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Polls `child` until it exits or `timeout` passes.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    config: Option<String>,
+    shards: usize,
+    log: String,
+    extra_args: Vec<String>,
+}
+
+impl ServerBuilder {
+    /// TOML written to a temporary `shardcast.toml` and passed as `--config`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
+    }
+
+    pub fn log(mut self, level: &str) -> Self {
+        self.log = level.to_string();
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.extra_args.push(a.to_string());
+        self
+    }
+
+    /// Starts the binary and waits for its `listening` line.
+    pub fn start(self) -> Server {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        if let Some(toml) = &self.config {
+            let path = dir.path().join("shardcast.toml");
+            std::fs::write(&path, toml).expect("write config");
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.args(["--listen", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--shards", &self.shards.to_string()])
+            .args(["--log", &self.log])
+            .args(&self.extra_args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the shardcast binary");
+        let log_path = artefact_dir().join(format!("server-{port}.log"));
+        let log_file = Arc::new(Mutex::new(
+            File::create(&log_path).expect("create server log"),
+        ));
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut readers = Vec::new();
+        let stderr = child.stderr.take().expect("stderr");
+        let stdout = child.stdout.take().expect("stdout");
+        for (prefix, stream) in [
+            ("", Box::new(stderr) as Box<dyn std::io::Read + Send>),
+            ("[stdout] ", Box::new(stdout)),
+        ] {
+            let (lines, log_file) = (lines.clone(), log_file.clone());
+            readers.push(
+                std::thread::Builder::new()
+                    .name(format!("server-{port}-log"))
+                    .spawn(move || {
+                        let mut r = BufReader::new(stream);
+                        let mut buf = Vec::new();
+                        loop {
+                            buf.clear();
+                            match r.read_until(b'\n', &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => {
+                                    let line = format!(
+                                        "{prefix}{}",
+                                        String::from_utf8_lossy(&buf).trim_end()
+                                    );
+                                    let _ = writeln!(log_file.lock().unwrap(), "{line}");
+                                    lines.lock().unwrap().push(line);
+                                }
+                            }
+                        }
+                    })
+                    .expect("spawn log reader"),
+            );
+        }
+        let pid = child.id();
+        let mut server = Server {
+            child: Some(child),
+            pid,
+            port,
+            shards: self.shards,
+            lines,
+            readers,
+            log_path,
+            _dir: dir,
+        };
+        let listening = server.wait_for_log(STARTUP_TIMEOUT, |l| l.contains("listening"));
+        match listening {
+            Some(line) => {
+                let addr = format!("127.0.0.1:{port}");
+                assert_eq!(
+                    kv(&line, "addr"),
+                    Some(addr.as_str()),
+                    "listening line names the wrong address: {line}"
+                );
+                assert_eq!(
+                    kv(&line, "shards"),
+                    Some(self.shards.to_string().as_str()),
+                    "listening line names the wrong shard count: {line}"
+                );
+            }
+            None => {
+                let exited = server
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
+                panic!(
+                    "shardcast did not log `listening addr=127.0.0.1:{port} shards={}` within {:?} \
+                     (process exit: {exited:?}); log:\n{}",
+                    self.shards,
+                    STARTUP_TIMEOUT,
+                    server.log_tail(100)
+                );
+            }
+        }
+        server
+    }
+}
+
+/// The shardcast binary under test, on its own port. Dropping it ends the
+/// process by PID (SIGTERM, then SIGKILL after 3 s).
+pub struct Server {
+    child: Option<Child>,
+    pub pid: u32,
+    pub port: u16,
+    pub shards: usize,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: None,
+            shards: 2,
+            log: "debug".into(),
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// Two shards, default config.
+    pub fn start() -> Server {
+        Self::builder().start()
+    }
+
+    /// Two shards with `toml` as the config file.
+    pub fn with_config(toml: &str) -> Server {
+        Self::builder().config(toml).start()
+    }
+
+    /// `rtmp://127.0.0.1:PORT/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{}", self.port, path)
+    }
+
+    /// All log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// The last `n` log lines, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let lines = self.lines.lock().unwrap();
+        let start = lines.len().saturating_sub(n);
+        let mut s = format!(
+            "--- last {} lines of {} ---\n",
+            lines.len() - start,
+            self.log_path.display()
+        );
+        for l in &lines[start..] {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Log lines matching `pred`.
+    pub fn find_logs(&self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| pred(l))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for a log line matching `pred`, scanning from the start.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        self.wait_for_log_from(0, timeout, pred)
+    }
+
+    /// Waits for a log line matching `pred` at index `from` or later.
+    pub fn wait_for_log_from(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut next = from;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                while next < lines.len() {
+                    if pred(&lines[next]) {
+                        return Some(lines[next].clone());
+                    }
+                    next += 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the `publish key=<key>` line (the `n`th one, 1-based).
+    pub fn wait_for_publish(&self, key: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(key));
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no `publish key={key}` line (#{n}) within {timeout:?}\n{}",
+                    self.log_tail(80)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the `play` line of the player connected from local port
+    /// `peer_port`; returns it.
+    pub fn wait_for_play(&self, peer_port: u16, timeout: Duration) -> Option<String> {
+        let peer = format!("127.0.0.1:{peer_port}");
+        self.wait_for_log(timeout, |l| {
+            is_event(l, "play") && kv(l, "peer") == Some(peer.as_str())
+        })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn sigterm(&self) {
+        signal(self.pid, libc::SIGTERM);
+    }
+
+    /// Waits for the process to exit; None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let st = wait_timeout(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        // The log readers end at EOF once the process is gone.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Some(st)
+    }
+}
+
+/// True if the log line is an `event` line (`publish`, `play`, `close`):
+/// its message part starts with that word (so `publish refused ...` is not
+/// a `publish` line).
+pub fn is_event(line: &str, event: &str) -> bool {
+    let msg = match line.find("] ") {
+        Some(i) if line.starts_with('[') => &line[i + 2..],
+        _ => line,
+    };
+    msg.split_whitespace().next() == Some(event)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(150));
+        }
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                signal(self.pid, libc::SIGTERM);
+                if wait_timeout(&mut child, Duration::from_secs(3)).is_none() {
+                    let _ = child.kill();
+                }
+            }
+            let _ = child.wait();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// An external tool (ffmpeg, ffprobe, rtmpdump) run as a guard: its stderr
+/// goes to a file in the artefact dir, and dropping the guard SIGKILLs it by
+/// PID if it is still running.
+pub struct Proc {
+    child: Option<Child>,
+    pub name: String,
+    pub pid: u32,
+    pub stderr_path: PathBuf,
+    pub started: Instant,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Spawns `cmd`; `name` labels its artefacts and failure messages.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let dir = artefact_dir();
+        let stderr_path = dir.join(format!("{name}.stderr"));
+        let stderr = File::create(&stderr_path).expect("create stderr file");
+        cmd.stdin(Stdio::null()).stderr(Stdio::from(stderr));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("spawn {name} ({cmd:?}): {e}; is it installed? see scripts/test.sh")
+        });
+        Proc {
+            pid: child.id(),
+            child: Some(child),
+            name: name.to_string(),
+            stderr_path,
+            started: Instant::now(),
+            status: None,
+        }
+    }
+
+    /// Waits for exit; None if still running after `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(st) = self.status {
+            return Some(st);
+        }
+        let st = wait_timeout(self.child.as_mut()?, timeout)?;
+        self.status = Some(st);
+        Some(st)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.wait_timeout(Duration::ZERO).is_none()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        if self.status.is_none() {
+            signal(self.pid, sig);
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if self.status.is_none() {
+                let _ = c.kill();
+                self.status = c.wait().ok();
+            }
+        }
+    }
+
+    /// The last `n` lines of the tool's stderr.
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(n);
+        format!(
+            "--- {} stderr ({}) ---\n{}",
+            self.name,
+            self.stderr_path.display(),
+            lines[start..].join("\n")
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.stderr_tail(30));
+        }
+        self.kill();
+    }
+}
+
+/// Options for [`ffmpeg_publish`].
+#[derive(Clone, Debug, Default)]
+pub struct PublishOpts {
+    /// Stop after this many seconds (`-t`); None publishes until killed.
+    pub duration_s: Option<f64>,
+    /// Video bitrate such as "4M" (`-b:v`, with matching maxrate/bufsize).
+    pub video_bitrate: Option<String>,
+}
+
+/// The generated test stream, published with ffmpeg at real time:
+/// testsrc2 1280x720 at 30 fps and a 440 Hz sine at 44.1 kHz, encoded as
+/// H.264 (2 s GOP, no B-frames) and AAC, muxed as FLV to `url`.
+pub fn ffmpeg_publish(name: &str, url: &str, opts: &PublishOpts) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+        ]);
+    if let Some(t) = opts.duration_s {
+        cmd.args(["-t", &t.to_string()]);
+    }
+    cmd.args(["-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+    if let Some(b) = &opts.video_bitrate {
+        cmd.args(["-b:v", b, "-maxrate", b, "-bufsize", b]);
+    }
+    cmd.args(["-c:a", "aac", "-b:a", "128k", "-ar", "44100"])
+        .args(["-f", "flv", "-flvflags", "no_duration_filesize", url])
+        .stdout(Stdio::null());
+    Proc::spawn(name, &mut cmd)
+}
+
+/// Starts an endless publisher of the test stream to `live/test` and waits
+/// for the server's `publish` line for it.
+pub fn publish_and_wait(server: &Server, name: &str) -> Proc {
+    let mut p = ffmpeg_publish(name, &server.url("live/test"), &PublishOpts::default());
+    let key = format!("{DEFAULT_VHOST}/live/test");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if server
+            .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(key.as_str()))
+            .len()
+            >= 1
+        {
+            return p;
+        }
+        if !p.is_running() {
+            panic!(
+                "publisher {name} exited before the server logged `publish key={key}`\n{}\n{}",
+                p.stderr_tail(20),
+                server.log_tail(60)
+            );
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "no `publish key={key}` line within 15 s\n{}\n{}",
+                p.stderr_tail(20),
+                server.log_tail(60)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One packet in an ffprobe listing.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub codec_type: String,
+    pub stream_index: u32,
+    pub pts: Option<f64>,
+    pub dts: Option<f64>,
+    pub key: bool,
+}
+
+/// What ffprobe saw: packets, streams, and how long it took.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    pub packets: Vec<Packet>,
+    pub streams: Vec<HashMap<String, String>>,
+    pub wall: Duration,
+    pub source: String,
+    pub status: Option<ExitStatus>,
+    pub stderr: String,
+}
+
+const PROBE_ENTRIES: &str = "packet=codec_type,stream_index,pts_time,dts_time,flags:\
+stream=index,codec_type,codec_name,sample_rate,channels,width,height,avg_frame_rate";
+
+fn parse_probe_output(text: &str) -> (Vec<Packet>, Vec<HashMap<String, String>>) {
+    let mut packets = Vec::new();
+    let mut streams = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split('|');
+        let section = parts.next().unwrap_or("");
+        let map: HashMap<String, String> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match section {
+            "packet" => packets.push(Packet {
+                codec_type: map.get("codec_type").cloned().unwrap_or_default(),
+                stream_index: map
+                    .get("stream_index")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                pts: map.get("pts_time").and_then(|v| v.parse().ok()),
+                dts: map.get("dts_time").and_then(|v| v.parse().ok()),
+                key: map.get("flags").is_some_and(|f| f.starts_with('K')),
+            }),
+            "stream" => streams.push(map),
+            _ => {}
+        }
+    }
+    (packets, streams)
+}
+
+/// Runs ffprobe over `input` (an rtmp:// URL or a file), listing packets
+/// and streams; `read_s` limits the read to that many seconds of stream
+/// time from the first packet. The whole run is bounded by `timeout`
+/// (ffprobe is SIGKILLed by PID past it).
+pub fn ffprobe(name: &str, input: &str, read_s: Option<f64>, timeout: Duration) -> Probe {
+    let out_path = artefact_dir().join(format!("{name}.packets.txt"));
+    let out = File::create(&out_path).expect("create ffprobe output");
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-hide_banner", "-v", "error"]);
+    if input.starts_with("rtmp://") {
+        // Give up on a silent server after 10 s (microseconds).
+        cmd.args(["-rw_timeout", "10000000"]);
+    }
+    if let Some(s) = read_s {
+        cmd.args(["-read_intervals", &format!("%+{s}")]);
+    }
+    cmd.args(["-show_entries", PROBE_ENTRIES])
+        .args(["-of", "compact=p=1:nk=0"])
+        .arg(input)
+        .stdout(Stdio::from(out));
+    let mut p = Proc::spawn(name, &mut cmd);
+    let status = p.wait_timeout(timeout);
+    if status.is_none() {
+        p.kill();
+    }
+    let wall = p.started.elapsed();
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let (packets, streams) = parse_probe_output(&text);
+    Probe {
+        packets,
+        streams,
+        wall,
+        source: format!("{name} ({input})"),
+        status,
+        stderr: p.stderr_tail(20),
+    }
+}
+
+/// Records `url` to an FLV file with `ffmpeg -c copy` for `seconds` of
+/// stream time; returns the file and the run's guard (already exited, or
+/// killed at `timeout`).
+pub fn ffmpeg_record(name: &str, url: &str, seconds: f64, timeout: Duration) -> (PathBuf, Proc) {
+    let path = artefact_dir().join(format!("{name}.flv"));
+    let _ = std::fs::remove_file(&path);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-rw_timeout", "10000000"])
+        .args(["-i", url])
+        .args(["-t", &seconds.to_string()])
+        .args(["-map", "0", "-c", "copy", "-f", "flv", "-y"])
+        .arg(&path)
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(name, &mut cmd);
+    if p.wait_timeout(timeout).is_none() {
+        // SIGINT makes ffmpeg finish the file; SIGKILL if it does not.
+        p.signal(libc::SIGINT);
+        if p.wait_timeout(Duration::from_secs(3)).is_none() {
+            p.kill();
+        }
+    }
+    (path, p)
+}
+
+/// Records `url` with rtmpdump (librtmp, an RTMP client independent of
+/// ffmpeg's) to an FLV file for `seconds` of wall time, then stops it with
+/// SIGINT (it closes the file cleanly), SIGKILL if it does not stop.
+pub fn rtmpdump_record(name: &str, url: &str, seconds: f64) -> (PathBuf, Proc) {
+    let path = artefact_dir().join(format!("{name}.flv"));
+    let _ = std::fs::remove_file(&path);
+    let mut cmd = Command::new("rtmpdump");
+    cmd.args(["--live", "--timeout", "10", "--rtmp", url, "--flv"])
+        .arg(&path)
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(name, &mut cmd);
+    if p.wait_timeout(Duration::from_secs_f64(seconds)).is_none() {
+        p.signal(libc::SIGINT);
+        if p.wait_timeout(Duration::from_secs(3)).is_none() {
+            p.kill();
+        }
+    }
+    (path, p)
+}
+
+/// Summary of one client's H.264 + AAC reception.
+#[derive(Clone, Debug)]
+pub struct MediaSummary {
+    pub video_frames: usize,
+    pub audio_frames: usize,
+    pub video_span_s: f64,
+    pub fps: f64,
+    pub audio_frames_per_s: f64,
+}
+
+/// The packets of one codec type, in order.
+pub fn packets_of<'a>(p: &'a Probe, codec_type: &str) -> Vec<&'a Packet> {
+    p.packets
+        .iter()
+        .filter(|k| k.codec_type == codec_type)
+        .collect()
+}
+
+fn check_monotonic(pkts: &[&Packet], what: &str, errs: &mut Vec<String>) {
+    let mut prev: Option<f64> = None;
+    for (i, k) in pkts.iter().enumerate() {
+        let Some(dts) = k.dts else {
+            errs.push(format!("{what} packet #{i} has no DTS"));
+            return;
+        };
+        if let Some(p) = prev {
+            if dts <= p {
+                errs.push(format!(
+                    "{what} DTS not increasing at packet #{i}: {p} then {dts}"
+                ));
+                return;
+            }
+        }
+        prev = Some(dts);
+    }
+}
+
+/// Expected rates of the generated stream.
+pub const FPS: f64 = 30.0;
+/// AAC frames per second at 44.1 kHz (1024 samples per frame).
+pub const AAC_FPS: f64 = 44_100.0 / 1024.0;
+
+/// Checks a client got the generated stream: an h264 video and an aac
+/// audio stream (44.1 kHz), DTS strictly increasing in each, at least
+/// `min_span_s` seconds of video, a frame rate within 10% of 30 fps and an
+/// AAC frame rate within 10% of 43.07/s over that span (so nothing was
+/// dropped), and at least 90% of the frames the span should hold.
+pub fn check_h264_aac(p: &Probe, min_span_s: f64) -> Result<MediaSummary, String> {
+    let mut errs = Vec::new();
+    let stream = |t: &str| {
+        p.streams
+            .iter()
+            .find(|s| s.get("codec_type").map(String::as_str) == Some(t))
+    };
+    match stream("video").and_then(|s| s.get("codec_name")) {
+        Some(c) if c == "h264" => {}
+        other => errs.push(format!("video stream codec {other:?}, expected h264")),
+    }
+    match stream("audio") {
+        Some(s) if s.get("codec_name").map(String::as_str) == Some("aac") => {
+            if s.get("sample_rate").map(String::as_str) != Some("44100") {
+                errs.push(format!(
+                    "audio sample_rate {:?}, expected 44100",
+                    s.get("sample_rate")
+                ));
+            }
+        }
+        other => errs.push(format!("audio stream {other:?}, expected aac")),
+    }
+    let video = packets_of(p, "video");
+    let audio = packets_of(p, "audio");
+    check_monotonic(&video, "video", &mut errs);
+    check_monotonic(&audio, "audio", &mut errs);
+    let span = |pk: &[&Packet]| match (
+        pk.first().and_then(|k| k.dts),
+        pk.last().and_then(|k| k.dts),
+    ) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    let vspan = span(&video);
+    let aspan = span(&audio);
+    let fps = if vspan > 0.0 {
+        (video.len() - 1) as f64 / vspan
+    } else {
+        0.0
+    };
+    let afps = if aspan > 0.0 {
+        (audio.len() - 1) as f64 / aspan
+    } else {
+        0.0
+    };
+    if vspan < min_span_s {
+        errs.push(format!(
+            "video spans {vspan:.2} s of stream time, expected at least {min_span_s} s"
+        ));
+    }
+    if !(FPS * 0.9..=FPS * 1.1).contains(&fps) {
+        errs.push(format!(
+            "video frame rate {fps:.2} fps over {vspan:.2} s, expected {FPS} ±10%"
+        ));
+    }
+    if !(AAC_FPS * 0.9..=AAC_FPS * 1.1).contains(&afps) {
+        errs.push(format!(
+            "AAC frame rate {afps:.2}/s over {aspan:.2} s, expected {AAC_FPS:.2} ±10%"
+        ));
+    }
+    let min_video = (min_span_s * FPS * 0.9) as usize;
+    let min_audio = (min_span_s * AAC_FPS * 0.9) as usize;
+    if video.len() < min_video {
+        errs.push(format!(
+            "{} video frames, expected at least {min_video}",
+            video.len()
+        ));
+    }
+    if audio.len() < min_audio {
+        errs.push(format!(
+            "{} audio frames, expected at least {min_audio}",
+            audio.len()
+        ));
+    }
+    if errs.is_empty() {
+        Ok(MediaSummary {
+            video_frames: video.len(),
+            audio_frames: audio.len(),
+            video_span_s: vspan,
+            fps,
+            audio_frames_per_s: afps,
+        })
+    } else {
+        Err(format!(
+            "{}: {}\n(exit {:?}, {} packets, {:.1} s wall)\n{}",
+            p.source,
+            errs.join("; "),
+            p.status,
+            p.packets.len(),
+            p.wall.as_secs_f64(),
+            p.stderr
+        ))
+    }
+}
