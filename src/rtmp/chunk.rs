@@ -255,19 +255,9 @@ pub struct ChunkDecoder {
 
 impl ChunkDecoder {
     /// A decoder whose incoming chunk size is 128 until the peer sets it.
-    ///
-    /// Panics if `limits.chunk_size_max` is below 128 or
-    /// `limits.chunk_streams_max` is 0: that is a configuration bug.
+    /// The limits bound what the peer may ask for; a `chunk_size_max` below
+    /// 128 does not change the initial size, it only refuses larger ones.
     pub fn new(limits: ChunkLimits) -> Self {
-        assert!(
-            limits.chunk_size_max >= INITIAL_CHUNK_SIZE,
-            "chunk_size_max {} is below the initial chunk size {INITIAL_CHUNK_SIZE}",
-            limits.chunk_size_max
-        );
-        assert!(
-            limits.chunk_streams_max >= 1,
-            "chunk_streams_max must be at least 1"
-        );
         ChunkDecoder {
             limits,
             chunk_size: INITIAL_CHUNK_SIZE,
@@ -1118,6 +1108,69 @@ mod tests {
         }
     }
 
+    /// The first chunks FFmpeg 5.1 sends after the handshake when
+    /// publishing, captured off the wire: connect (140 bytes, two chunks at
+    /// 128), Set Chunk Size 4096, releaseStream, FCPublish, createStream,
+    /// publish and a 200-byte @setDataFrame in one chunk.
+    const FFMPEG_5_1_PUBLISH: &str = concat!(
+        "0300000000008c1400000000020007636f6e6e656374003ff00000000000000300036170700200046c697665",
+        "00047479706502000a6e6f6e707269766174650008666c617368566572020024464d4c452f332e302028636f",
+        "6d70617469626c653b204c61766635392e32372e313030290005746355726c02001b72746d703a2f2f313237",
+        "2e302e302e313a31c3393335322f6c6976650000090200000000000401000000000000100043000000000020",
+        "1402000d72656c6561736553747265616d004000000000000000050200036361704300000000001c14020009",
+        "46435075626c69736800400800000000000005020003636170430000000000191402000c6372656174655374",
+        "7265616d004010000000000000050800000000002114010000000200077075626c6973680040140000000000",
+        "00050200036361700200046c697665040000000000c8120100000002000d40736574446174614672616d6502",
+        "000a6f6e4d65746144617461080000000800086475726174696f6e003ff00000000000000005776964746800",
+        "4064000000000000000668656967687400405e000000000000000d766964656f646174617261746500000000",
+        "000000000000096672616d6572617465004024000000000000000c766964656f636f646563696400401c0000",
+        "000000000007656e636f64657202000d4c61766635392e32372e313030000866696c6573697a650000000000",
+        "00000000000009",
+    );
+
+    fn from_hex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex fixture"))
+            .collect()
+    }
+
+    #[test]
+    fn ffmpeg_publish_capture() {
+        let bytes = from_hex(FFMPEG_5_1_PUBLISH);
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let got = decode_all(&mut dec, &bytes).expect("valid");
+        let view: Vec<_> = got
+            .iter()
+            .map(|m| (m.csid, m.timestamp, m.type_id, m.stream_id, m.payload.len()))
+            .collect();
+        assert_eq!(
+            view,
+            vec![
+                (3, 0, 20, 0, 140),
+                (2, 0, 1, 0, 4),
+                (3, 0, 20, 0, 32),
+                (3, 0, 20, 0, 28),
+                (3, 0, 20, 0, 25),
+                (8, 0, 20, 1, 33),
+                (4, 0, 18, 1, 200),
+            ]
+        );
+        assert_eq!(&got[0].payload[..10], b"\x02\x00\x07connect");
+        assert_eq!(&got[5].payload[..10], b"\x02\x00\x07publish");
+        assert_eq!(dec.chunk_size(), 4096);
+        assert_eq!(dec.position(), bytes.len() as u64);
+        for i in 0..=bytes.len() {
+            let mut dec = ChunkDecoder::new(ChunkLimits::default());
+            let mut first = decode_all(&mut dec, &bytes[..i]).expect("valid");
+            let mut buf = BytesMut::from(&bytes[dec.position() as usize..]);
+            while let Some(m) = dec.decode(&mut buf).expect("valid") {
+                first.push(m);
+            }
+            assert_eq!(first, got, "split at {i}");
+        }
+    }
+
     #[test]
     fn bad_chunk_size_zero() {
         let bytes = [0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0, 0x80, 0, 0, 0];
@@ -1300,7 +1353,7 @@ mod tests {
                 } as usize;
                 clocks[lane] = match rng.below(6) {
                     0 => clocks[lane],
-                    1 => 0xFFFF_F000 + rng.below(0x2000) as u32,
+                    1 => 0xFFFF_F000_u32.wrapping_add(rng.below(0x2000) as u32),
                     2 => clocks[lane].wrapping_sub(5),
                     _ => clocks[lane].wrapping_add(rng.below(50) as u32),
                 };

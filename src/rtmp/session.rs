@@ -626,7 +626,8 @@ impl ServerSession {
         if !matches!(self.phase, Phase::ExpectConnect) {
             return Err(SessionError::Protocol("second 'connect'".into()));
         }
-        let obj = &cmd.object;
+        // Flash clients using AMF3 send the command object as an AMF3 value.
+        let obj = &cmd.object.clone().into_amf0();
         let app_raw = obj.get("app").and_then(Amf0Value::as_str).unwrap_or("");
         let (app, query) = split_query(app_raw.trim_matches('/'));
         self.app = app.to_string();

@@ -169,7 +169,11 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
             };
             match MovedConnection::detach(stream, handoff) {
                 Ok(moved) => {
-                    if let Err(e) = shard.ctx.send(owner, ShardMsg::Publisher(moved)).await {
+                    if let Err(e) = shard
+                        .ctx
+                        .send(owner, ShardMsg::Publisher(Box::new(moved)))
+                        .await
+                    {
                         log::error!("handoff key={key} peer={peer} to shard {owner} failed: {e}");
                     }
                 }

@@ -47,7 +47,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Typed messages between shards.
 pub enum ShardMsg {
     /// A publisher whose stream this shard owns.
-    Publisher(MovedConnection<PublisherHandoff>),
+    Publisher(Box<MovedConnection<PublisherHandoff>>),
     /// The sending shard wants this stream's events (it has players).
     Subscribe(StreamKey),
     /// The sending shard no longer wants this stream's events.
@@ -445,7 +445,7 @@ impl Shard {
             ShardMsg::Publisher(moved) => {
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let (stream, handoff) = moved.attach();
+                    let (stream, handoff) = (*moved).attach();
                     conn::run_handed_off_publisher(shard, stream, handoff).await;
                 })
                 .detach();
