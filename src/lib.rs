@@ -3,7 +3,10 @@
 //! See ARCHITECTURE.md for the map of this crate.
 
 pub mod config;
+pub mod flv;
+pub mod hls;
 pub mod media;
 pub mod rtmp;
 pub mod server;
 pub mod stream;
+pub mod ts;

@@ -19,18 +19,20 @@
 //! extended timestamp, which the spec repeats on every fmt 3 chunk of the
 //! message.
 //!
-//! Two readings the spec leaves open, decided the way FFmpeg, librtmp and
-//! the common servers read them:
+//! Two points where senders differ:
 //!
 //! - A fmt 3 chunk that starts a new message adds the previous header's
 //!   timestamp field as a delta, even when that header was fmt 0 (whose
-//!   field is absolute).
-//! - Some senders (older librtmp builds and tools derived from them) do not
-//!   repeat the extended timestamp on fmt 3 chunks. The decoder peeks: if the
-//!   four bytes after a fmt 3 basic header equal the remembered extended
-//!   timestamp they are taken as the repeat, otherwise as payload. A message
-//!   whose payload happens to begin with those exact four bytes, from such a
-//!   sender, is misread; no reading of the bytes avoids that.
+//!   field is absolute); spec 5.3.1.2.4 says so, and FFmpeg, librtmp and
+//!   the common servers read it that way. Our encoder never sends fmt 3
+//!   right after fmt 0, so decoders that read it otherwise still agree.
+//! - The extended timestamp on fmt 3 chunks: FFmpeg and FMLE repeat it, as
+//!   the spec says; librtmp (rtmpdump, and OBS before 2024) does not, as an
+//!   older text of the spec said. The decoder peeks: if the four bytes after
+//!   a fmt 3 basic header equal the remembered extended timestamp they are
+//!   taken as the repeat, otherwise as payload. A message from a
+//!   non-repeating sender whose chunk happens to begin with exactly those
+//!   four bytes is misread; no reading of the bytes avoids that.
 
 use std::fmt;
 
@@ -68,9 +70,9 @@ const _: () = assert!(DEFAULT_CHUNK_STREAMS_MAX >= 1);
 /// Worst case for one connection, with the defaults: the caller's input
 /// buffer holds at most one unconsumed chunk (chunk_size_max + 18 bytes =
 /// 64 KiB), plus one reassembly buffer per chunk stream (64 × 8 MiB = 512
-/// MiB, reached only if the peer really sends that many bytes, since buffers
-/// grow as chunks arrive), plus about 100 bytes of header state per chunk
-/// stream.
+/// MiB, reached only if the peer really sends that many bytes: a buffer
+/// starts at most 64 KiB large, 4 MiB for all 64 streams, and grows as
+/// chunks arrive), plus about 100 bytes of header state per chunk stream.
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkLimits {
     /// Largest chunk size the peer may set. The input buffer must hold one
@@ -599,7 +601,7 @@ struct OutStream {
     csid: u32,
     timestamp: u32,
     /// The delta a fmt 3 new message would repeat; None after fmt 0, whose
-    /// field decoders disagree about reusing.
+    /// absolute field some decoders do not reuse as a delta.
     delta: Option<u32>,
     len: u32,
     type_id: u8,

@@ -179,6 +179,7 @@ impl Shard {
                 chunk_size_max: r.chunk_size_in_max,
                 message_len_max: r.message_len_max,
                 chunk_streams_max: r.chunk_streams_max,
+                ..ChunkLimits::default()
             },
             amf: AmfLimits {
                 depth_max: r.amf_depth_max,
