@@ -84,6 +84,7 @@ pub struct Config {
     pub idle_timeout_s: i64,
     pub stream: StreamConfig,
     pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
 }
 
 /// How streams are kept and fanned out.
@@ -122,6 +123,32 @@ pub enum Republish {
     Replace,
     /// The new publisher is refused; the old one keeps the stream.
     Reject,
+}
+
+/// HTTP (HTTP-FLV, HLS, pages) limits and waits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Bytes a request head (request line and headers) may take; more is
+    /// answered 431. This is also the read buffer a connection holds while a
+    /// head is incomplete. 1024..=65536, default 8192.
+    pub header_bytes_max: usize,
+    /// Header lines a request may have; more is answered 431. 8..=128,
+    /// default 64.
+    pub headers_max: usize,
+    /// Seconds a request for a stream that is not (yet) published waits for
+    /// its publisher before the answer is 404. 0..=300, default 10.
+    pub stream_wait_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_bytes_max: 8192,
+            headers_max: 64,
+            stream_wait_s: 10,
+        }
+    }
 }
 
 /// RTMP protocol limits. Every byte bound here is per connection.
@@ -164,6 +191,7 @@ impl Default for Config {
             idle_timeout_s: 60,
             stream: StreamConfig::default(),
             rtmp: RtmpConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -365,6 +393,14 @@ impl Config {
             invalid("log", "is empty (use e.g. \"info\")".into())?;
         }
         check_vhost("default_vhost", &self.default_vhost)?;
+        in_range(
+            "http.header_bytes_max",
+            self.http.header_bytes_max,
+            1024,
+            65536,
+        )?;
+        in_range("http.headers_max", self.http.headers_max, 8, 128)?;
+        in_range("http.stream_wait_s", self.http.stream_wait_s, 0, 300)?;
         for vhost in &self.vhosts {
             check_vhost("vhosts", vhost)?;
         }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod flv;
 pub mod hls;
+pub mod http;
 pub mod media;
 pub mod rtmp;
 pub mod server;

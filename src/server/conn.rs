@@ -56,10 +56,10 @@ impl Drop for ConnSlot {
 }
 
 /// Keeps a connection in its shard's registry while alive.
-struct Registered {
+pub(super) struct Registered {
     shard: Rc<Shard>,
     id: u64,
-    state: Rc<ConnState>,
+    pub(super) state: Rc<ConnState>,
 }
 
 impl Registered {
@@ -117,30 +117,58 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
     let reg = Registered::new(&shard, peer);
     log::debug!("accept peer={peer} shard={}", shard.id());
 
+    // Sniff the protocol from the first bytes (DESIGN.md: one port).
+    let mut first = vec![0u8; READ_BUF_LEN];
+    let deadline = Instant::now() + shard.config.rtmp.handshake_timeout();
+    let n = match read_some(&mut stream, &mut first, &reg.state.close, Some(deadline)).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => {
+            log::info!("peer={peer} error={e}");
+            return;
+        }
+    };
+    first.truncate(n);
+    slot.bytes_in += n as u64;
+    match first[0] {
+        crate::rtmp::handshake::RTMP_VERSION => {}
+        b'A'..=b'Z' => {
+            super::http_conn::run(shard, stream, first, slot, reg).await;
+            return;
+        }
+        other => {
+            log::warn!(
+                "peer={peer} error=unrecognised protocol: first byte 0x{other:02x} is neither \
+                 RTMP (0x03) nor an HTTP method"
+            );
+            log_close(peer, None, &slot, None);
+            return;
+        }
+    }
+
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
         ^ reg.id.rotate_left(32);
     let mut session = ServerSession::new(shard.session_config(), seed, 0);
-    let deadline =
-        Instant::now() + Duration::from_secs(shard.config.rtmp.handshake_timeout_s.max(1));
-
-    let intent =
-        match until_publish_or_play(&shard, &mut stream, &mut session, &mut slot, &reg, deadline)
-            .await
-        {
-            Ok(Some(intent)) => intent,
-            Ok(None) => {
-                log_close(peer, None, &slot, None);
-                return;
-            }
-            Err(e) => {
-                log::warn!("peer={peer} error={e}");
-                log_close(peer, None, &slot, None);
-                return;
-            }
-        };
+    let intent = match async {
+        session.handle_input(&first)?;
+        until_publish_or_play(&shard, &mut stream, &mut session, &mut slot, &reg, deadline).await
+    }
+    .await
+    {
+        Ok(Some(intent)) => intent,
+        Ok(None) => {
+            log_close(peer, None, &slot, None);
+            return;
+        }
+        Err(e) => {
+            log::warn!("peer={peer} error={e}");
+            log_close(peer, None, &slot, None);
+            return;
+        }
+    };
     match intent {
         Intent::Play(req) => run_player(shard, stream, session, req, slot, reg).await,
         Intent::Publish(req) => {
@@ -192,7 +220,7 @@ pub async fn run_handed_off_publisher(shard: Rc<Shard>, stream: TcpStream, h: Pu
 
 /// Reads one chunk of input, or None when the connection should close
 /// (peer closed, close signal raised, or the deadline passed).
-async fn read_some(
+pub(super) async fn read_some(
     stream: &mut TcpStream,
     buf: &mut [u8],
     close: &Signal,
@@ -221,7 +249,7 @@ async fn read_some(
     }
 }
 
-async fn write_all(
+pub(super) async fn write_all(
     stream: &mut TcpStream,
     bytes: &[u8],
     slot: &mut ConnSlot,
@@ -357,7 +385,7 @@ async fn run_player(
     stream: TcpStream,
     mut session: ServerSession,
     req: StreamRequest,
-    mut slot: ConnSlot,
+    slot: ConnSlot,
     reg: Registered,
 ) {
     let peer = reg.state.peer;
@@ -388,6 +416,67 @@ async fn run_player(
         only.video
     );
 
+    let session = std::cell::RefCell::new(session);
+    let filter_player = player.clone();
+    drive_player(
+        &shard,
+        stream,
+        &key,
+        player,
+        slot,
+        reg,
+        |bytes, queue| {
+            let mut session = session.borrow_mut();
+            session.handle_input(bytes)?;
+            while let Some(out) = session.poll_output() {
+                match out {
+                    Output::Transmit(b) => queue.push_control(&[b]),
+                    Output::Event(SessionEvent::PlayStopped) => return Ok(Some("play stopped")),
+                    Output::Event(SessionEvent::ReceiveMedia { audio, video }) => {
+                        only.audio = audio.unwrap_or(only.audio) && !req.flag("only-video");
+                        only.video = video.unwrap_or(only.video) && !req.flag("only-audio");
+                        filter_player.filter.set(only);
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+            Ok(None)
+        },
+        |queue| {
+            let mut session = session.borrow_mut();
+            session.end_play(if shards::stop_requested() {
+                "Server shutting down."
+            } else {
+                "No publisher within publisher_grace_s."
+            });
+            if let Some(b) = session.take_transmit() {
+                queue.push_control(&[b]);
+            }
+        },
+    )
+    .await;
+}
+
+/// Input handler of a player connection: takes bytes read, may queue
+/// replies; returns Some(reason) to end the play.
+pub(super) type InputResult = Result<Option<&'static str>, Box<dyn std::error::Error>>;
+
+/// Serves a player attached to a stream until it, the stream or the shard
+/// ends: the writer drains its queue with vectored writes, the reader feeds
+/// `on_input`, and at a stream end `goodbye` may queue last words (which get
+/// [`GOODBYE_TIMEOUT`] to leave).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn drive_player(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    key: &StreamKey,
+    player: Rc<Player>,
+    mut slot: ConnSlot,
+    reg: Registered,
+    mut on_input: impl FnMut(&[u8], &mut crate::stream::OutQueue) -> InputResult,
+    goodbye: impl FnOnce(&mut crate::stream::OutQueue),
+) {
+    let peer = reg.state.peer;
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let mut bytes_in = 0u64;
@@ -400,18 +489,8 @@ async fn run_player(
             }
             bytes_in += n as u64;
             reg.state.last_active.set(Instant::now());
-            session.handle_input(&buf[..n])?;
-            while let Some(out) = session.poll_output() {
-                match out {
-                    Output::Transmit(b) => player.queue.borrow_mut().push_control(&[b]),
-                    Output::Event(SessionEvent::PlayStopped) => return Ok("play stopped"),
-                    Output::Event(SessionEvent::ReceiveMedia { audio, video }) => {
-                        only.audio = audio.unwrap_or(only.audio) && !req.flag("only-video");
-                        only.video = video.unwrap_or(only.video) && !req.flag("only-audio");
-                        player.filter.set(only);
-                    }
-                    Output::Event(_) => {}
-                }
+            if let Some(reason) = on_input(&buf[..n], &mut player.queue.borrow_mut())? {
+                return Ok(reason);
             }
         }
     };
@@ -429,14 +508,7 @@ async fn run_player(
         Err(e) => e.to_string(),
     };
     if matches!(outcome, Ok("stream ended")) {
-        session.end_play(if shards::stop_requested() {
-            "Server shutting down."
-        } else {
-            "No publisher within publisher_grace_s."
-        });
-        if let Some(b) = session.take_transmit() {
-            player.queue.borrow_mut().push_control(&[b]);
-        }
+        goodbye(&mut player.queue.borrow_mut());
         let _ = futures_lite::future::or(
             async {
                 let _ = writer::flush(fd, &mut wr, &player.queue).await;
@@ -445,16 +517,21 @@ async fn run_player(
         )
         .await;
     }
-    shard.detach_player(&key, player.id);
+    shard.detach_player(key, player.id);
     slot.bytes_in += bytes_in;
     slot.bytes_out += player.queue.borrow().written();
     log::debug!("player peer={peer} ended: {reason}");
     let skipped = player.queue.borrow().skipped();
-    log_close(peer, Some(&key), &slot, Some(skipped));
+    log_close(peer, Some(key), &slot, Some(skipped));
     drop(reg);
 }
 
-fn log_close(peer: SocketAddr, key: Option<&StreamKey>, slot: &ConnSlot, skipped: Option<u64>) {
+pub(super) fn log_close(
+    peer: SocketAddr,
+    key: Option<&StreamKey>,
+    slot: &ConnSlot,
+    skipped: Option<u64>,
+) {
     let key = key.map(|k| k.to_string()).unwrap_or_else(|| "-".into());
     let skipped = skipped
         .map(|s| format!(" skipped_frames={s}"))

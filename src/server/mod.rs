@@ -8,6 +8,7 @@
 //! that shard's replica, which the owner feeds with one message per event.
 
 mod conn;
+mod http_conn;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -179,7 +180,6 @@ impl Shard {
                 chunk_size_max: r.chunk_size_in_max,
                 message_len_max: r.message_len_max,
                 chunk_streams_max: r.chunk_streams_max,
-                ..ChunkLimits::default()
             },
             amf: AmfLimits {
                 depth_max: r.amf_depth_max,
@@ -203,16 +203,75 @@ impl Shard {
         Instant::now() + Duration::from_secs(self.config.stream.publisher_grace_s)
     }
 
-    /// `vhost/app/stream` for a request: the vhost from `?vhost=`, else the
-    /// tcUrl host, when it is one of the configured vhosts; else the default.
+    /// `vhost/app/stream` for an RTMP request (see [`Shard::key_for`]).
     pub fn stream_key(&self, req: &StreamRequest) -> StreamKey {
-        let known = |h: &str| self.config.vhosts.iter().any(|v| v.eq_ignore_ascii_case(h));
-        let vhost = req
-            .param("vhost")
-            .filter(|v| known(v))
-            .or(req.tc_url_host.as_deref().filter(|h| known(h)))
+        self.key_for(
+            req.param("vhost"),
+            req.tc_url_host.as_deref(),
+            &req.app,
+            &req.name,
+        )
+    }
+
+    /// `vhost/app/stream`: the vhost from `?vhost=`, else the host the client
+    /// used (tcUrl or Host header), when it is one of the configured vhosts;
+    /// else the default vhost.
+    pub fn key_for(
+        &self,
+        vhost_param: Option<&str>,
+        host: Option<&str>,
+        app: &str,
+        name: &str,
+    ) -> StreamKey {
+        let known = |h: &&str| self.config.vhosts.iter().any(|v| v.eq_ignore_ascii_case(h));
+        let vhost = vhost_param
+            .filter(known)
+            .or(host.filter(known))
             .unwrap_or(&self.config.default_vhost);
-        Arc::from(format!("{}/{}/{}", vhost, req.app, req.name))
+        Arc::from(format!("{vhost}/{app}/{name}"))
+    }
+
+    /// Is the stream live, as this shard sees it? On a non-owner shard this
+    /// also makes sure a replica exists (it lingers [`REPLICA_LINGER`] if no
+    /// player attaches), so a caller polling this learns of a publish.
+    pub fn watch_live(self: &Rc<Self>, key: &StreamKey) -> bool {
+        if self.is_owner(key) {
+            return self.streams.borrow().get(key).is_some_and(|e| e.core.live);
+        }
+        let mut streams = self.streams.borrow_mut();
+        let entry = streams.entry(key.clone()).or_insert_with(|| {
+            self.subscribe(key, true);
+            Entry {
+                core: StreamCore::new(
+                    key.clone(),
+                    self.gop_limits(),
+                    self.config.rtmp.chunk_size_out,
+                ),
+                role: Role::Replica {
+                    empty_since: Some(Instant::now()),
+                },
+            }
+        });
+        if let Role::Replica {
+            empty_since: Some(t),
+        } = &mut entry.role
+        {
+            *t = Instant::now();
+        }
+        entry.core.live
+    }
+
+    /// Keys of the streams this shard sees live (owned or replicated).
+    pub fn live_keys(&self) -> Vec<StreamKey> {
+        let mut keys: Vec<StreamKey> = self
+            .streams
+            .borrow()
+            .iter()
+            .filter(|(_, e)| e.core.live)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
     }
 
     fn new_entry_owner(&self, key: &StreamKey) -> Entry {

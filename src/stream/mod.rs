@@ -144,6 +144,61 @@ impl GopCache {
 pub enum PlayerFormat {
     /// RTMP, on the message stream id its `play` came on.
     Rtmp { stream_id: u32 },
+    /// HTTP-FLV tags, in chunked transfer coding (HTTP/1.1) or raw (1.0).
+    Flv { chunked: bool },
+}
+
+impl PlayerFormat {
+    /// Appends the wire form of one frame (its payload shared, not copied).
+    fn frame(self, frame: &Frame, chunk_size: u32, out: &mut Vec<Bytes>) {
+        match self {
+            PlayerFormat::Rtmp { stream_id } => {
+                wire::media_message(frame, stream_id, chunk_size, out)
+            }
+            PlayerFormat::Flv { chunked } => {
+                let start = out.len();
+                crate::flv::frame_tag(frame, out);
+                if chunked {
+                    http_chunk(&mut out[start..]);
+                }
+            }
+        }
+    }
+
+    /// Appends the wire form of an `onMetaData` body.
+    fn metadata(self, body: &Bytes, chunk_size: u32, out: &mut Vec<Bytes>) {
+        match self {
+            PlayerFormat::Rtmp { stream_id } => {
+                wire::metadata_message(body, stream_id, chunk_size, out)
+            }
+            PlayerFormat::Flv { chunked } => {
+                let start = out.len();
+                crate::flv::script_tag(body, out);
+                if chunked {
+                    http_chunk(&mut out[start..]);
+                }
+            }
+        }
+    }
+}
+
+/// Frames `parts` (header, payload, trailer) as one HTTP chunk by folding
+/// the chunk-size line into the first part and CRLF into the last, so the
+/// shared payload stays untouched.
+fn http_chunk(parts: &mut [Bytes]) {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let (Some(first), Some(_)) = (parts.first(), parts.last()) else {
+        return;
+    };
+    let mut head = bytes::BytesMut::with_capacity(first.len() + 10);
+    head.extend_from_slice(crate::http::chunk_size_line(len).as_bytes());
+    head.extend_from_slice(first);
+    parts[0] = head.freeze();
+    let last = parts.len() - 1;
+    let mut tail = bytes::BytesMut::with_capacity(parts[last].len() + 2);
+    tail.extend_from_slice(&parts[last]);
+    tail.extend_from_slice(b"\r\n");
+    parts[last] = tail.freeze();
 }
 
 /// Which media a player receives (`?only-audio=1`, `receiveVideo false`, ...).
@@ -215,7 +270,9 @@ impl Player {
     }
 
     fn send_status(&self, code: &str, description: &str, chunk_size: u32) {
-        let PlayerFormat::Rtmp { stream_id } = self.format;
+        let PlayerFormat::Rtmp { stream_id } = self.format else {
+            return;
+        };
         let mut parts = Vec::with_capacity(2);
         wire::status_message(
             stream_id,
@@ -234,9 +291,9 @@ impl Player {
 struct WireCache<'a> {
     frame: &'a Frame,
     chunk_size: u32,
-    /// (stream id, parts); nearly always one entry, since every client's
-    /// first `createStream` gets stream id 1.
-    forms: Vec<(u32, Vec<Bytes>)>,
+    /// (format, parts); one entry per output format in use, since every
+    /// RTMP client's first `createStream` gets stream id 1.
+    forms: Vec<(PlayerFormat, Vec<Bytes>)>,
 }
 
 impl<'a> WireCache<'a> {
@@ -249,13 +306,12 @@ impl<'a> WireCache<'a> {
     }
 
     fn get(&mut self, format: PlayerFormat) -> &[Bytes] {
-        let PlayerFormat::Rtmp { stream_id } = format;
-        let idx = match self.forms.iter().position(|(id, _)| *id == stream_id) {
+        let idx = match self.forms.iter().position(|(f, _)| *f == format) {
             Some(i) => i,
             None => {
-                let mut parts = Vec::with_capacity(2);
-                wire::media_message(self.frame, stream_id, self.chunk_size, &mut parts);
-                self.forms.push((stream_id, parts));
+                let mut parts = Vec::with_capacity(3);
+                format.frame(self.frame, self.chunk_size, &mut parts);
+                self.forms.push((format, parts));
                 self.forms.len() - 1
             }
         };
@@ -354,8 +410,7 @@ impl StreamCore {
                 let mut parts = Vec::with_capacity(2);
                 for p in &self.players {
                     parts.clear();
-                    let PlayerFormat::Rtmp { stream_id } = p.format;
-                    wire::metadata_message(body, stream_id, self.chunk_size, &mut parts);
+                    p.format.metadata(body, self.chunk_size, &mut parts);
                     p.queue.borrow_mut().push_control(&parts);
                 }
             }
@@ -432,19 +487,19 @@ impl StreamCore {
     }
 
     fn start_player(&self, player: &Player) -> usize {
-        let PlayerFormat::Rtmp { stream_id } = player.format;
+        let format = player.format;
         let filter = player.filter.get();
         let mut q = player.queue.borrow_mut();
         q.restart();
         let mut parts = Vec::with_capacity(2);
         if let Some(meta) = &self.metadata {
-            wire::metadata_message(meta, stream_id, self.chunk_size, &mut parts);
+            format.metadata(meta, self.chunk_size, &mut parts);
             q.push_control(&parts);
         }
         for seq in [&self.video_seq, &self.audio_seq].into_iter().flatten() {
             if filter.wants(seq) {
                 parts.clear();
-                wire::media_message(seq, stream_id, self.chunk_size, &mut parts);
+                format.frame(seq, self.chunk_size, &mut parts);
                 q.push_control(&parts);
             }
         }
@@ -454,7 +509,7 @@ impl StreamCore {
                 continue;
             }
             parts.clear();
-            wire::media_message(f, stream_id, self.chunk_size, &mut parts);
+            format.frame(f, self.chunk_size, &mut parts);
             if q.push_media(&parts, is_start_point(f, filter, self.has_video)) {
                 queued += 1;
             }

@@ -1,0 +1,449 @@
+//! HTTP/1.x on the one port, sans-IO: request parsing (on httparse) with
+//! named bounds, routing of our URLs, and response heads.
+//!
+//! The driver (`server::http_conn`) reads bytes, calls [`parse_request`],
+//! and writes what [`ResponseHead`] renders followed by the body.
+
+use std::fmt::Write as _;
+
+/// Bounds on one request head.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Bytes of request line plus headers; more is answered 431. This is the
+    /// read buffer a connection may hold before a request is complete.
+    pub header_bytes_max: usize,
+    /// Header lines; more is answered 431. Each costs 32 bytes of stack
+    /// while parsing.
+    pub headers_max: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_bytes_max: 8 * 1024,
+            headers_max: 64,
+        }
+    }
+}
+
+/// The most headers any configuration may allow (the parser's stack array).
+pub const HEADERS_MAX_LIMIT: usize = 128;
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The path, percent-decoded, without the query.
+    pub path: String,
+    /// Query parameters, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// The Host header without its port, lowercased.
+    pub host: Option<String>,
+    /// The connection may carry another request after this one.
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// The last value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the parameter is present and `1`/`true`/`yes`/empty.
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.param(key), Some("1" | "true" | "yes" | ""))
+    }
+}
+
+/// The outcome of parsing a request head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// A whole head: the request and the bytes it used.
+    Complete {
+        /// The request.
+        request: Request,
+        /// Bytes of the head, including the blank line.
+        consumed: usize,
+    },
+    /// More bytes are needed.
+    Incomplete,
+    /// The head is malformed or over a bound: answer `status` and close.
+    Invalid {
+        /// 400 or 431.
+        status: u16,
+        /// What was wrong, for the response body and the log.
+        what: String,
+    },
+}
+
+/// Parses one request head from the front of `buf`.
+pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
+    let headers_max = limits.headers_max.min(HEADERS_MAX_LIMIT);
+    let mut storage = [httparse::EMPTY_HEADER; HEADERS_MAX_LIMIT];
+    let mut req = httparse::Request::new(&mut storage[..headers_max]);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parse::Invalid {
+                status: 431,
+                what: format!("more than {headers_max} header lines (http.headers_max)"),
+            }
+        }
+        Err(e) => {
+            return Parse::Invalid {
+                status: 400,
+                what: format!("malformed request head: {e}"),
+            }
+        }
+    };
+    let consumed = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => {
+            if buf.len() > limits.header_bytes_max {
+                return Parse::Invalid {
+                    status: 431,
+                    what: format!(
+                        "request head over {} bytes (http.header_bytes_max)",
+                        limits.header_bytes_max
+                    ),
+                };
+            }
+            return Parse::Incomplete;
+        }
+    };
+    if consumed > limits.header_bytes_max {
+        return Parse::Invalid {
+            status: 431,
+            what: format!(
+                "request head of {consumed} bytes is over {} (http.header_bytes_max)",
+                limits.header_bytes_max
+            ),
+        };
+    }
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Parse::Invalid {
+            status: 400,
+            what: "incomplete request line".into(),
+        };
+    };
+    let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+    let Some(path) = percent_decode(raw_path) else {
+        return Parse::Invalid {
+            status: 400,
+            what: "bad percent-encoding in the path".into(),
+        };
+    };
+    let query = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((percent_decode(k)?, percent_decode(&v.replace('+', " "))?))
+        })
+        .collect();
+    let mut host = None;
+    let mut connection = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("host") {
+            let v = String::from_utf8_lossy(h.value);
+            host = host_without_port(v.trim());
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection = Some(String::from_utf8_lossy(h.value).to_ascii_lowercase());
+        }
+    }
+    let keep_alive = match (minor_version, connection.as_deref()) {
+        (_, Some(c)) if c.contains("close") => false,
+        (0, Some(c)) => c.contains("keep-alive"),
+        (0, None) => false,
+        _ => true,
+    };
+    Parse::Complete {
+        request: Request {
+            method: method.to_string(),
+            path,
+            query,
+            minor_version,
+            host,
+            keep_alive,
+        },
+        consumed,
+    }
+}
+
+fn host_without_port(v: &str) -> Option<String> {
+    let host = match v.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => v.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Decodes `%XX` escapes; None if an escape is malformed or the result is
+/// not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// What a path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/`: the page listing live streams.
+    Index,
+    /// `/{app}/{stream}.flv`: HTTP-FLV.
+    Flv {
+        /// Application.
+        app: String,
+        /// Stream name.
+        stream: String,
+    },
+    /// Anything else.
+    NotFound,
+}
+
+/// Maps a decoded path to a route.
+pub fn route(path: &str) -> Route {
+    if path == "/" || path == "/index.html" {
+        return Route::Index;
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let [app, file] = parts.as_slice() {
+        if let Some(stream) = file.strip_suffix(".flv") {
+            if !app.is_empty() && !stream.is_empty() {
+                return Route::Flv {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
+            }
+        }
+    }
+    Route::NotFound
+}
+
+/// A response head.
+#[derive(Clone, Debug)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Content-Type, if any.
+    pub content_type: Option<&'static str>,
+    /// Content-Length; None for a streamed body.
+    pub content_length: Option<usize>,
+    /// Streamed body with chunked transfer coding (HTTP/1.1 only).
+    pub chunked: bool,
+    /// Keep the connection for another request.
+    pub keep_alive: bool,
+    /// More header lines, each without CRLF.
+    pub extra: Vec<String>,
+}
+
+impl ResponseHead {
+    /// A status with a known-length body.
+    pub fn new(
+        status: u16,
+        content_type: Option<&'static str>,
+        len: usize,
+        keep_alive: bool,
+    ) -> Self {
+        Self {
+            status,
+            content_type,
+            content_length: Some(len),
+            chunked: false,
+            keep_alive,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The head as bytes. Every response carries the CORS header, so a web
+    /// player on another origin works.
+    pub fn render(&self, minor_version: u8) -> Vec<u8> {
+        let mut s = String::with_capacity(256);
+        let _ = write!(
+            s,
+            "HTTP/1.{minor_version} {} {}\r\nServer: shardcast\r\nAccess-Control-Allow-Origin: *\r\n",
+            self.status,
+            reason(self.status)
+        );
+        if let Some(t) = self.content_type {
+            let _ = write!(s, "Content-Type: {t}\r\n");
+        }
+        if let Some(n) = self.content_length {
+            let _ = write!(s, "Content-Length: {n}\r\n");
+        } else if self.chunked {
+            s.push_str("Transfer-Encoding: chunked\r\n");
+        }
+        if self.content_length.is_none() {
+            s.push_str("Cache-Control: no-cache\r\n");
+        }
+        s.push_str(if self.keep_alive {
+            "Connection: keep-alive\r\n"
+        } else {
+            "Connection: close\r\n"
+        });
+        for line in &self.extra {
+            s.push_str(line);
+            s.push_str("\r\n");
+        }
+        s.push_str("\r\n");
+        s.into_bytes()
+    }
+}
+
+/// The reason phrase of the statuses we send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// The chunk-size line of chunked transfer coding for a chunk of `len` bytes.
+pub fn chunk_size_line(len: usize) -> String {
+    format!("{len:x}\r\n")
+}
+
+/// The last chunk of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Parse {
+        parse_request(s.as_bytes(), &HttpLimits::default())
+    }
+
+    #[test]
+    fn parses_a_flv_request_with_query_and_host() {
+        let Parse::Complete { request, consumed } =
+            parse("GET /live/te%20st.flv?only-audio=1&vhost=v HTTP/1.1\r\nHost: Example.COM:8079\r\n\r\nrest")
+        else {
+            panic!("complete");
+        };
+        assert_eq!(consumed, 75);
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.path, "/live/te st.flv");
+        assert!(request.flag("only-audio"));
+        assert_eq!(request.param("vhost"), Some("v"));
+        assert_eq!(request.host.as_deref(), Some("example.com"));
+        assert!(request.keep_alive);
+        assert_eq!(
+            route(&request.path),
+            Route::Flv {
+                app: "live".into(),
+                stream: "te st".into()
+            }
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive() {
+        let Parse::Complete { request, .. } = parse("GET / HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
+        assert!(!request.keep_alive);
+        let Parse::Complete { request, .. } =
+            parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(request.keep_alive);
+        let Parse::Complete { request, .. } = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert!(!request.keep_alive);
+    }
+
+    #[test]
+    fn incomplete_then_too_large() {
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: a\r\n"), Parse::Incomplete);
+        let big = format!("GET / HTTP/1.1\r\nX-A: {}\r\n", "a".repeat(9000));
+        let Parse::Invalid { status, what } = parse(&big) else {
+            panic!()
+        };
+        assert_eq!(status, 431);
+        assert!(what.contains("header_bytes_max"), "{what}");
+    }
+
+    #[test]
+    fn too_many_headers_is_431_and_garbage_is_400() {
+        let mut s = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..70 {
+            s.push_str(&format!("X-{i}: v\r\n"));
+        }
+        s.push_str("\r\n");
+        assert!(matches!(parse(&s), Parse::Invalid { status: 431, .. }));
+        assert!(matches!(
+            parse("GET / HTTP/9.9\r\n\r\n"),
+            Parse::Invalid { status: 400, .. }
+        ));
+        assert!(matches!(
+            parse("GET /%zz HTTP/1.1\r\n\r\n"),
+            Parse::Invalid { status: 400, .. }
+        ));
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/"), Route::Index);
+        assert_eq!(route("/live/.flv"), Route::NotFound);
+        assert_eq!(route("/a/b/c.flv"), Route::NotFound);
+        assert_eq!(route("/live/x.mp4"), Route::NotFound);
+    }
+
+    #[test]
+    fn renders_heads() {
+        let mut h = ResponseHead::new(404, Some("text/plain"), 5, true);
+        h.extra.push("Allow: GET".into());
+        let s = String::from_utf8(h.render(1)).unwrap();
+        assert_eq!(
+            s,
+            "HTTP/1.1 404 Not Found\r\nServer: shardcast\r\nAccess-Control-Allow-Origin: *\r\n\
+             Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\nAllow: GET\r\n\r\n"
+        );
+        let streamed = ResponseHead {
+            status: 200,
+            content_type: Some("video/x-flv"),
+            content_length: None,
+            chunked: true,
+            keep_alive: false,
+            extra: vec![],
+        };
+        let s = String::from_utf8(streamed.render(1)).unwrap();
+        assert!(s.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(s.contains("Cache-Control: no-cache\r\n"));
+        assert_eq!(chunk_size_line(255), "ff\r\n");
+    }
+}
