@@ -221,13 +221,24 @@ where
             // which bounds the latency one busy task adds to the others.
             .preempt_timer(Duration::from_millis(10))
             .spawn(move || async move {
-                let (senders, receivers) = match mesh.join().await {
+                let (senders, receivers) = match join_mesh(mesh).await {
                     Ok(pair) => pair,
                     Err(e) => {
                         log::error!("shard {id}: could not join the channel mesh: {e}");
+                        request_stop();
                         return;
                     }
                 };
+                // The mesh orders peers by executor id; executors are created
+                // in shard order, so this is our id. Checked, not assumed.
+                if senders.peer_id() != id {
+                    log::error!(
+                        "shard {id}: mesh index {} differs from shard id",
+                        senders.peer_id()
+                    );
+                    request_stop();
+                    return;
+                }
                 let ctx = ShardCtx {
                     id,
                     count,
@@ -247,6 +258,41 @@ where
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// How long shards may take to connect their channels at start.
+pub const MESH_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// While joining, each executor wakes this often (see [`join_mesh`]).
+const MESH_JOIN_POLL: Duration = Duration::from_millis(1);
+
+/// Joins the channel mesh, bounded by [`MESH_JOIN_TIMEOUT`].
+///
+/// glommio's shared-channel connection registers a waker that the peer's
+/// connect does not reliably wake when this executor is already parked in
+/// `io_uring_enter` (seen: 1 start in 10 hung forever with ten servers
+/// starting at once). A ticking task keeps the executor's loop turning, so
+/// the connection is noticed within [`MESH_JOIN_POLL`].
+async fn join_mesh<M: Send + 'static>(
+    mesh: MeshBuilder<M, glommio::channels::channel_mesh::Full>,
+) -> io::Result<(Senders<M>, glommio::channels::channel_mesh::Receivers<M>)> {
+    let joined = Rc::new(Cell::new(false));
+    let ticker = {
+        let joined = joined.clone();
+        glommio::spawn_local(async move {
+            while !joined.get() {
+                glommio::timer::sleep(MESH_JOIN_POLL).await;
+            }
+        })
+    };
+    let result = glommio::timer::timeout(MESH_JOIN_TIMEOUT, async {
+        mesh.join()
+            .await
+            .map_err(|e| glommio::GlommioError::IoError(io::Error::other(e.to_string())))
+    })
+    .await;
+    joined.set(true);
+    ticker.await;
+    result.map_err(|e| io::Error::other(format!("within {MESH_JOIN_TIMEOUT:?}: {e}")))
 }
 
 thread_local! {

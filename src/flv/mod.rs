@@ -83,7 +83,10 @@ pub fn file_header(has_audio: bool, has_video: bool) -> Bytes {
 /// length is a bug in the caller: debug builds assert, release builds write
 /// the low 24 bits.
 pub fn tag_parts(tag_type: u8, timestamp: u32, body_len: usize) -> (Bytes, Bytes) {
-    debug_assert!(body_len <= TAG_BODY_LEN_MAX, "FLV tag body of {body_len} bytes");
+    debug_assert!(
+        body_len <= TAG_BODY_LEN_MAX,
+        "FLV tag body of {body_len} bytes"
+    );
     let data_size = (body_len & TAG_BODY_LEN_MAX) as u32;
     let mut b = BytesMut::with_capacity(TAG_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN);
     b.put_u8(tag_type & TAG_TYPE_MASK);
@@ -328,7 +331,10 @@ mod tests {
         assert_eq!(h.as_ref(), &[18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(t.as_ref(), &[0, 0, 0, 11]);
         let (h, t) = tag_parts(TAG_TYPE_AUDIO, 0xFFFF_FFFF, TAG_BODY_LEN_MAX);
-        assert_eq!(h.as_ref(), &[8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]);
+        assert_eq!(
+            h.as_ref(),
+            &[8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]
+        );
         assert_eq!(t.as_ref(), &[0x01, 0x00, 0x00, 0x0A]);
     }
 
@@ -421,7 +427,11 @@ mod tests {
         let (stream, _) = sample_stream();
         let header_len = FILE_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN;
         for end in 0..header_len {
-            assert_eq!(parse_file_header(&stream[..end]), Parse::Incomplete, "{end}");
+            assert_eq!(
+                parse_file_header(&stream[..end]),
+                Parse::Incomplete,
+                "{end}"
+            );
         }
         let mut pos = header_len;
         while pos < stream.len() {
@@ -430,7 +440,11 @@ mod tests {
                 panic!("tag at {pos}");
             };
             for end in 0..consumed {
-                assert_eq!(parse_tag(&full.slice(..end)), Parse::Incomplete, "{pos}+{end}");
+                assert_eq!(
+                    parse_tag(&full.slice(..end)),
+                    Parse::Incomplete,
+                    "{pos}+{end}"
+                );
             }
             pos += consumed;
         }

@@ -1,1 +1,248 @@
-//! TODO
+//! HLS and Low-Latency HLS: the segmenter that cuts a stream into MPEG-TS
+//! segments and partial segments, and the window that serves them.
+//!
+//! Defined by: RFC 8216 (HTTP Live Streaming) and its second edition,
+//! draft-pantos-hls-rfc8216bis (Low-Latency HLS: EXT-X-PART, EXT-X-PART-INF,
+//! EXT-X-SERVER-CONTROL, EXT-X-PRELOAD-HINT, EXT-X-SKIP, and the delivery
+//! directives `_HLS_msn`, `_HLS_part` and `_HLS_skip` of its section 6.2.5).
+//!
+//! The work is split along DESIGN.md's owner/replica line, and both halves
+//! are sans-IO: no clock, no socket, no shard inside. Callers pass the wall
+//! clock in where it matters.
+//!
+//! ```text
+//!  owner shard                                   every shard (owner too)
+//!  Frame ──▶ Segmenter ──▶ HlsEvent ──(channel)──▶ HlsWindow::apply
+//!            (+ SegmentMuxer: PSI,                  render / segment / part /
+//!               PES bytes)                          readiness / last_part
+//! ```
+//!
+//! - [`Segmenter`] (`segmenter.rs`) runs on the owner. It decides where parts
+//!   and segments end, asks a [`SegmentMuxer`] for their bytes, and returns
+//!   [`HlsEvent`]s. A boundary is decided when the frame that starts the next
+//!   part or segment arrives, so a part is shipped the moment its successor's
+//!   first frame is pushed.
+//! - [`HlsWindow`] (`window.rs`) is one shard's view. It is built only from
+//!   events, so every shard that applied the same events renders the same
+//!   playlist byte for byte: a player whose requests land on different
+//!   shards sees one consistent stream. A replica that subscribes late
+//!   starts from a clone of the owner's window (cheap: the media is
+//!   reference-counted [`Bytes`]) and applies the events that follow.
+//! - `playlist.rs` holds the text formatting (decimal seconds, ISO 8601
+//!   dates).
+//! - `ts_muxer.rs` adapts the MPEG-TS muxer of `crate::ts` to
+//!   [`SegmentMuxer`].
+//!
+//! # Memory bounds
+//!
+//! - Segmenter: one open segment, cut at [`SEGMENT_DURATION_MAX_MS`] or
+//!   [`SEGMENT_BYTES_MAX`] (plus one frame) even without a keyframe.
+//! - Window: the listed segments (`window_size`, extended by at most
+//!   [`LISTED_EXTRA_SEGMENTS_MAX`] to keep three target durations listed),
+//!   at most [`RETIRED_SEGMENTS_MAX`] segments kept downloadable after they
+//!   left the playlist, and the parts of the open segment. Parts of finished
+//!   segments are zero-copy slices of the segment's bytes, so keeping them
+//!   costs only their metadata.
+
+mod playlist;
+mod segmenter;
+#[cfg(test)]
+mod tests;
+mod ts_muxer;
+mod window;
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::media::Frame;
+
+pub use playlist::format_program_date_time;
+pub use segmenter::Segmenter;
+pub use window::{HlsWindow, Readiness};
+
+/// A segment is cut without a keyframe once it is this long, so a stream
+/// that never sends one (or has a very long GOP) cannot grow a segment
+/// without bound. The next segment then starts on a non-keyframe.
+pub const SEGMENT_DURATION_MAX_MS: u32 = 30_000;
+
+/// A segment is cut without a keyframe once its bytes reach this. With the
+/// window's bounds this caps the memory one stream's HLS state may pin per
+/// shard at about 32 MiB × (`window_size` + [`LISTED_EXTRA_SEGMENTS_MAX`] +
+/// [`RETIRED_SEGMENTS_MAX`] + 1) in the worst case; a 6 Mbit/s stream uses
+/// 1.5 MB per 2 s segment.
+pub const SEGMENT_BYTES_MAX: usize = 32 << 20;
+
+/// A frame more than this after the previous frame of its kind (audio or
+/// video) is a timestamp discontinuity: the open segment ends at its own
+/// last frame and the next one starts with EXT-X-DISCONTINUITY
+/// (RFC 8216bis 6.2.1: timing changes MUST be signalled).
+pub const TIMESTAMP_JUMP_MAX_MS: u32 = 10_000;
+
+/// Likewise for a frame more than this before the previous frame of its
+/// kind. Timestamps (DTS) of one kind only grow; the tolerance absorbs
+/// publishers' rounding jitter. Comparing within a kind keeps the
+/// interleaving of audio and video, which may run apart by a second or
+/// more, out of it.
+pub const TIMESTAMP_STEP_BACK_MAX_MS: u32 = 1_000;
+
+/// Segments the playlist may list beyond `window_size`, which it does only
+/// to keep the playlist at least three target durations long
+/// (RFC 8216bis 6.2.2: a segment MUST NOT be removed if that would leave a
+/// shorter playlist), e.g. after a run of short segments.
+pub const LISTED_EXTRA_SEGMENTS_MAX: usize = 8;
+
+/// Segments kept downloadable after they left the playlist. They are kept
+/// until three target durations of media have been added after them
+/// (RFC 8216bis 6.2.2: a removed segment stays downloadable for its
+/// availability duration, a removed part for three target durations), or
+/// until this many are retired, whichever comes first.
+pub const RETIRED_SEGMENTS_MAX: usize = 8;
+
+/// The largest `window_size` [`HlsConfig::validate`] accepts.
+pub const WINDOW_SIZE_MAX: usize = 1_000;
+
+/// What the segmenter and the window are configured with. Owner and
+/// replicas must use the same values, since the playlist header derives
+/// from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HlsConfig {
+    /// Target segment duration: a segment is cut at the first keyframe at
+    /// least this long after its start (any audio frame, for a stream
+    /// without video).
+    pub segment_duration_ms: u32,
+    /// Target part duration (LL-HLS): a part is cut at the first frame at
+    /// least this long after its start, keyframe or not.
+    pub part_duration_ms: u32,
+    /// Segments listed in the playlist.
+    pub window_size: usize,
+    /// Cut parts and render the LL-HLS tags. Plain HLS players ignore the
+    /// part tags, so one playlist serves both kinds.
+    pub low_latency: bool,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration_ms: 2_000,
+            part_duration_ms: 500,
+            window_size: 6,
+            low_latency: true,
+        }
+    }
+}
+
+/// A field of [`HlsConfig`] outside its range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HlsConfigError {
+    /// The field's name.
+    pub field: &'static str,
+    /// What its value must be.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for HlsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HLS setting {} must be {}", self.field, self.expected)
+    }
+}
+
+impl std::error::Error for HlsConfigError {}
+
+impl HlsConfig {
+    /// Checks the ranges. [`Segmenter::new`] and [`HlsWindow::new`] clamp
+    /// out-of-range values instead; call this where the configuration is
+    /// loaded, to refuse them with a message.
+    pub fn validate(&self) -> Result<(), HlsConfigError> {
+        let err = |field, expected| Err(HlsConfigError { field, expected });
+        if self.segment_duration_ms < 1_000 || self.segment_duration_ms > SEGMENT_DURATION_MAX_MS {
+            return err("segment_duration_ms", "between 1000 and 30000");
+        }
+        if self.part_duration_ms < 100 || self.part_duration_ms > self.segment_duration_ms {
+            return err(
+                "part_duration_ms",
+                "at least 100 and at most segment_duration_ms",
+            );
+        }
+        if self.window_size < 1 || self.window_size > WINDOW_SIZE_MAX {
+            return err("window_size", "between 1 and 1000");
+        }
+        Ok(())
+    }
+
+    /// The values the segmenter and window use: each clamped into the range
+    /// [`HlsConfig::validate`] checks.
+    pub(crate) fn clamped(self) -> HlsConfig {
+        let segment_duration_ms = self
+            .segment_duration_ms
+            .clamp(1_000, SEGMENT_DURATION_MAX_MS);
+        HlsConfig {
+            segment_duration_ms,
+            part_duration_ms: self.part_duration_ms.clamp(100, segment_duration_ms),
+            window_size: self.window_size.clamp(1, WINDOW_SIZE_MAX),
+            low_latency: self.low_latency,
+        }
+    }
+}
+
+/// What the owner's [`Segmenter`] tells every shard's [`HlsWindow`], in
+/// order. Values only (media as [`Bytes`]), so they cross shards as typed
+/// messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HlsEvent {
+    /// Segment `msn` has started. It precedes the segment's first `Part`,
+    /// so that the playlist can put the segment's EXT-X-DISCONTINUITY and
+    /// EXT-X-PROGRAM-DATE-TIME before its first EXT-X-PART, where
+    /// RFC 8216bis 4.4.4.9 requires them, while the segment is in progress.
+    SegmentStart {
+        msn: u64,
+        /// Wall-clock time of the segment's first frame, ms since the Unix
+        /// epoch (see [`Segmenter::push`] for how it is kept contiguous).
+        program_date_time_ms: u64,
+        /// An EXT-X-DISCONTINUITY precedes the segment.
+        discontinuity: bool,
+    },
+    /// A finished LL-HLS part of segment `msn`, index `part` (from 0).
+    Part {
+        msn: u64,
+        part: u32,
+        duration_ms: u32,
+        /// The part contains an independent frame (a video keyframe; any
+        /// frame of a stream without video): RFC 8216bis 4.4.4.9
+        /// INDEPENDENT=YES.
+        independent: bool,
+        /// PSI, then the part's frames.
+        data: Bytes,
+    },
+    /// A finished segment. With low latency on, its bytes are exactly the
+    /// concatenation of its parts' bytes and its duration the sum of theirs.
+    Segment {
+        msn: u64,
+        duration_ms: u32,
+        data: Bytes,
+        /// As in [`HlsEvent::SegmentStart`].
+        program_date_time_ms: u64,
+        /// As in [`HlsEvent::SegmentStart`].
+        discontinuity: bool,
+    },
+    /// The stream is over ([`Segmenter::end`]); everything before it has
+    /// been flushed. The window keeps serving what it holds, renders
+    /// EXT-X-ENDLIST, hints no next part, and answers every blocking reload
+    /// at once (RFC 8216bis 6.2.5.2: the directives are ignored once the
+    /// playlist has EXT-X-ENDLIST). Should media arrive after all (a
+    /// publisher returning after `end`), the window resumes: the next
+    /// segment carries EXT-X-DISCONTINUITY and the ENDLIST goes away.
+    Ended,
+}
+
+/// The muxer the segmenter writes parts and segments with (the MPEG-TS
+/// muxer of `crate::ts` in production, a fake in tests).
+pub trait SegmentMuxer {
+    /// Writes what a part or segment must start with so that it can be
+    /// decoded on its own (for MPEG-TS: PAT and PMT).
+    fn start_chunk(&mut self, out: &mut Vec<u8>);
+    /// Writes one frame; false if nothing was written (a sequence header,
+    /// which only updates the muxer's codec state, or a frame the muxer
+    /// cannot carry).
+    fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool;
+}

@@ -351,7 +351,7 @@ mod tests {
         else {
             panic!("complete");
         };
-        assert_eq!(consumed, 75);
+        assert_eq!(consumed, 79);
         assert_eq!(request.method, "GET");
         assert_eq!(request.path, "/live/te st.flv");
         assert!(request.flag("only-audio"));

@@ -111,3 +111,79 @@ pub fn metadata_body(values: &[Amf0Value]) -> Option<Bytes> {
     }
     Some(Bytes::from(body))
 }
+
+/// `onMetaData` properties that describe video; dropped for audio-only plays.
+const VIDEO_KEYS: &[&str] = &[
+    "videocodecid",
+    "width",
+    "height",
+    "framerate",
+    "videoframerate",
+    "videodatarate",
+];
+/// `onMetaData` properties that describe audio; dropped for video-only plays.
+const AUDIO_KEYS: &[&str] = &[
+    "audiocodecid",
+    "audiosamplerate",
+    "audiosamplesize",
+    "audiodatarate",
+    "audiochannels",
+    "stereo",
+];
+
+/// The metadata body a player that receives only some media should get:
+/// players (ffmpeg's FLV demuxer among them) take `videocodecid` as a
+/// promise of video and wait for it. Returns the body unchanged when both
+/// kinds are wanted or it cannot be decoded.
+pub fn filter_metadata(body: &Bytes, audio: bool, video: bool) -> Bytes {
+    if audio && video {
+        return body.clone();
+    }
+    let Ok(mut values) = super::amf::decode_amf0(body, &super::amf::AmfLimits::default()) else {
+        return body.clone();
+    };
+    let drop_key =
+        |k: &str| (!video && VIDEO_KEYS.contains(&k)) || (!audio && AUDIO_KEYS.contains(&k));
+    for v in values.iter_mut() {
+        if let Amf0Value::Object(props) | Amf0Value::EcmaArray(props) = v {
+            props.retain(|(k, _)| !drop_key(k));
+        }
+    }
+    let mut out = Vec::with_capacity(body.len());
+    for v in &values {
+        encode_amf0(v, &mut out);
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_filter_drops_the_other_kind() {
+        let values = [
+            Amf0Value::String("@setDataFrame".into()),
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::EcmaArray(vec![
+                ("width".into(), Amf0Value::Number(1280.0)),
+                ("videocodecid".into(), Amf0Value::Number(7.0)),
+                ("audiocodecid".into(), Amf0Value::Number(10.0)),
+                ("duration".into(), Amf0Value::Number(0.0)),
+            ]),
+        ];
+        let body = metadata_body(&values).expect("onMetaData");
+        let audio_only = filter_metadata(&body, true, false);
+        let decoded = super::super::amf::decode_amf0(&audio_only, &Default::default()).unwrap();
+        assert_eq!(decoded[0].as_str(), Some("onMetaData"));
+        assert!(decoded[1].get("videocodecid").is_none());
+        assert!(decoded[1].get("width").is_none());
+        assert!(decoded[1].get("audiocodecid").is_some());
+        assert!(decoded[1].get("duration").is_some());
+        let video_only = filter_metadata(&body, false, true);
+        let decoded = super::super::amf::decode_amf0(&video_only, &Default::default()).unwrap();
+        assert!(decoded[1].get("audiocodecid").is_none());
+        assert!(decoded[1].get("videocodecid").is_some());
+        assert_eq!(filter_metadata(&body, true, true), body);
+    }
+}

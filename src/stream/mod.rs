@@ -319,14 +319,44 @@ impl<'a> WireCache<'a> {
     }
 }
 
+/// A stream's `onMetaData`, with the variants for players that receive
+/// only audio or only video.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    /// As the publisher sent it (`["onMetaData", {..}]`).
+    pub body: Bytes,
+    audio_only: Bytes,
+    video_only: Bytes,
+}
+
+impl Metadata {
+    /// Builds the variants once per `onMetaData`.
+    pub fn new(body: Bytes) -> Self {
+        Self {
+            audio_only: wire::filter_metadata(&body, true, false),
+            video_only: wire::filter_metadata(&body, false, true),
+            body,
+        }
+    }
+
+    /// The body a player with `filter` gets.
+    pub fn for_filter(&self, filter: MediaFilter) -> &Bytes {
+        match (filter.audio, filter.video) {
+            (true, false) => &self.audio_only,
+            (false, true) => &self.video_only,
+            _ => &self.body,
+        }
+    }
+}
+
 /// What one shard holds of one stream, as owner or as replica.
 pub struct StreamCore {
     /// The stream's key.
     pub key: StreamKey,
     /// A publisher is live.
     pub live: bool,
-    /// Last `onMetaData` body.
-    pub metadata: Option<Bytes>,
+    /// Last `onMetaData`.
+    pub metadata: Option<Metadata>,
     /// Last video sequence header.
     pub video_seq: Option<Frame>,
     /// Last audio sequence header.
@@ -365,7 +395,7 @@ impl StreamCore {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             live: self.live,
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.as_ref().map(|m| m.body.clone()),
             video_seq: self.video_seq.clone(),
             audio_seq: self.audio_seq.clone(),
             gop: self.gop.frames().cloned().collect(),
@@ -406,19 +436,21 @@ impl StreamCore {
                 }
             }
             StreamEvent::Metadata(body) => {
-                self.metadata = Some(body.clone());
-                let mut parts = Vec::with_capacity(2);
+                let meta = Metadata::new(body.clone());
+                let mut parts = Vec::with_capacity(3);
                 for p in &self.players {
                     parts.clear();
+                    let body = meta.for_filter(p.filter.get());
                     p.format.metadata(body, self.chunk_size, &mut parts);
                     p.queue.borrow_mut().push_control(&parts);
                 }
+                self.metadata = Some(meta);
             }
             StreamEvent::Frame(frame) => self.on_frame(frame),
             StreamEvent::Snapshot(snap) => {
                 let was_live = self.live;
                 self.live = snap.live;
-                self.metadata = snap.metadata.clone();
+                self.metadata = snap.metadata.clone().map(Metadata::new);
                 self.video_seq = snap.video_seq.clone();
                 self.audio_seq = snap.audio_seq.clone();
                 self.has_video = snap.video_seq.is_some() || snap.gop.iter().any(|f| f.is_video());
@@ -493,13 +525,18 @@ impl StreamCore {
         q.restart();
         let mut parts = Vec::with_capacity(2);
         if let Some(meta) = &self.metadata {
-            format.metadata(meta, self.chunk_size, &mut parts);
+            format.metadata(meta.for_filter(filter), self.chunk_size, &mut parts);
             q.push_control(&parts);
         }
+        // Codec configs go out stamped with the time of the first cached
+        // frame, so a player joining mid-stream sees no jump from 0.
+        let start_ts = self.gop.frames().next().map(|f| f.timestamp);
         for seq in [&self.video_seq, &self.audio_seq].into_iter().flatten() {
             if filter.wants(seq) {
                 parts.clear();
-                format.frame(seq, self.chunk_size, &mut parts);
+                let mut seq = seq.clone();
+                seq.timestamp = start_ts.unwrap_or(seq.timestamp);
+                format.frame(&seq, self.chunk_size, &mut parts);
                 q.push_control(&parts);
             }
         }

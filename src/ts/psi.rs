@@ -112,9 +112,18 @@ pub(crate) enum Section {
     Other { table_id: u8 },
 }
 
-/// Why a section could not be read: a static description and the byte
-/// offset within the section.
-pub(crate) type SectionError = (usize, &'static str);
+/// Why a section could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SectionError {
+    /// The CRC_32 over the section is not 0.
+    Crc,
+    /// The field at this byte offset of the section is out of range.
+    Malformed { offset: usize, what: &'static str },
+}
+
+fn bad(offset: usize, what: &'static str) -> SectionError {
+    SectionError::Malformed { offset, what }
+}
 
 fn u16_at(s: &[u8], at: usize) -> Option<u16> {
     let b = s.get(at..at + 2)?;
@@ -130,29 +139,29 @@ pub(crate) fn section_total_len(s: &[u8]) -> Option<usize> {
 /// Parses one complete section (exactly [`section_total_len`] bytes),
 /// checking its CRC_32 when it has the long form.
 pub(crate) fn parse_section(s: &[u8]) -> Result<Section, SectionError> {
-    let table_id = *s.first().ok_or((0, "table_id"))?;
-    let flags = *s.get(1).ok_or((1, "section_syntax_indicator"))?;
+    let table_id = *s.first().ok_or(bad(0, "table_id"))?;
+    let flags = *s.get(1).ok_or(bad(1, "section_syntax_indicator"))?;
     if table_id != TABLE_ID_PAT && table_id != TABLE_ID_PMT {
         return Ok(Section::Other { table_id });
     }
     if flags & 0x80 == 0 {
-        return Err((1, "section_syntax_indicator (1 for PAT and PMT)"));
+        return Err(bad(1, "section_syntax_indicator (1 for PAT and PMT)"));
     }
-    let total = section_total_len(s).ok_or((1, "section_length"))?;
+    let total = section_total_len(s).ok_or(bad(1, "section_length"))?;
     if total - SECTION_PREFIX_LEN > SECTION_LEN_MAX {
-        return Err((1, "section_length (at most 1021)"));
+        return Err(bad(1, "section_length (at most 1021)"));
     }
     // 5 bytes of header after section_length, then the CRC.
     if total < SECTION_PREFIX_LEN + 5 + CRC_LEN || s.len() != total {
-        return Err((1, "section_length"));
+        return Err(bad(1, "section_length"));
     }
     if crc32_mpeg2(s) != 0 {
-        return Err((total - CRC_LEN, "CRC_32"));
+        return Err(SectionError::Crc);
     }
-    let body = s.get(8..total - CRC_LEN).ok_or((8, "section body"))?;
+    let body = s.get(8..total - CRC_LEN).ok_or(bad(8, "section body"))?;
     if table_id == TABLE_ID_PAT {
-        if body.len() % 4 != 0 {
-            return Err((8, "PAT program loop (4 bytes per program)"));
+        if !body.len().is_multiple_of(4) {
+            return Err(bad(8, "PAT program loop (4 bytes per program)"));
         }
         let programs = body
             .chunks_exact(4)
@@ -166,22 +175,22 @@ pub(crate) fn parse_section(s: &[u8]) -> Result<Section, SectionError> {
             .collect();
         return Ok(Section::Pat { programs });
     }
-    let program_number = u16_at(s, 3).ok_or((3, "program_number"))?;
+    let program_number = u16_at(s, 3).ok_or(bad(3, "program_number"))?;
     let version = (s.get(5).copied().unwrap_or_default() >> 1) & 0x1f;
-    let pcr_pid = Pid::from_bits(u16_at(body, 0).ok_or((8, "PCR_PID"))?);
-    let info_len = usize::from(u16_at(body, 2).ok_or((10, "program_info_length"))? & 0x0fff);
+    let pcr_pid = Pid::from_bits(u16_at(body, 0).ok_or(bad(8, "PCR_PID"))?);
+    let info_len = usize::from(u16_at(body, 2).ok_or(bad(10, "program_info_length"))? & 0x0fff);
     let mut at = 4 + info_len;
     if at > body.len() {
-        return Err((10, "program_info_length"));
+        return Err(bad(10, "program_info_length"));
     }
     let mut streams = Vec::new();
     while at < body.len() {
-        let stream_type = *body.get(at).ok_or((8 + at, "stream_type"))?;
-        let pid = u16_at(body, at + 1).ok_or((8 + at + 1, "elementary_PID"))?;
-        let es_info = u16_at(body, at + 3).ok_or((8 + at + 3, "ES_info_length"))?;
+        let stream_type = *body.get(at).ok_or(bad(8 + at, "stream_type"))?;
+        let pid = u16_at(body, at + 1).ok_or(bad(8 + at + 1, "elementary_PID"))?;
+        let es_info = u16_at(body, at + 3).ok_or(bad(8 + at + 3, "ES_info_length"))?;
         at += 5 + usize::from(es_info & 0x0fff);
         if at > body.len() {
-            return Err((8 + at, "ES_info_length"));
+            return Err(bad(8 + at, "ES_info_length"));
         }
         streams.push(EsInfo {
             stream_type,

@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(Ts90k::from_ms(0).value(), 0);
         assert_eq!(Ts90k::from_ms(1000).value(), 90_000);
         // 2^33 ticks = 95443.7176 s: 95_443_718 ms is just past the wrap.
-        assert_eq!(Ts90k::from_ms(95_443_718).value(), 95_443_718 * 90 - (1 << 33));
+        assert_eq!(
+            Ts90k::from_ms(95_443_718).value(),
+            95_443_718 * 90 - (1 << 33)
+        );
         // The RTMP 32-bit ms wrap lands on a 33-bit tick wrap.
         assert_eq!(Ts90k::from_ms(1 << 32).value(), 0);
         assert_eq!(
@@ -283,14 +286,20 @@ mod tests {
         // A wrong prefix or a cleared marker bit is refused.
         let b = Ts90k::from_ms(1000).pes_bytes(PREFIX_DTS);
         assert_eq!(Ts90k::from_pes_bytes(b, PREFIX_PTS_ONLY), None);
-        assert_eq!(Ts90k::from_pes_bytes([b[0], b[1], b[2] & !1, b[3], b[4]], PREFIX_DTS), None);
+        assert_eq!(
+            Ts90k::from_pes_bytes([b[0], b[1], b[2] & !1, b[3], b[4]], PREFIX_DTS),
+            None
+        );
     }
 
     /// PCR fields, worked out bit by bit from 2.4.3.5.
     #[test]
     fn pcr_bytes() {
         // Base 0, extension 0: only the six reserved bits.
-        assert_eq!(Pcr::at(Ts90k::from_ticks(0)).to_bytes(), [0, 0, 0, 0, 0x7E, 0]);
+        assert_eq!(
+            Pcr::at(Ts90k::from_ticks(0)).to_bytes(),
+            [0, 0, 0, 0, 0x7E, 0]
+        );
         // Base 90000 = 0x15F90: base >> 1 = 0xAFC8 in bytes 2..3, bit 0 = 0.
         assert_eq!(
             Pcr::at(Ts90k::from_ms(1000)).to_bytes(),

@@ -46,6 +46,15 @@ pub fn test_name() -> String {
     name.replace("::", "-")
 }
 
+/// Spawns a helper thread named after the running test, so artefacts it
+/// writes land in the test's directory.
+pub fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(test_name())
+        .spawn(f)
+        .expect("spawn helper thread")
+}
+
 /// `target/tmp/logs/<test name>/`, created.
 pub fn artefact_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -60,7 +69,7 @@ pub fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|tok| {
         tok.strip_prefix(key)
             .and_then(|rest| rest.strip_prefix('='))
-            .map(|v| v.trim_end_matches(|c| c == ',' || c == ';'))
+            .map(|v| v.trim_end_matches([',', ';']))
     })
 }
 
@@ -564,10 +573,9 @@ pub fn publish_and_wait(server: &Server, name: &str) -> Proc {
     let key = format!("{DEFAULT_VHOST}/live/test");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if server
+        if !server
             .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(key.as_str()))
-            .len()
-            >= 1
+            .is_empty()
         {
             return p;
         }
@@ -607,6 +615,8 @@ pub struct Probe {
     pub wall: Duration,
     pub source: String,
     pub status: Option<ExitStatus>,
+    /// ffprobe did not finish by itself and was killed at the timeout.
+    pub timed_out: bool,
     pub stderr: String,
 }
 
@@ -675,6 +685,7 @@ pub fn ffprobe(name: &str, input: &str, read_s: Option<f64>, timeout: Duration) 
         wall,
         source: format!("{name} ({input})"),
         status,
+        timed_out: status.is_none(),
         stderr: p.stderr_tail(20),
     }
 }
@@ -855,10 +866,15 @@ pub fn check_h264_aac(p: &Probe, min_span_s: f64) -> Result<MediaSummary, String
         })
     } else {
         Err(format!(
-            "{}: {}\n(exit {:?}, {} packets, {:.1} s wall)\n{}",
+            "{}: {}\n(exit {:?}{}, {} packets, {:.1} s wall)\n{}",
             p.source,
             errs.join("; "),
             p.status,
+            if p.timed_out {
+                ", killed at the timeout"
+            } else {
+                ""
+            },
             p.packets.len(),
             p.wall.as_secs_f64(),
             p.stderr

@@ -1082,7 +1082,7 @@ impl BgPlayer {
 
     /// True once the reading thread ended (connection closed or error).
     pub fn is_finished(&self) -> bool {
-        self.handle.as_ref().map_or(true, |h| h.is_finished())
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
     }
 
     /// Waits until `pred` holds for the messages so far, or the deadline.

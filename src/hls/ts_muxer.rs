@@ -1,0 +1,94 @@
+//! [`SegmentMuxer`] for the MPEG-TS muxer of [`crate::ts`].
+
+use super::SegmentMuxer;
+use crate::media::Frame;
+use crate::ts::TsMuxer;
+
+/// Each part and segment starts with PAT and PMT and carries a PCR in its
+/// first packet on the PCR PID, so a player can start with any of them.
+///
+/// Frames the muxer refuses (a codec MPEG-TS cannot carry here, such as
+/// Opus or AV1, or a malformed frame) are left out of the segment and
+/// reported as not written; the muxer itself stays usable. Push only the
+/// kinds the muxer was made for: an audio-only rendition's segmenter should
+/// get no video frames, so that it cuts segments on audio.
+impl SegmentMuxer for TsMuxer {
+    fn start_chunk(&mut self, out: &mut Vec<u8>) {
+        self.force_pcr();
+        self.write_psi(out);
+    }
+
+    fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool {
+        TsMuxer::write_frame(self, frame, out).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::{HlsConfig, HlsEvent, Segmenter};
+    use crate::media::Frame;
+    use crate::ts::{check_packets, TsMuxer, PACKET_LEN};
+
+    fn video(ts: u32, body: &'static [u8]) -> Frame {
+        Frame::parse_video(ts, Bytes::from_static(body)).expect("valid test vector")
+    }
+
+    fn audio(ts: u32, body: &'static [u8]) -> Frame {
+        Frame::parse_audio(ts, Bytes::from_static(body)).expect("valid test vector")
+    }
+
+    /// Parts and segments from the real muxer: whole packets, PSI and a PCR
+    /// at the start of each part, and continuity counters that run on from
+    /// part to part and from segment to segment.
+    #[test]
+    fn parts_and_segments_are_valid_transport_streams() {
+        // AVC (baseline 3.0, 4-byte lengths, one SPS, one PPS); AAC LC 44.1
+        // kHz stereo; an IDR and a non-IDR slice; a raw AAC frame.
+        const AVC_SEQ: &[u8] = &[
+            0x17, 0x00, 0, 0, 0, 1, 0x42, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x42, 0x00,
+            0x1e, 0x01, 0x00, 0x02, 0x68, 0xce,
+        ];
+        const AAC_SEQ: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
+        const IDR: &[u8] = &[0x17, 0x01, 0, 0, 0, 0, 0, 0, 3, 0x65, 0x88, 0x84];
+        const SLICE: &[u8] = &[0x27, 0x01, 0, 0, 0, 0, 0, 0, 3, 0x41, 0x9a, 0x02];
+        const AAC: &[u8] = &[0xaf, 0x01, 0x21, 0x10, 0x04, 0x60];
+
+        let config = HlsConfig::default();
+        let mut segmenter = Segmenter::new(config, Box::new(TsMuxer::new(true, true)));
+        let mut events = Vec::new();
+        events.extend(segmenter.push(&video(0, AVC_SEQ), 0));
+        events.extend(segmenter.push(&audio(0, AAC_SEQ), 0));
+        for n in 0..140u32 {
+            let ts = n * 1_000 / 30;
+            let v = if n % 60 == 0 { IDR } else { SLICE };
+            events.extend(segmenter.push(&video(ts, v), u64::from(ts)));
+            events.extend(segmenter.push(&audio(ts + 10, AAC), u64::from(ts)));
+        }
+        events.extend(segmenter.end());
+
+        let mut stream = Vec::new();
+        let mut parts = 0;
+        for e in &events {
+            match e {
+                HlsEvent::Part { data, .. } => {
+                    parts += 1;
+                    assert_eq!(data.len() % PACKET_LEN, 0);
+                    let summary = check_packets(data).expect("a part is a valid TS");
+                    assert_eq!(summary.pat_count, 1);
+                    assert_eq!(summary.pmt_count, 1);
+                    // PAT first, PID 0.
+                    assert_eq!((data[1] & 0x1f, data[2]), (0, 0));
+                    assert!(!summary.pcrs.is_empty());
+                }
+                HlsEvent::Segment { data, .. } => stream.extend_from_slice(data),
+                _ => {}
+            }
+        }
+        assert_eq!(parts, 10);
+        let summary = check_packets(&stream).expect("the segments form one valid TS");
+        assert_eq!(summary.pat_count, parts);
+        assert_eq!(summary.stream_types(), [0x1b, 0x0f]);
+    }
+}
