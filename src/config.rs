@@ -85,6 +85,7 @@ pub struct Config {
     pub stream: StreamConfig,
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
+    pub hls: HlsSettings,
 }
 
 /// How streams are kept and fanned out.
@@ -139,6 +140,50 @@ pub struct HttpConfig {
     /// Seconds a request for a stream that is not (yet) published waits for
     /// its publisher before the answer is 404. 0..=300, default 10.
     pub stream_wait_s: u64,
+    /// Where the web player libraries (npm packages `hls.js`, `mpegts.js`)
+    /// are installed; `/assets/<package>/<path>` serves files from here.
+    /// Default "node_modules" (relative to the working directory).
+    pub assets_dir: String,
+}
+
+/// HLS and low-latency HLS.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsSettings {
+    /// Cut LL-HLS parts and list them (plain HLS players ignore the part
+    /// tags, so one playlist serves both). Default true.
+    pub low_latency: bool,
+    /// Target segment length: a segment is cut at the first keyframe this
+    /// long after its start. 1000..=30000, default 2000.
+    pub segment_duration_ms: u32,
+    /// Target LL-HLS part length; parts are cut at any frame.
+    /// 100..=segment_duration_ms, default 500.
+    pub part_duration_ms: u32,
+    /// Segments listed in the playlist. 1..=1000, default 6.
+    pub window_size: usize,
+}
+
+impl Default for HlsSettings {
+    fn default() -> Self {
+        HlsSettings {
+            low_latency: true,
+            segment_duration_ms: 2000,
+            part_duration_ms: 500,
+            window_size: 6,
+        }
+    }
+}
+
+impl HlsSettings {
+    /// The segmenter's configuration.
+    pub fn to_hls_config(&self) -> crate::hls::HlsConfig {
+        crate::hls::HlsConfig {
+            segment_duration_ms: self.segment_duration_ms,
+            part_duration_ms: self.part_duration_ms,
+            window_size: self.window_size,
+            low_latency: self.low_latency,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -147,6 +192,7 @@ impl Default for HttpConfig {
             header_bytes_max: 8192,
             headers_max: 64,
             stream_wait_s: 10,
+            assets_dir: "node_modules".into(),
         }
     }
 }
@@ -192,6 +238,7 @@ impl Default for Config {
             stream: StreamConfig::default(),
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
+            hls: HlsSettings::default(),
         }
     }
 }
@@ -401,6 +448,15 @@ impl Config {
         )?;
         in_range("http.headers_max", self.http.headers_max, 8, 128)?;
         in_range("http.stream_wait_s", self.http.stream_wait_s, 0, 300)?;
+        if let Err(e) = self.hls.to_hls_config().validate() {
+            let key = match e.field {
+                "segment_duration_ms" => "hls.segment_duration_ms",
+                "part_duration_ms" => "hls.part_duration_ms",
+                "window_size" => "hls.window_size",
+                _ => "hls",
+            };
+            invalid(key, format!("{} must be {}", e.field, e.expected))?;
+        }
         for vhost in &self.vhosts {
             check_vhost("vhosts", vhost)?;
         }

@@ -211,8 +211,17 @@ fn percent_decode(s: &str) -> Option<String> {
 /// What a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// `/`: the page listing live streams.
+    /// `/`: the page listing live streams, with players.
     Index,
+    /// `/api/streams`: the live streams as JSON.
+    ApiStreams,
+    /// `/assets/{package}/{path}`: a file of an installed player library.
+    Asset {
+        /// npm package name (`hls.js` or `mpegts.js`).
+        package: String,
+        /// Path inside the package, checked to stay inside it.
+        path: String,
+    },
     /// `/{app}/{stream}.flv`: HTTP-FLV.
     Flv {
         /// Application.
@@ -220,27 +229,102 @@ pub enum Route {
         /// Stream name.
         stream: String,
     },
+    /// `/{app}/{stream}.m3u8`: the (LL-)HLS playlist.
+    Playlist {
+        /// Application.
+        app: String,
+        /// Stream name.
+        stream: String,
+    },
+    /// `/{app}/{stream}/[audio/|video/]{msn}.ts` or `{msn}.{part}.ts`.
+    Media {
+        /// Application.
+        app: String,
+        /// Stream name.
+        stream: String,
+        /// `""`, `"audio"` or `"video"`.
+        rendition: String,
+        /// Media sequence number of the segment.
+        msn: u64,
+        /// Part index, for an LL-HLS part.
+        part: Option<u32>,
+    },
     /// Anything else.
     NotFound,
 }
+
+/// The page at `/`: lists live streams (from `/api/streams`) and plays them
+/// with hls.js or mpegts.js served from `/assets/`.
+pub const PAGE: &str = include_str!("page.html");
+
+/// The npm packages `/assets/` serves.
+pub const ASSET_PACKAGES: &[&str] = &["hls.js", "mpegts.js"];
 
 /// Maps a decoded path to a route.
 pub fn route(path: &str) -> Route {
     if path == "/" || path == "/index.html" {
         return Route::Index;
     }
+    if path == "/api/streams" {
+        return Route::ApiStreams;
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if let [app, file] = parts.as_slice() {
-        if let Some(stream) = file.strip_suffix(".flv") {
-            if !app.is_empty() && !stream.is_empty() {
+    if let ["assets", package, rest @ ..] = parts.as_slice() {
+        let safe = !rest.is_empty()
+            && rest
+                .iter()
+                .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\\'));
+        if ASSET_PACKAGES.contains(package) && safe {
+            return Route::Asset {
+                package: package.to_string(),
+                path: rest.join("/"),
+            };
+        }
+        return Route::NotFound;
+    }
+    let named = |app: &str, stream: &str| !app.is_empty() && !stream.is_empty();
+    match parts.as_slice() {
+        [app, file] => {
+            if let Some(stream) = file.strip_suffix(".flv").filter(|s| named(app, s)) {
                 return Route::Flv {
                     app: app.to_string(),
                     stream: stream.to_string(),
                 };
             }
+            if let Some(stream) = file.strip_suffix(".m3u8").filter(|s| named(app, s)) {
+                return Route::Playlist {
+                    app: app.to_string(),
+                    stream: stream.to_string(),
+                };
+            }
+            Route::NotFound
         }
+        [app, stream, file] if named(app, stream) => media_route(app, stream, "", file),
+        [app, stream, r @ ("audio" | "video"), file] if named(app, stream) => {
+            media_route(app, stream, r, file)
+        }
+        _ => Route::NotFound,
     }
-    Route::NotFound
+}
+
+fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
+    let Some(name) = file.strip_suffix(".ts") else {
+        return Route::NotFound;
+    };
+    let (msn, part) = match name.split_once('.') {
+        Some((m, p)) => (m.parse().ok(), p.parse().ok().map(Some)),
+        None => (name.parse().ok(), Some(None)),
+    };
+    match (msn, part) {
+        (Some(msn), Some(part)) => Route::Media {
+            app: app.to_string(),
+            stream: stream.to_string(),
+            rendition: rendition.to_string(),
+            msn,
+            part,
+        },
+        _ => Route::NotFound,
+    }
 }
 
 /// A response head.
@@ -320,6 +404,7 @@ pub fn reason(status: u16) -> &'static str {
         204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",
+        416 => "Range Not Satisfiable",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -413,6 +498,49 @@ mod tests {
             parse("GET /%zz HTTP/1.1\r\n\r\n"),
             Parse::Invalid { status: 400, .. }
         ));
+    }
+
+    #[test]
+    fn hls_and_asset_routes() {
+        assert_eq!(
+            route("/live/test.m3u8"),
+            Route::Playlist {
+                app: "live".into(),
+                stream: "test".into()
+            }
+        );
+        assert_eq!(
+            route("/live/test/12.ts"),
+            Route::Media {
+                app: "live".into(),
+                stream: "test".into(),
+                rendition: String::new(),
+                msn: 12,
+                part: None
+            }
+        );
+        assert_eq!(
+            route("/live/test/audio/12.3.ts"),
+            Route::Media {
+                app: "live".into(),
+                stream: "test".into(),
+                rendition: "audio".into(),
+                msn: 12,
+                part: Some(3)
+            }
+        );
+        assert_eq!(route("/live/test/x.ts"), Route::NotFound);
+        assert_eq!(route("/live/test/12.x.ts"), Route::NotFound);
+        assert_eq!(
+            route("/assets/hls.js/dist/hls.min.js"),
+            Route::Asset {
+                package: "hls.js".into(),
+                path: "dist/hls.min.js".into()
+            }
+        );
+        assert_eq!(route("/assets/hls.js/../../etc/passwd"), Route::NotFound);
+        assert_eq!(route("/assets/left-pad/index.js"), Route::NotFound);
+        assert_eq!(route("/api/streams"), Route::ApiStreams);
     }
 
     #[test]

@@ -11,8 +11,9 @@ use super::conn::{
     drive_player, log_close, read_some, write_all, ConnSlot, Registered, READ_BUF_LEN,
 };
 use super::Shard;
+use crate::hls::Readiness;
 use crate::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
-use crate::stream::{MediaFilter, Player, PlayerFormat};
+use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 
 /// How often a request waiting for a publisher checks again.
 const STREAM_WAIT_POLL: Duration = Duration::from_millis(20);
@@ -114,13 +115,27 @@ async fn handle(
     }
     match http::route(&req.path) {
         Route::Index => {
-            let body = index_page(shard);
             let r = respond_body(
                 stream,
                 slot,
                 v,
                 200,
                 "text/html; charset=utf-8",
+                http::PAGE.as_bytes(),
+                keep,
+                head_only,
+            )
+            .await;
+            finish(r, keep)
+        }
+        Route::ApiStreams => {
+            let body = streams_json(shard, &req).await;
+            let r = respond_body(
+                stream,
+                slot,
+                v,
+                200,
+                "application/json",
                 &body,
                 keep,
                 head_only,
@@ -128,12 +143,87 @@ async fn handle(
             .await;
             finish(r, keep)
         }
+        Route::Asset { package, path } => match shard.asset(&package, &path) {
+            Some(bytes) => {
+                let r = respond_body(
+                    stream,
+                    slot,
+                    v,
+                    200,
+                    content_type_of(&path),
+                    &bytes,
+                    keep,
+                    head_only,
+                )
+                .await;
+                finish(r, keep)
+            }
+            None => {
+                let body = format!(
+                    "{package}/{path} is not installed: run `npm ci` in the shardcast directory \
+                     (http.assets_dir = {:?})\n",
+                    shard.config.http.assets_dir
+                );
+                finish(
+                    respond(stream, slot, v, 404, &body, keep, head_only).await,
+                    keep,
+                )
+            }
+        },
         Route::NotFound => {
             let body = format!("no such path: {}\n", req.path);
             finish(
                 respond(stream, slot, v, 404, &body, keep, head_only).await,
                 keep,
             )
+        }
+        Route::Playlist { app, stream: name } => {
+            let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            let filter = MediaFilter {
+                audio: !req.flag("only-video"),
+                video: !req.flag("only-audio"),
+            };
+            let r = Rendition::for_filter(filter);
+            let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
+            let r = if status == 200 {
+                respond_body(
+                    stream,
+                    slot,
+                    v,
+                    200,
+                    "application/vnd.apple.mpegurl",
+                    body.as_bytes(),
+                    keep,
+                    head_only,
+                )
+                .await
+            } else {
+                respond(stream, slot, v, status, &body, keep, head_only).await
+            };
+            finish(r, keep)
+        }
+        Route::Media {
+            app,
+            stream: name,
+            rendition,
+            msn,
+            part,
+        } => {
+            let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            let r = match rendition.as_str() {
+                "audio" => Rendition::AudioOnly,
+                "video" => Rendition::VideoOnly,
+                _ => Rendition::Main,
+            };
+            let r = match media(shard, &key, r, msn, part, reg).await {
+                Ok(bytes) => {
+                    respond_body(stream, slot, v, 200, "video/mp2t", &bytes, keep, head_only).await
+                }
+                Err((status, what)) => {
+                    respond(stream, slot, v, status, &what, keep, head_only).await
+                }
+            };
+            finish(r, keep)
         }
         Route::Flv { app, stream: name } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
@@ -159,6 +249,187 @@ async fn handle(
             }
             Next::Flv(req, key)
         }
+    }
+}
+
+/// Answers a playlist request: waits for the stream's first segment (up to
+/// `http.stream_wait_s`), then applies the LL-HLS delivery directives
+/// (RFC 8216bis 6.2.5): `_HLS_msn`/`_HLS_part` block until that part
+/// exists, `_HLS_skip=YES` asks for a delta update.
+async fn playlist(
+    shard: &Rc<Shard>,
+    req: &Request,
+    key: &StreamKey,
+    r: Rendition,
+    name: &str,
+    reg: &Registered,
+) -> (u16, String) {
+    let msn = req.param("_HLS_msn").map(str::parse::<u64>);
+    let part = req.param("_HLS_part").map(str::parse::<u32>);
+    let (msn, part) = match (msn, part) {
+        (Some(Err(_)), _) | (_, Some(Err(_))) => {
+            return (400, "_HLS_msn and _HLS_part must be numbers\n".into())
+        }
+        (None, Some(_)) => return (400, "_HLS_part without _HLS_msn\n".into()),
+        (m, p) => (m.and_then(Result::ok), p.and_then(Result::ok)),
+    };
+    let skip = matches!(req.param("_HLS_skip"), Some("YES" | "v2"));
+    let wait = Duration::from_secs(shard.config.http.stream_wait_s);
+    let Some(notify) = wait_hls(shard, key, r, wait, reg).await else {
+        return (
+            404,
+            format!("stream {key} has no HLS segments (not published?)\n"),
+        );
+    };
+    if let Some(msn) = msn {
+        let timeout = shard
+            .with_hls(key, r, |w| w.blocking_timeout_ms())
+            .unwrap_or(6_000);
+        let deadline = Instant::now() + Duration::from_millis(timeout);
+        loop {
+            let seen = notify.generation();
+            match shard.with_hls(key, r, |w| w.readiness(msn, part)) {
+                Some(Readiness::Ready) => break,
+                Some(Readiness::Reject) => {
+                    return (
+                        400,
+                        format!("_HLS_msn={msn} is too far ahead of the stream\n"),
+                    )
+                }
+                Some(Readiness::Wait) => {}
+                None => return (404, format!("stream {key} is gone\n")),
+            }
+            if Instant::now() >= deadline || reg.state.close.is_raised() {
+                return (
+                    503,
+                    format!("_HLS_msn={msn} did not arrive within {timeout} ms\n"),
+                );
+            }
+            // Keep the replica alive while blocked, and wake on any change.
+            shard.watch_hls(key, r);
+            let _ = futures_lite::future::or(
+                notify.changed(seen),
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
+    let base = format!("{name}/{}", r.path_prefix());
+    match shard.with_hls(key, r, |w| w.render(&base, skip)) {
+        Some(text) => (200, text),
+        None => (404, format!("stream {key} is gone\n")),
+    }
+}
+
+/// A segment or part. A part that is announced (the preload hint) but not
+/// finished yet is waited for, as LL-HLS players request it early.
+async fn media(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    r: Rendition,
+    msn: u64,
+    part: Option<u32>,
+    reg: &Registered,
+) -> Result<Bytes, (u16, String)> {
+    let Some((notify, _)) = shard.watch_hls(key, r) else {
+        return Err((404, format!("stream {key} is not published\n")));
+    };
+    let timeout = shard
+        .with_hls(key, r, |w| w.blocking_timeout_ms())
+        .unwrap_or(6_000);
+    let deadline = Instant::now() + Duration::from_millis(timeout);
+    loop {
+        let seen = notify.generation();
+        let (found, hinted) = shard
+            .with_hls(key, r, |w| match part {
+                Some(p) => (w.part(msn, p), w.preload_hint() == Some((msn, p))),
+                None => (w.segment(msn), false),
+            })
+            .unwrap_or((None, false));
+        if let Some(bytes) = found {
+            return Ok(bytes);
+        }
+        if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {
+            let what = match part {
+                Some(p) => format!("part {msn}.{p}"),
+                None => format!("segment {msn}"),
+            };
+            return Err((404, format!("{what} of {key} is not available\n")));
+        }
+        let _ = futures_lite::future::or(
+            notify.changed(seen),
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+/// Waits up to `wait` for the rendition's window to have a segment or part.
+async fn wait_hls(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    r: Rendition,
+    wait: Duration,
+    reg: &Registered,
+) -> Option<Rc<Notify>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let watched = shard.watch_hls(key, r);
+        if let Some((notify, true)) = watched {
+            return Some(notify);
+        }
+        if Instant::now() >= deadline || reg.state.close.is_raised() {
+            return None;
+        }
+        match watched {
+            Some((notify, _)) => {
+                let seen = notify.generation();
+                let _ = futures_lite::future::or(
+                    notify.changed(seen),
+                    glommio::timer::sleep(STREAM_WAIT_POLL.max(Duration::from_millis(100))),
+                )
+                .await;
+            }
+            None => glommio::timer::sleep(STREAM_WAIT_POLL).await,
+        }
+    }
+}
+
+/// `{"streams":[...]}` for `/api/streams`.
+async fn streams_json(shard: &Rc<Shard>, req: &Request) -> Vec<u8> {
+    let keys = shard.all_live_keys().await;
+    let streams: Vec<serde_json::Value> = keys
+        .iter()
+        .filter_map(|key| {
+            let mut it = key.splitn(3, '/');
+            let (vhost, app, name) = (it.next()?, it.next()?, it.next()?);
+            let q = if vhost == shard.config.default_vhost {
+                String::new()
+            } else {
+                format!("?vhost={vhost}")
+            };
+            Some(serde_json::json!({
+                "key": key.as_ref(),
+                "vhost": vhost,
+                "app": app,
+                "stream": name,
+                "flv": format!("/{app}/{name}.flv{q}"),
+                "hls": format!("/{app}/{name}.m3u8{q}"),
+                "rtmp_path": format!("/{app}/{name}"),
+            }))
+        })
+        .collect();
+    let _ = req;
+    serde_json::to_vec(&serde_json::json!({ "streams": streams })).unwrap_or_default()
+}
+
+/// Content-Type by file extension, for `/assets/`.
+fn content_type_of(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("js" | "mjs") => "application/javascript; charset=utf-8",
+        Some("map" | "json") => "application/json",
+        Some("css") => "text/css",
+        _ => "application/octet-stream",
     }
 }
 
@@ -297,26 +568,4 @@ pub async fn serve_flv(
         },
     )
     .await;
-}
-
-/// The page at `/`.
-fn index_page(shard: &Shard) -> Vec<u8> {
-    let mut rows = String::new();
-    for key in shard.live_keys() {
-        let Some((_, rest)) = key.split_once('/') else {
-            continue;
-        };
-        rows.push_str(&format!(
-            "<li><code>{rest}</code>: <a href=\"/{rest}.flv\">HTTP-FLV</a>, <code>rtmp://HOST:{}/{rest}</code></li>\n",
-            shard.config.port
-        ));
-    }
-    if rows.is_empty() {
-        rows.push_str("<li>No live streams seen by this shard yet.</li>\n");
-    }
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>shardcast</title></head>\n\
-         <body><h1>shardcast</h1>\n<ul>\n{rows}</ul>\n</body></html>\n"
-    )
-    .into_bytes()
 }

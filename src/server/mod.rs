@@ -19,13 +19,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use shards::{MovedConnection, SendError, ShardCtx};
 
 use crate::config::{Config, Republish};
+use crate::hls::{HlsEvent, HlsWindow, Segmenter};
 use crate::rtmp::amf::AmfLimits;
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::session::{ServerSession, SessionConfig, StreamRequest};
-use crate::stream::{GopLimits, Player, Signal, StreamCore, StreamEvent, StreamKey};
+use crate::stream::{
+    GopLimits, Notify, Player, Rendition, Signal, StreamCore, StreamEvent, StreamKey,
+};
+use crate::ts::TsMuxer;
 
 pub use conn::ConnSlot;
 
@@ -42,6 +47,10 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 /// Added to the last timestamp a player saw when a new publisher starts, so
 /// timestamps never go backwards across a republish.
 pub const REPUBLISH_GAP_MS: u32 = 100;
+/// The largest player-library file `/assets/` serves (hls.js is ~0.5 MB).
+pub const ASSET_BYTES_MAX: u64 = 8 << 20;
+/// How long a gather across shards (e.g. the stream list) waits for replies.
+pub const GATHER_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long shutdown waits for connections to say goodbye.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -55,6 +64,10 @@ pub enum ShardMsg {
     Unsubscribe(StreamKey),
     /// From the owner: one event of a stream the receiver subscribed to.
     Event(StreamKey, StreamEvent),
+    /// To the owner: a player on the sender wants this HLS rendition cut.
+    WantRendition(StreamKey, Rendition),
+    /// Reply with the live streams the receiver owns.
+    ListLive(flume::Sender<Vec<StreamKey>>),
 }
 
 /// What travels with a publisher's socket to the owner shard.
@@ -127,9 +140,16 @@ enum Role {
         publisher: Option<PublisherSlot>,
         replicas: Vec<ReplicaLink>,
         rebase: Rebase,
+        /// HLS segmenters by [`Rendition::index`]; the main one runs for
+        /// every publish, the others from the first request for them.
+        segmenters: [Option<Segmenter>; 3],
+        /// Renditions someone asked for.
+        hls_wanted: [bool; 3],
     },
     Replica {
         empty_since: Option<Instant>,
+        /// Renditions already asked of the owner.
+        hls_asked: [bool; 3],
     },
 }
 
@@ -147,6 +167,8 @@ pub struct Shard {
     /// Open connections on this shard, for idle checks and shutdown.
     conns: RefCell<HashMap<u64, Rc<conn::ConnState>>>,
     stopping: Signal,
+    /// Player library files served at `/assets/`, read on first use.
+    assets: RefCell<HashMap<String, Bytes>>,
 }
 
 impl Shard {
@@ -158,6 +180,7 @@ impl Shard {
             next_id: Cell::new(1),
             conns: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
+            assets: RefCell::new(HashMap::new()),
         }
     }
 
@@ -231,60 +254,157 @@ impl Shard {
         Arc::from(format!("{vhost}/{app}/{name}"))
     }
 
-    /// Is the stream live, as this shard sees it? On a non-owner shard this
-    /// also makes sure a replica exists (it lingers [`REPLICA_LINGER`] if no
-    /// player attaches), so a caller polling this learns of a publish.
-    pub fn watch_live(self: &Rc<Self>, key: &StreamKey) -> bool {
-        if self.is_owner(key) {
-            return self.streams.borrow().get(key).is_some_and(|e| e.core.live);
-        }
+    /// Makes sure this shard follows `key`: on a non-owner shard a replica
+    /// exists (subscribed to the owner) and its linger clock restarts, so a
+    /// caller polling this (a waiting request, an HLS player reloading its
+    /// playlist) keeps the replica alive. Returns false on the owner when
+    /// the stream is unknown.
+    fn follow(self: &Rc<Self>, key: &StreamKey) -> bool {
         let mut streams = self.streams.borrow_mut();
+        if self.is_owner(key) {
+            return streams.contains_key(key);
+        }
         let entry = streams.entry(key.clone()).or_insert_with(|| {
             self.subscribe(key, true);
             Entry {
-                core: StreamCore::new(
-                    key.clone(),
-                    self.gop_limits(),
-                    self.config.rtmp.chunk_size_out,
-                ),
+                core: self.new_core(key),
                 role: Role::Replica {
                     empty_since: Some(Instant::now()),
+                    hls_asked: [false; 3],
                 },
             }
         });
         if let Role::Replica {
             empty_since: Some(t),
+            ..
         } = &mut entry.role
         {
             *t = Instant::now();
         }
-        entry.core.live
+        true
     }
 
-    /// Keys of the streams this shard sees live (owned or replicated).
-    pub fn live_keys(&self) -> Vec<StreamKey> {
-        let mut keys: Vec<StreamKey> = self
-            .streams
+    /// Is the stream live, as this shard sees it? (See [`Shard::follow`].)
+    pub fn watch_live(self: &Rc<Self>, key: &StreamKey) -> bool {
+        self.follow(key) && self.streams.borrow().get(key).is_some_and(|e| e.core.live)
+    }
+
+    /// Follows `key` for HLS rendition `r`, asking the owner to cut that
+    /// rendition if nobody did yet. Returns the stream's change notifier
+    /// and whether the rendition's window has anything to serve.
+    pub fn watch_hls(self: &Rc<Self>, key: &StreamKey, r: Rendition) -> Option<(Rc<Notify>, bool)> {
+        if !self.follow(key) {
+            return None;
+        }
+        if self.is_owner(key) {
+            if r != Rendition::Main {
+                self.want_rendition(key, r);
+            }
+        } else {
+            let mut ask = false;
+            if let Some(Entry {
+                role: Role::Replica { hls_asked, .. },
+                ..
+            }) = self.streams.borrow_mut().get_mut(key)
+            {
+                ask = r != Rendition::Main && !hls_asked[r.index()];
+                hls_asked[r.index()] = true;
+            }
+            if ask {
+                let owner = self.ctx.owner_of(key.as_bytes());
+                let shard = self.clone();
+                let msg = ShardMsg::WantRendition(key.clone(), r);
+                glommio::spawn_local(async move {
+                    if let Err(e) = shard.ctx.send(owner, msg).await {
+                        log::warn!("rendition request to shard {owner} failed: {e}");
+                    }
+                })
+                .detach();
+            }
+        }
+        let streams = self.streams.borrow();
+        let core = &streams.get(key)?.core;
+        let ready = core.hls(r).is_some_and(|w| !w.is_empty());
+        Some((core.hls_changed.clone(), ready))
+    }
+
+    /// Runs `f` on this shard's HLS window of `key`/`r`, if there is one.
+    pub fn with_hls<T>(
+        &self,
+        key: &StreamKey,
+        r: Rendition,
+        f: impl FnOnce(&HlsWindow) -> T,
+    ) -> Option<T> {
+        self.streams.borrow().get(key)?.core.hls(r).map(f)
+    }
+
+    /// A file of an installed player library (`http.assets_dir`), read once
+    /// per shard and kept. None if absent or over [`ASSET_BYTES_MAX`].
+    pub fn asset(&self, package: &str, path: &str) -> Option<Bytes> {
+        let rel = format!("{package}/{path}");
+        if let Some(b) = self.assets.borrow().get(&rel) {
+            return Some(b.clone());
+        }
+        let full = std::path::Path::new(&self.config.http.assets_dir).join(&rel);
+        let meta = std::fs::metadata(&full).ok()?;
+        if !meta.is_file() || meta.len() > ASSET_BYTES_MAX {
+            return None;
+        }
+        let bytes = Bytes::from(std::fs::read(&full).ok()?);
+        self.assets.borrow_mut().insert(rel, bytes.clone());
+        Some(bytes)
+    }
+
+    /// Live streams this shard owns.
+    fn owned_live_keys(&self) -> Vec<StreamKey> {
+        self.streams
             .borrow()
             .iter()
-            .filter(|(_, e)| e.core.live)
+            .filter(|(_, e)| matches!(e.role, Role::Owner { .. }) && e.core.live)
             .map(|(k, _)| k.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Every live stream, gathered from all shards by message.
+    pub async fn all_live_keys(self: &Rc<Self>) -> Vec<StreamKey> {
+        let mut keys = self.owned_live_keys();
+        let (tx, rx) = flume::bounded(self.ctx.count());
+        for peer in (0..self.ctx.count()).filter(|&p| p != self.id()) {
+            if let Err(e) = self.ctx.send(peer, ShardMsg::ListLive(tx.clone())).await {
+                log::warn!("stream list request to shard {peer} failed: {e}");
+            }
+        }
+        drop(tx);
+        let deadline = glommio::timer::sleep(GATHER_TIMEOUT);
+        let gather = async {
+            while let Ok(mut more) = rx.recv_async().await {
+                keys.append(&mut more);
+            }
+        };
+        futures_lite::future::or(gather, deadline).await;
         keys.sort();
+        keys.dedup();
         keys
+    }
+
+    fn new_core(&self, key: &StreamKey) -> StreamCore {
+        StreamCore::new(
+            key.clone(),
+            self.gop_limits(),
+            self.config.rtmp.chunk_size_out,
+            self.config.hls.to_hls_config(),
+        )
     }
 
     fn new_entry_owner(&self, key: &StreamKey) -> Entry {
         Entry {
-            core: StreamCore::new(
-                key.clone(),
-                self.gop_limits(),
-                self.config.rtmp.chunk_size_out,
-            ),
+            core: self.new_core(key),
             role: Role::Owner {
                 publisher: None,
                 replicas: Vec::new(),
                 rebase: Rebase::default(),
+                segmenters: [None, None, None],
+                hls_wanted: [true, false, false],
             },
         }
     }
@@ -302,7 +422,11 @@ impl Shard {
             .entry(key.clone())
             .or_insert_with(|| self.new_entry_owner(key));
         let Role::Owner {
-            publisher, rebase, ..
+            publisher,
+            rebase,
+            segmenters,
+            hls_wanted,
+            ..
         } = &mut entry.role
         else {
             return Err(format!("shard {} holds {key} as a replica", self.id()));
@@ -317,6 +441,15 @@ impl Shard {
         }
         *publisher = Some(PublisherSlot { id, close });
         rebase.new_publisher();
+        for r in Rendition::ALL {
+            if !hls_wanted[r.index()] {
+                continue;
+            }
+            match &mut segmenters[r.index()] {
+                Some(seg) => seg.discontinuity(),
+                slot => *slot = Some(self.new_segmenter(r)),
+            }
+        }
         drop(streams);
         self.owner_event(key, StreamEvent::Published);
         Ok(id)
@@ -349,7 +482,88 @@ impl Shard {
                 other => other,
             }
         };
+        let frame = match &event {
+            StreamEvent::Frame(f) => Some(f.clone()),
+            _ => None,
+        };
         self.owner_event(key, event);
+        if let Some(frame) = frame {
+            let now = unix_ms();
+            self.run_segmenters(key, |r, seg| {
+                if r.wants(&frame) {
+                    seg.push(&frame, now)
+                } else {
+                    Vec::new()
+                }
+            });
+        }
+    }
+
+    /// Runs `f` on each HLS segmenter of an owned stream and ships the
+    /// events it returns (applied here, sent to replicas).
+    fn run_segmenters(
+        &self,
+        key: &StreamKey,
+        mut f: impl FnMut(Rendition, &mut Segmenter) -> Vec<HlsEvent>,
+    ) {
+        let mut events = Vec::new();
+        {
+            let mut streams = self.streams.borrow_mut();
+            let Some(Entry {
+                role: Role::Owner { segmenters, .. },
+                ..
+            }) = streams.get_mut(key)
+            else {
+                return;
+            };
+            for r in Rendition::ALL {
+                if let Some(seg) = &mut segmenters[r.index()] {
+                    events.extend(f(r, seg).into_iter().map(|e| (r, e)));
+                }
+            }
+        }
+        for (r, e) in events {
+            self.owner_event(key, StreamEvent::Hls(r, e));
+        }
+    }
+
+    fn new_segmenter(&self, r: Rendition) -> Segmenter {
+        let (video, audio) = r.ts_streams();
+        Segmenter::new(
+            self.config.hls.to_hls_config(),
+            Box::new(TsMuxer::new(video, audio)),
+        )
+    }
+
+    /// Someone wants rendition `r` of an owned stream: start its segmenter
+    /// (it begins at the next keyframe).
+    fn want_rendition(&self, key: &StreamKey, r: Rendition) {
+        let mut streams = self.streams.borrow_mut();
+        let Some(Entry {
+            core,
+            role:
+                Role::Owner {
+                    segmenters,
+                    hls_wanted,
+                    ..
+                },
+        }) = streams.get_mut(key)
+        else {
+            return;
+        };
+        hls_wanted[r.index()] = true;
+        if core.live && segmenters[r.index()].is_none() {
+            let mut seg = self.new_segmenter(r);
+            // A segmenter started mid-stream has missed the codec configs.
+            let now = unix_ms();
+            for f in [&core.video_seq, &core.audio_seq].into_iter().flatten() {
+                if r.wants(f) {
+                    let events = seg.push(f, now);
+                    debug_assert!(events.is_empty(), "configs cut nothing");
+                }
+            }
+            segmenters[r.index()] = Some(seg);
+        }
     }
 
     /// Publisher `id` left (if it is still the current one).
@@ -368,6 +582,7 @@ impl Shard {
             }
             *publisher = None;
         }
+        self.run_segmenters(key, |_, seg| seg.flush());
         self.owner_event(key, StreamEvent::Unpublished);
         self.maybe_drop_owned(key);
     }
@@ -451,16 +666,15 @@ impl Shard {
             streams.entry(key.clone()).or_insert_with(|| {
                 self.subscribe(key, true);
                 Entry {
-                    core: StreamCore::new(
-                        key.clone(),
-                        self.gop_limits(),
-                        self.config.rtmp.chunk_size_out,
-                    ),
-                    role: Role::Replica { empty_since: None },
+                    core: self.new_core(key),
+                    role: Role::Replica {
+                        empty_since: None,
+                        hls_asked: [false; 3],
+                    },
                 }
             })
         };
-        if let Role::Replica { empty_since } = &mut entry.role {
+        if let Role::Replica { empty_since, .. } = &mut entry.role {
             *empty_since = None;
         }
         entry.core.add_player(player, grace)
@@ -473,7 +687,7 @@ impl Shard {
                 return;
             };
             entry.core.remove_player(player_id);
-            if let Role::Replica { empty_since } = &mut entry.role {
+            if let Role::Replica { empty_since, .. } = &mut entry.role {
                 if entry.core.players.is_empty() {
                     *empty_since = Some(Instant::now());
                 }
@@ -541,6 +755,10 @@ impl Shard {
                 }
                 self.maybe_drop_owned(&key);
             }
+            ShardMsg::WantRendition(key, r) => self.want_rendition(&key, r),
+            ShardMsg::ListLive(reply) => {
+                let _ = reply.try_send(self.owned_live_keys());
+            }
             ShardMsg::Event(key, event) => {
                 let grace = self.grace_deadline();
                 if let Some(entry) = self.streams.borrow_mut().get_mut(&key) {
@@ -565,6 +783,7 @@ impl Shard {
                 }
                 if let Role::Replica {
                     empty_since: Some(t),
+                    ..
                 } = entry.role
                 {
                     if now.duration_since(t) >= REPLICA_LINGER {
@@ -587,6 +806,14 @@ impl Shard {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (HLS PROGRAM-DATE-TIME).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Logs, at most once per tick, how many frames a slow player has skipped.

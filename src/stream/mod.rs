@@ -20,7 +20,66 @@ use bytes::Bytes;
 
 use crate::media::{Frame, FrameKind};
 use crate::rtmp::wire;
-pub use queue::{OutQueue, Signal};
+pub use queue::{Notify, OutQueue, Signal};
+
+use crate::hls::{HlsConfig, HlsEvent, HlsWindow};
+
+/// An HLS rendition of a stream: the full stream, or one kind of media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rendition {
+    /// Audio and video.
+    Main,
+    /// Audio only (`?only-audio=1`).
+    AudioOnly,
+    /// Video only (`?only-video=1`).
+    VideoOnly,
+}
+
+impl Rendition {
+    /// Every rendition, in index order.
+    pub const ALL: [Rendition; 3] = [Rendition::Main, Rendition::AudioOnly, Rendition::VideoOnly];
+
+    /// Position in per-rendition arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The rendition a request's filter asks for.
+    pub fn for_filter(filter: MediaFilter) -> Self {
+        match (filter.audio, filter.video) {
+            (true, false) => Rendition::AudioOnly,
+            (false, true) => Rendition::VideoOnly,
+            _ => Rendition::Main,
+        }
+    }
+
+    /// The path element under the stream's folder (`""`, `"audio/"`, `"video/"`).
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            Rendition::Main => "",
+            Rendition::AudioOnly => "audio/",
+            Rendition::VideoOnly => "video/",
+        }
+    }
+
+    /// Whether the rendition's muxer gets this frame.
+    pub fn wants(self, frame: &Frame) -> bool {
+        match self {
+            Rendition::Main => true,
+            Rendition::AudioOnly => frame.kind == FrameKind::Audio,
+            Rendition::VideoOnly => frame.kind == FrameKind::Video,
+        }
+    }
+
+    /// (video, audio) streams its MPEG-TS program lists.
+    pub fn ts_streams(self) -> (bool, bool) {
+        match self {
+            Rendition::Main => (true, true),
+            Rendition::AudioOnly => (false, true),
+            Rendition::VideoOnly => (true, false),
+        }
+    }
+}
 
 /// `vhost/app/stream`, shared cheaply between shards.
 pub type StreamKey = Arc<str>;
@@ -38,6 +97,8 @@ pub enum StreamEvent {
     Frame(Frame),
     /// The whole state a new or resynchronising replica starts from.
     Snapshot(Box<Snapshot>),
+    /// A finished HLS part or segment, cut on the owner.
+    Hls(Rendition, HlsEvent),
 }
 
 /// The state a player needs to start: metadata, codec configs, the GOP.
@@ -53,6 +114,8 @@ pub struct Snapshot {
     pub audio_seq: Option<Frame>,
     /// The GOP cache: frames from the last keyframe on (empty if none).
     pub gop: Vec<Frame>,
+    /// The HLS windows the owner has.
+    pub hls: Vec<(Rendition, HlsWindow)>,
 }
 
 /// Bounds of a GOP cache.
@@ -372,11 +435,17 @@ pub struct StreamCore {
     chunk_size: u32,
     /// Frames received, for logs.
     pub frames_in: u64,
+    /// HLS windows by [`Rendition::index`], created by the first event.
+    hls: [Option<HlsWindow>; 3],
+    hls_config: HlsConfig,
+    /// Raised whenever an HLS window changes (blocking playlist reloads and
+    /// part requests wait on it).
+    pub hls_changed: Rc<Notify>,
 }
 
 impl StreamCore {
     /// An empty, not-live stream.
-    pub fn new(key: StreamKey, gop: GopLimits, chunk_size: u32) -> Self {
+    pub fn new(key: StreamKey, gop: GopLimits, chunk_size: u32, hls_config: HlsConfig) -> Self {
         Self {
             key,
             live: false,
@@ -388,7 +457,15 @@ impl StreamCore {
             players: Vec::new(),
             chunk_size,
             frames_in: 0,
+            hls: [None, None, None],
+            hls_config,
+            hls_changed: Rc::new(Notify::default()),
         }
+    }
+
+    /// The HLS window of a rendition, if the owner has started one.
+    pub fn hls(&self, r: Rendition) -> Option<&HlsWindow> {
+        self.hls[r.index()].as_ref()
     }
 
     /// The state a replica or a player starts from.
@@ -399,6 +476,10 @@ impl StreamCore {
             video_seq: self.video_seq.clone(),
             audio_seq: self.audio_seq.clone(),
             gop: self.gop.frames().cloned().collect(),
+            hls: Rendition::ALL
+                .iter()
+                .filter_map(|r| self.hls[r.index()].clone().map(|w| (*r, w)))
+                .collect(),
         }
     }
 
@@ -447,6 +528,13 @@ impl StreamCore {
                 self.metadata = Some(meta);
             }
             StreamEvent::Frame(frame) => self.on_frame(frame),
+            StreamEvent::Hls(r, ev) => {
+                let config = self.hls_config;
+                self.hls[r.index()]
+                    .get_or_insert_with(|| HlsWindow::new(config))
+                    .apply(ev);
+                self.hls_changed.notify();
+            }
             StreamEvent::Snapshot(snap) => {
                 let was_live = self.live;
                 self.live = snap.live;
@@ -458,6 +546,10 @@ impl StreamCore {
                 for f in &snap.gop {
                     self.gop.push(f);
                 }
+                for (r, w) in &snap.hls {
+                    self.hls[r.index()] = Some(w.clone());
+                }
+                self.hls_changed.notify();
                 // Players that joined before the snapshot start now, as if
                 // they had just arrived.
                 let players = std::mem::take(&mut self.players);

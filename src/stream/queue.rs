@@ -208,6 +208,42 @@ impl Future for SignalWait<'_> {
     }
 }
 
+/// A change counter that tasks can wait on (e.g. "the HLS window moved").
+#[derive(Debug, Default)]
+pub struct Notify {
+    generation: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Notify {
+    /// Counts a change and wakes every waiter.
+    pub fn notify(&self) {
+        self.generation.set(self.generation.get() + 1);
+        for w in self.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// The current change count.
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+
+    /// Resolves once the count differs from `seen`.
+    pub fn changed(&self, seen: u64) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.generation.get() != seen {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
