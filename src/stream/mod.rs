@@ -441,6 +441,10 @@ pub struct StreamCore {
     /// Raised whenever an HLS window changes (blocking playlist reloads and
     /// part requests wait on it).
     pub hls_changed: Rc<Notify>,
+    /// When the last two media frames were applied on this shard: a part is
+    /// cut when the frame after its last one arrives, so the older one
+    /// dates the part's last frame (for the part-availability log).
+    frame_times: [Option<Instant>; 2],
 }
 
 impl StreamCore {
@@ -460,6 +464,7 @@ impl StreamCore {
             hls: [None, None, None],
             hls_config,
             hls_changed: Rc::new(Notify::default()),
+            frame_times: [None, None],
         }
     }
 
@@ -529,6 +534,13 @@ impl StreamCore {
             }
             StreamEvent::Frame(frame) => self.on_frame(frame),
             StreamEvent::Hls(r, ev) => {
+                if let (HlsEvent::Part { msn, part, .. }, Some(last)) = (ev, self.frame_times[0]) {
+                    log::debug!(
+                        "hls part ready key={} rendition={r:?} msn={msn} part={part} since_last_frame_us={}",
+                        self.key,
+                        last.elapsed().as_micros()
+                    );
+                }
                 let config = self.hls_config;
                 self.hls[r.index()]
                     .get_or_insert_with(|| HlsWindow::new(config))
@@ -568,6 +580,7 @@ impl StreamCore {
 
     fn on_frame(&mut self, frame: &Frame) {
         self.frames_in += 1;
+        self.frame_times = [self.frame_times[1], Some(Instant::now())];
         if frame.is_video() {
             self.has_video = true;
         }
