@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# The one test command: on a fresh Debian machine with Rust, installs what
-# the tests need (ffmpeg/ffprobe, rtmpdump), builds the release binary and
-# runs every test of the workspace. Extra arguments go to `cargo test`
-# (e.g. `scripts/test.sh --test rtmp -- --nocapture`).
+# The one test command: on a fresh Debian machine with Rust and Node.js
+# (>= 20, with npm), installs what the tests need (ffmpeg/ffprobe, rtmpdump,
+# Debian's chromium, and the npm packages of package-lock.json), builds the
+# release binary and runs every test of the workspace. Extra arguments go to
+# `cargo test` (e.g. `scripts/test.sh --test rtmp -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_tools=(ffmpeg ffprobe rtmpdump)
 missing=()
+apt_packages=()
 for tool in "${need_tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    echo "test.sh: installing ffmpeg and rtmpdump (missing: ${missing[*]})" >&2
+    apt_packages+=(ffmpeg rtmpdump)
+fi
+# The browser tests (tests/browser.rs) drive Debian's Chromium through
+# playwright-core; no browser is downloaded.
+if [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+    apt_packages+=(chromium)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    echo "test.sh: installing ${apt_packages[*]} (missing: ${missing[*]})" >&2
     if [ "$(id -u)" -eq 0 ]; then
         sudo=()
     else
         sudo=(sudo)
     fi
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg rtmpdump
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_packages[@]}"
+fi
+
+# The web player's libraries (hls.js and mpegts.js, which shardcast serves
+# at /assets/ from node_modules) and playwright-core, as pinned by
+# package-lock.json. npm ci runs again whenever the lock file is newer than
+# the installed tree (npm keeps its copy in node_modules/.package-lock.json).
+if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: npm is missing: install Node.js >= 20 with npm (playwright-core needs it)" >&2
+    exit 1
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "test.sh: npm ci (installing hls.js, mpegts.js, playwright-core into node_modules)" >&2
+    npm ci --no-audit --no-fund
 fi
 
 cargo build --release --workspace
