@@ -142,7 +142,7 @@ enum Role {
         rebase: Rebase,
         /// HLS segmenters by [`Rendition::index`]; the main one runs for
         /// every publish, the others from the first request for them.
-        segmenters: [Option<Segmenter>; 3],
+        segmenters: [Option<Box<Segmenter>>; 3],
         /// Renditions someone asked for.
         hls_wanted: [bool; 3],
     },
@@ -527,12 +527,12 @@ impl Shard {
         }
     }
 
-    fn new_segmenter(&self, r: Rendition) -> Segmenter {
+    fn new_segmenter(&self, r: Rendition) -> Box<Segmenter> {
         let (video, audio) = r.ts_streams();
-        Segmenter::new(
+        Box::new(Segmenter::new(
             self.config.hls.to_hls_config(),
             Box::new(TsMuxer::new(video, audio)),
-        )
+        ))
     }
 
     /// Someone wants rendition `r` of an owned stream: start its segmenter
