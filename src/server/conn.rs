@@ -20,6 +20,10 @@ use crate::stream::{MediaFilter, Player, PlayerFormat, Signal, StreamEvent, Stre
 
 /// Bytes read from a socket at once.
 pub const READ_BUF_LEN: usize = 16 * 1024;
+/// Bytes a player's reader reads at once. Players send little (acks,
+/// pings, commands), and this buffer lives as long as the player, so it is
+/// small: it is most of the per-player memory besides the shared media.
+pub const PLAYER_READ_BUF_LEN: usize = 1024;
 /// How long a write may wait for the peer to make room before the
 /// connection is dropped (publishers and the pre-play phase; players have
 /// bounded queues instead).
@@ -128,7 +132,9 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
             return;
         }
     };
+    // Keep only what was read: this buffer lives as long as the connection.
     first.truncate(n);
+    first.shrink_to_fit();
     slot.bytes_in += n as u64;
     match first[0] {
         crate::rtmp::handshake::RTMP_VERSION => {}
@@ -481,7 +487,7 @@ pub(super) async fn drive_player(
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let mut bytes_in = 0u64;
     let reader = async {
-        let mut buf = vec![0u8; READ_BUF_LEN];
+        let mut buf = vec![0u8; PLAYER_READ_BUF_LEN];
         loop {
             let n = rd.read(&mut buf).await?;
             if n == 0 {

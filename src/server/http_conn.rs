@@ -43,7 +43,7 @@ pub async fn run(
     };
     let mut buf = BytesMut::from(&first[..]);
     let mut read_buf = vec![0u8; READ_BUF_LEN];
-    loop {
+    let flv = loop {
         match http::parse_request(&buf, &limits) {
             Parse::Incomplete => {
                 let deadline = Instant::now() + shard.config.rtmp.handshake_timeout();
@@ -54,31 +54,34 @@ pub async fn run(
                         reg.state.last_active.set(Instant::now());
                         buf.extend_from_slice(&read_buf[..n]);
                     }
-                    Ok(None) => break,
+                    Ok(None) => break None,
                     Err(e) => {
                         log::debug!("peer={peer} http read: {e}");
-                        break;
+                        break None;
                     }
                 }
             }
             Parse::Invalid { status, what } => {
                 log::warn!("peer={peer} error=bad HTTP request: {what}");
                 let _ = respond(&mut stream, &mut slot, 1, status, &what, false, false).await;
-                break;
+                break None;
             }
             Parse::Complete { request, consumed } => {
                 buf.advance(consumed);
                 log::debug!("http peer={peer} {} {}", request.method, request.path);
                 match handle(&shard, &mut stream, &mut slot, &reg, request).await {
                     Next::KeepAlive => continue,
-                    Next::Close => break,
-                    Next::Flv(request, key) => {
-                        serve_flv(shard, stream, slot, reg, request, key).await;
-                        return;
-                    }
+                    Next::Close => break None,
+                    Next::Flv(request, key) => break Some((request, key)),
                 }
             }
         }
+    };
+    // A streaming player keeps none of the request buffers.
+    drop((buf, read_buf, first));
+    if let Some((request, key)) = flv {
+        serve_flv(shard, stream, slot, reg, request, key).await;
+        return;
     }
     log_close(peer, None, &slot, None);
 }

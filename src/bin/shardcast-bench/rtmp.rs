@@ -1,0 +1,425 @@
+//! RTMP publisher and player drivers: a glommio socket around
+//! [`ClientSession`]. The player is kept cheap: one read buffer, the
+//! session's chunk decoding, and per frame only the FLV header flags and,
+//! on video, the stamp.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use shardcast::rtmp::client::{
+    ClientConfig, ClientError, ClientEvent, ClientSession, Output, RtmpUrl, StreamMode,
+};
+
+use crate::runtime::{wall_us, ThreadCtx};
+use crate::stats::{PlayerRecord, PlayerState, PublisherRecord};
+use crate::synth::{Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
+
+/// Bytes read from a socket at once, per player. 16 KiB takes an inter
+/// frame of a few Mbit/s stream in one read and keeps 4000 players under
+/// 64 MiB of buffers.
+pub const READ_BUF_LEN: usize = 16 * 1024;
+/// From the TCP connect to Play.Start / Publish.Start at most.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the publisher's goodbye (FCUnpublish, deleteStream) may take.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where RTMP players connect.
+#[derive(Clone, Debug)]
+pub struct RtmpTarget {
+    pub addr: SocketAddr,
+    pub url: RtmpUrl,
+}
+
+impl RtmpTarget {
+    fn config(&self, mode: StreamMode) -> ClientConfig {
+        ClientConfig::new(&self.url, mode)
+    }
+}
+
+/// A seed for the handshake's random bytes; anything varying will do.
+fn seed(salt: u64) -> u64 {
+    wall_us().rotate_left(17) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(addr, START_TIMEOUT)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Makes the socket readable only once `bytes` are queued (socket(7)), so a
+/// player wakes for a video frame and reads the audio queued before it in
+/// the same read, instead of waking for every small audio message.
+fn set_rcvlowat(stream: &TcpStream, bytes: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
+    // pointer to `v`, which outlives the call; the fd is open (we own it).
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Rejected { .. } => e.to_string(),
+        other => format!("protocol: {other}"),
+    }
+}
+
+/// Runs one RTMP player until the run ends (its thread stops polling it)
+/// or its connection fails. Everything it learns goes into `rec`.
+pub async fn run_player(
+    target: Rc<RtmpTarget>,
+    rec: Rc<RefCell<PlayerRecord>>,
+    ctx: Rc<ThreadCtx>,
+    salt: u64,
+) {
+    rec.borrow_mut().connect_started = Some(Instant::now());
+    rec.borrow_mut().state = PlayerState::Starting;
+    // The start-up alone races a timer: polling a timer on every read
+    // afterwards would cost a timer re-insertion per read.
+    let started = futures_lite::future::or(start_play(&target, &rec, &ctx, salt), async {
+        glommio::timer::sleep(START_TIMEOUT).await;
+        Err(format!("no Play.Start within {START_TIMEOUT:?}"))
+    })
+    .await;
+    let result = match started {
+        Ok((stream, session)) => read_media(stream, session, &rec, &ctx).await,
+        Err(e) => Err(e),
+    };
+    let mut r = rec.borrow_mut();
+    let what = match result {
+        Ok(()) => "server closed the connection".to_string(),
+        Err(e) => e,
+    };
+    ctx.errors.borrow_mut().add(&what);
+    if r.state == PlayerState::Playing {
+        r.state = PlayerState::Dropped;
+        ctx.progress().dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        r.state = PlayerState::Failed;
+        ctx.progress().failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Connects and plays until Play.Start. Media that came with it stays in
+/// the session's output for [`read_media`].
+async fn start_play(
+    target: &RtmpTarget,
+    rec: &RefCell<PlayerRecord>,
+    ctx: &ThreadCtx,
+    salt: u64,
+) -> Result<(TcpStream, ClientSession), String> {
+    let mut stream = connect(target.addr).await?;
+    let mut session = ClientSession::new(target.config(StreamMode::Play), seed(salt), 0);
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Transmit(b) => stream
+                    .write_all(&b)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?,
+                Output::Event(ClientEvent::PlayStarted { .. }) => {
+                    let mut r = rec.borrow_mut();
+                    r.state = PlayerState::Playing;
+                    r.play_started_wall_us = wall_us();
+                    ctx.progress().connected.fetch_add(1, Ordering::Relaxed);
+                    return Ok((stream, session));
+                }
+                Output::Event(ClientEvent::Refused(s)) => {
+                    return Err(format!("play refused: {} ({})", s.code, s.description));
+                }
+                Output::Event(_) => {}
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("server closed the connection before Play.Start".into());
+        }
+        let now = Instant::now();
+        rec.borrow_mut().on_socket_bytes(n, now, &ctx.window());
+        ctx.add_bytes(n);
+        session.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
+    }
+}
+
+/// Reads until the connection ends: Ok on a clean close by the server,
+/// Err naming what went wrong otherwise.
+async fn read_media(
+    mut stream: TcpStream,
+    mut session: ClientSession,
+    rec: &RefCell<PlayerRecord>,
+    ctx: &ThreadCtx,
+) -> Result<(), String> {
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    let window = ctx.window();
+    if ctx.plan.rcvlowat > 1 {
+        set_rcvlowat(&stream, ctx.plan.rcvlowat).map_err(|e| format!("SO_RCVLOWAT: {e}"))?;
+    }
+    loop {
+        let now = Instant::now();
+        let mut wall = None;
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Transmit(b) => stream
+                    .write_all(&b)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?,
+                Output::Event(ClientEvent::Media(f)) => {
+                    let wall_now = *wall.get_or_insert_with(wall_us);
+                    rec.borrow_mut().on_media(
+                        f.is_video(),
+                        f.keyframe,
+                        f.sequence_header,
+                        &f.payload,
+                        now,
+                        wall_now,
+                        &window,
+                        &mut ctx.hists.borrow_mut(),
+                    );
+                }
+                Output::Event(_) => {}
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        // A socket that always has data never makes `read` wait; let the
+        // executor run timers and other players when its slice is over.
+        glommio::yield_if_needed().await;
+        rec.borrow_mut().on_socket_bytes(n, Instant::now(), &window);
+        ctx.add_bytes(n);
+        session.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
+    }
+}
+
+/// What the publisher sends and where.
+#[derive(Clone, Debug)]
+pub struct PublishPlan {
+    pub target: RtmpTarget,
+    pub synth: SynthConfig,
+}
+
+/// Publishes the synthetic stream until the run's end. Once the first
+/// keyframe is out it sets the moment players may start; on failure it
+/// aborts the run.
+pub async fn run_publisher(
+    plan: Rc<PublishPlan>,
+    rec: Rc<RefCell<PublisherRecord>>,
+    ctx: Rc<ThreadCtx>,
+) {
+    let result = futures_lite::future::or(publish(&plan, &rec, &ctx), async {
+        glommio::timer::sleep(START_TIMEOUT).await;
+        if !rec.borrow().live {
+            return Err(format!("no Publish.Start within {START_TIMEOUT:?}"));
+        }
+        std::future::pending().await
+    })
+    .await;
+    if let Err(e) = result {
+        let e = format!("publisher: {e}");
+        rec.borrow_mut().error = Some(e.clone());
+        ctx.shared.abort(e);
+    }
+}
+
+async fn publish(
+    plan: &PublishPlan,
+    rec: &RefCell<PublisherRecord>,
+    ctx: &ThreadCtx,
+) -> Result<(), String> {
+    let mut stream = connect(plan.target.addr).await?;
+    let config = plan.target.config(StreamMode::Publish);
+    let mut session = ClientSession::new(config, seed(u64::MAX), 0);
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    // Start-up: until Publish.Start.
+    'start: loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Transmit(b) => write(&mut stream, &b, rec).await?,
+                Output::Event(ClientEvent::PublishStarted { .. }) => break 'start,
+                Output::Event(ClientEvent::Refused(s)) => {
+                    return Err(format!("publish refused: {} ({})", s.code, s.description))
+                }
+                Output::Event(_) => {}
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("server closed the connection before Publish.Start".into());
+        }
+        session.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
+    }
+    rec.borrow_mut().live = true;
+
+    let mut synth = Synth::new(plan.synth);
+    let send = |session: &mut ClientSession, f: &shardcast::media::Frame| {
+        session.send_frame(f).map_err(|e| format!("bug: {e}"))
+    };
+    session
+        .send_metadata(&synth.metadata_body())
+        .map_err(|e| format!("bug: {e}"))?;
+    send(&mut session, &synth.video_sequence_header())?;
+    if plan.synth.audio {
+        send(&mut session, &synth.audio_sequence_header())?;
+    }
+    let t0 = Instant::now();
+    let frame_interval = Duration::from_secs_f64(1.0 / plan.synth.fps);
+    let audio_interval =
+        Duration::from_secs_f64(f64::from(AUDIO_SAMPLES_PER_FRAME) / f64::from(AUDIO_RATE));
+    // Players start once the first keyframe has surely reached the
+    // server's GOP cache.
+    let timeline = ctx.start_players(t0 + crate::runtime::PLAYERS_AFTER_FIRST_KEYFRAME);
+    let (end, window) = (timeline.end, timeline.window);
+
+    let session = RefCell::new(session);
+    let pending: RefCell<Vec<Bytes>> = RefCell::new(Vec::new());
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let reader = async {
+        loop {
+            let n = rd.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("server closed the connection".to_string());
+            }
+            let mut s = session.borrow_mut();
+            s.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
+            while let Some(out) = s.poll_output() {
+                match out {
+                    Output::Transmit(b) => pending.borrow_mut().push(b),
+                    Output::Event(ClientEvent::Status(st)) if st.level == "error" => {
+                        return Err(format!("server: {} ({})", st.code, st.description));
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+        }
+    };
+    let pacer = async {
+        let mut video_n: u64 = 0;
+        let mut audio_n: u64 = 0;
+        loop {
+            let video_due = t0 + frame_interval.mul_f64(video_n as f64);
+            let audio_due = if plan.synth.audio {
+                t0 + audio_interval.mul_f64(audio_n as f64)
+            } else {
+                end
+            };
+            let due = video_due.min(audio_due);
+            if due >= end {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                glommio::timer::sleep(due - now).await;
+            }
+            let now = Instant::now();
+            // Everything due is chunked under one borrow, released before
+            // the writes below wait.
+            let mut out: Vec<Bytes> = std::mem::take(&mut *pending.borrow_mut());
+            let mut lag = Duration::ZERO;
+            let mut media = 0u64;
+            let (mut v, mut a) = (0, 0);
+            {
+                let mut s = session.borrow_mut();
+                while t0 + frame_interval.mul_f64(video_n as f64) <= now {
+                    let at = frame_interval.mul_f64(video_n as f64);
+                    lag = lag.max(now - (t0 + at));
+                    let f = synth.next_video(at.as_millis() as u32, wall_us());
+                    send(&mut s, &f)?;
+                    media += f.payload.len() as u64;
+                    video_n += 1;
+                    v += 1;
+                }
+                while plan.synth.audio && t0 + audio_interval.mul_f64(audio_n as f64) <= now {
+                    let at = audio_interval.mul_f64(audio_n as f64);
+                    lag = lag.max(now - (t0 + at));
+                    let f = synth.audio_frame(at.as_millis() as u32);
+                    send(&mut s, &f)?;
+                    media += f.payload.len() as u64;
+                    audio_n += 1;
+                    a += 1;
+                }
+                if let Some(b) = s.take_transmit() {
+                    out.push(b);
+                }
+            }
+            {
+                let mut r = rec.borrow_mut();
+                r.video_frames += v;
+                r.audio_frames += a;
+                r.send_lag_max = r.send_lag_max.max(lag);
+                if window.contains(now) {
+                    r.window_media_bytes += media;
+                }
+            }
+            for b in out {
+                wr.write_all(&b).await.map_err(|e| format!("write: {e}"))?;
+                rec.borrow_mut().socket_bytes += b.len() as u64;
+                ctx.progress()
+                    .publisher_bytes
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }
+        // The run is over: say goodbye, briefly.
+        let bye = {
+            let mut s = session.borrow_mut();
+            s.close();
+            s.take_transmit()
+        };
+        if let Some(b) = bye {
+            let _ = futures_lite::future::or(
+                async {
+                    let _ = wr.write_all(&b).await;
+                },
+                glommio::timer::sleep(GOODBYE_TIMEOUT),
+            )
+            .await;
+        }
+        Ok::<(), String>(())
+    };
+    futures_lite::future::or(pacer, reader).await
+}
+
+async fn write(
+    stream: &mut TcpStream,
+    b: &[u8],
+    rec: &RefCell<PublisherRecord>,
+) -> Result<(), String> {
+    stream
+        .write_all(b)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    rec.borrow_mut().socket_bytes += b.len() as u64;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The load generator against the real server: `shardcast-bench` (the
+//! binary under test too) runs small fan-outs against `shardcast
+//! --shards 2` and its `--json` report is checked.
+//!
+//! Each test starts its own server on a free port; the bench is bounded by
+//! its own `--duration` and, should it hang, ended by PID at a deadline.
+//! Artefacts (server log, bench stderr and JSON) are kept under
+//! `target/tmp/logs/<test>/`.
+
+mod common;
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Longest a bench run of a few seconds may take before it is killed.
+const BENCH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `shardcast-bench ARGS --json` and returns its report.
+fn bench(name: &str, args: &[&str]) -> Value {
+    let out_path = artefact_dir().join(format!("{name}.json"));
+    let out = File::create(&out_path).expect("create bench output");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"));
+    cmd.args(args).arg("--json").stdout(Stdio::from(out));
+    let mut p = Proc::spawn(name, &mut cmd);
+    let status = p.wait_timeout(BENCH_DEADLINE);
+    if status.is_none() {
+        p.kill();
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "shardcast-bench {args:?} exited with {status:?}\n{}\nstdout: {text}",
+        p.stderr_tail(30)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "bench output is not JSON ({e}): {text}\n{}",
+            p.stderr_tail(30)
+        )
+    })
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
+}
+
+/// A fan-out of 20 players for 5 s: everyone connects and gets at least 90%
+/// of the published bitrate, time to first frame and latency are measured,
+/// no frame is lost, and the server's CPU is sampled.
+#[test]
+fn fanout_20_players_all_ok_with_ttff_and_latency() {
+    let server = Server::start();
+    let url = server.url("live/bench");
+    let pid = server.pid.to_string();
+    let r = bench(
+        "fanout",
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--players",
+            "20",
+            "--duration",
+            "5",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(40));
+    assert_eq!(num(&r, "/players/requested"), 20.0, "{ctx}");
+    assert_eq!(num(&r, "/players/connected"), 20.0, "{ctx}");
+    assert_eq!(num(&r, "/players/failed"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/dropped"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/ok"), 20.0, "{ctx}");
+    assert_eq!(num(&r, "/players/skipped_frames"), 0.0, "{ctx}");
+    assert_eq!(r["reference_source"], "publisher", "{ctx}");
+    // 2500k video + 128k audio by default.
+    let reference = num(&r, "/reference_media_bps");
+    assert!(
+        (2_400_000.0..2_900_000.0).contains(&reference),
+        "reference {reference} bit/s; {ctx}"
+    );
+    assert!(num(&r, "/delivered_gbps") > 0.0, "{ctx}");
+    for hist in ["ttff_ms", "first_keyframe_ms"] {
+        assert_eq!(num(&r, &format!("/{hist}/count")), 20.0, "{hist}: {ctx}");
+        let p50 = num(&r, &format!("/{hist}/p50"));
+        assert!(p50 > 0.0 && p50 < 1000.0, "{hist} p50 {p50} ms; {ctx}");
+    }
+    // About 30 live frames per second per player carry a send stamp.
+    assert!(num(&r, "/latency_ms/count") > 20.0 * 30.0 * 2.0, "{ctx}");
+    let lat = num(&r, "/latency_ms/p50");
+    assert!(lat > 0.0 && lat < 1000.0, "latency p50 {lat} ms; {ctx}");
+    assert!(num(&r, "/latency_ms/p99") >= lat, "{ctx}");
+    assert!(num(&r, "/server/cpu_s_window") > 0.0, "{ctx}");
+    assert!(num(&r, "/server/rss_mb_end") > 0.0, "{ctx}");
+    assert!(r["aborted"].is_null(), "{ctx}");
+    // Every player's connection was logged as a play on the server.
+    let plays = server.find_logs(|l| is_event(l, "play"));
+    assert!(plays.len() >= 20, "{} play lines; {ctx}", plays.len());
+}
+
+/// `play` against a stream published by ffmpeg (real x264 and AAC, no
+/// bench stamps): players connect, get media at the best player's rate,
+/// and no latency is claimed for frames without a stamp.
+#[test]
+fn play_mode_against_an_ffmpeg_publisher() {
+    let server = Server::start();
+    let _publisher = publish_and_wait(&server, "ffmpeg-publisher");
+    let url = server.url("live/test");
+    let r = bench(
+        "play",
+        &[
+            "play",
+            &url,
+            "--players",
+            "10",
+            "--ramp",
+            "50/s",
+            "--duration",
+            "5",
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(40));
+    assert_eq!(num(&r, "/players/connected"), 10.0, "{ctx}");
+    assert_eq!(num(&r, "/players/ok"), 10.0, "{ctx}");
+    assert_eq!(r["reference_source"], "best player", "{ctx}");
+    assert_eq!(num(&r, "/first_keyframe_ms/count"), 10.0, "{ctx}");
+    assert_eq!(num(&r, "/latency_ms/count"), 0.0, "{ctx}");
+    assert!(r["server"].is_null(), "{ctx}");
+}
+
+/// A URL the bench cannot play yet is refused at once, before any
+/// connection.
+#[test]
+fn http_urls_are_refused_for_now() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
+        .args(["play", "http://127.0.0.1:1/live/x.flv", "--players", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shardcast-bench");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rtmp://"), "{err}");
+}
