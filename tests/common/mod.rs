@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod http_client;
 pub mod rtmp_client;
 
 use std::collections::HashMap;
@@ -279,6 +280,11 @@ impl Server {
         format!("rtmp://127.0.0.1:{}/{}", self.port, path)
     }
 
+    /// `http://127.0.0.1:PORT/<path>`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, path)
+    }
+
     /// All log lines so far.
     pub fn logs(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
@@ -519,15 +525,36 @@ pub struct PublishOpts {
     pub duration_s: Option<f64>,
     /// Video bitrate such as "4M" (`-b:v`, with matching maxrate/bufsize).
     pub video_bitrate: Option<String>,
+    /// Picture size such as "640x360"; None is 1280x720.
+    pub video_size: Option<String>,
+}
+
+impl PublishOpts {
+    /// 640x360: for tests where the picture size does not matter, to spare
+    /// the CPU that parallel tests share.
+    pub fn small() -> PublishOpts {
+        PublishOpts {
+            video_size: Some("640x360".into()),
+            ..Default::default()
+        }
+    }
 }
 
 /// The generated test stream, published with ffmpeg at real time:
-/// testsrc2 1280x720 at 30 fps and a 440 Hz sine at 44.1 kHz, encoded as
-/// H.264 (2 s GOP, no B-frames) and AAC, muxed as FLV to `url`.
+/// testsrc2 1280x720 (or `opts.video_size`) at 30 fps and a 440 Hz sine at
+/// 44.1 kHz, encoded as H.264 (2 s GOP, no B-frames) and AAC, muxed as FLV
+/// to `url`.
 pub fn ffmpeg_publish(name: &str, url: &str, opts: &PublishOpts) -> Proc {
+    let size = opts.video_size.as_deref().unwrap_or("1280x720");
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
-        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
         .args([
             "-re",
             "-f",
@@ -569,7 +596,12 @@ pub fn ffmpeg_publish(name: &str, url: &str, opts: &PublishOpts) -> Proc {
 /// Starts an endless publisher of the test stream to `live/test` and waits
 /// for the server's `publish` line for it.
 pub fn publish_and_wait(server: &Server, name: &str) -> Proc {
-    let mut p = ffmpeg_publish(name, &server.url("live/test"), &PublishOpts::default());
+    publish_and_wait_opts(server, name, &PublishOpts::default())
+}
+
+/// Like [`publish_and_wait`], with publishing options.
+pub fn publish_and_wait_opts(server: &Server, name: &str, opts: &PublishOpts) -> Proc {
+    let mut p = ffmpeg_publish(name, &server.url("live/test"), opts);
     let key = format!("{DEFAULT_VHOST}/live/test");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
