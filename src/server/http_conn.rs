@@ -15,8 +15,9 @@ use crate::hls::Readiness;
 use crate::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 
-/// How often a request waiting for a publisher checks again.
-const STREAM_WAIT_POLL: Duration = Duration::from_millis(20);
+/// How often a waiting request re-asserts its interest in the stream (it
+/// also wakes at once on any change of the stream).
+const WAIT_REFRESH: Duration = Duration::from_secs(1);
 
 /// What to do after answering a request.
 enum Next {
@@ -300,7 +301,12 @@ async fn playlist(
                     )
                 }
                 Some(Readiness::Wait) => {}
-                None => return (404, format!("stream {key} is gone\n")),
+                None => {
+                    return (
+                        503,
+                        format!("stream {key} has no HLS window any more (no publisher)\n"),
+                    )
+                }
             }
             if Instant::now() >= deadline || reg.state.close.is_raised() {
                 return (
@@ -308,13 +314,20 @@ async fn playlist(
                     format!("_HLS_msn={msn} did not arrive within {timeout} ms\n"),
                 );
             }
-            // Keep the replica alive while blocked, and wake on any change.
-            shard.watch_hls(key, r);
+            // Wake on any change, and at least every WAIT_REFRESH to keep
+            // following the stream (a replica, or the owner's entry, would
+            // otherwise be dropped under a request blocked on a stream with
+            // no publisher).
             let _ = futures_lite::future::or(
                 notify.changed(seen),
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+                glommio::timer::sleep(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(WAIT_REFRESH),
+                ),
             )
             .await;
+            shard.watch_hls(key, r);
         }
     }
     let base = format!("{name}/{}", r.path_prefix());
@@ -387,13 +400,13 @@ async fn wait_hls(
         match watched {
             Some((notify, _)) => {
                 let seen = notify.generation();
-                let _ = futures_lite::future::or(
-                    notify.changed(seen),
-                    glommio::timer::sleep(STREAM_WAIT_POLL.max(Duration::from_millis(100))),
-                )
-                .await;
+                let nap = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(WAIT_REFRESH);
+                let _ = futures_lite::future::or(notify.changed(seen), glommio::timer::sleep(nap))
+                    .await;
             }
-            None => glommio::timer::sleep(STREAM_WAIT_POLL).await,
+            None => glommio::timer::sleep(Duration::from_millis(20)).await,
         }
     }
 }
@@ -443,22 +456,33 @@ fn finish(r: std::io::Result<()>, keep: bool) -> Next {
     }
 }
 
-/// Waits up to `wait` for the stream to be live on this shard.
-async fn wait_live(
-    shard: &Rc<Shard>,
-    key: &crate::stream::StreamKey,
-    wait: Duration,
-    reg: &Registered,
-) -> bool {
+/// Waits up to `wait` for the stream to be live on this shard, waking as
+/// soon as its state changes.
+async fn wait_live(shard: &Rc<Shard>, key: &StreamKey, wait: Duration, reg: &Registered) -> bool {
     let deadline = Instant::now() + wait;
     loop {
         if shard.watch_live(key) {
             return true;
         }
+        // Read right after the check, with no await between: no change can
+        // slip in unnoticed.
+        let seen = shard.stream_changed(key).map(|n| (n.generation(), n));
         if Instant::now() >= deadline || reg.state.close.is_raised() {
             return false;
         }
-        glommio::timer::sleep(STREAM_WAIT_POLL).await;
+        let nap = deadline
+            .saturating_duration_since(Instant::now())
+            .min(WAIT_REFRESH);
+        match seen {
+            Some((generation, notify)) => {
+                let _ = futures_lite::future::or(
+                    notify.changed(generation),
+                    glommio::timer::sleep(nap),
+                )
+                .await;
+            }
+            None => glommio::timer::sleep(nap.min(Duration::from_millis(20))).await,
+        }
     }
 }
 

@@ -145,6 +145,10 @@ enum Role {
         segmenters: [Option<Box<Segmenter>>; 3],
         /// Renditions someone asked for.
         hls_wanted: [bool; 3],
+        /// With no publisher, players or replicas, the entry (and its HLS
+        /// numbering) is kept until then: `publisher_grace_s` after an
+        /// unpublish, [`REPLICA_LINGER`] after a request that follows it.
+        keep_until: Instant,
     },
     Replica {
         empty_since: Option<Instant>,
@@ -156,6 +160,22 @@ enum Role {
 struct Entry {
     core: StreamCore,
     role: Role,
+}
+
+impl Entry {
+    /// An owned entry nobody needs any more: no publisher, players or
+    /// replicas, and past its `keep_until`.
+    fn owned_and_idle(&self, now: Instant) -> bool {
+        match &self.role {
+            Role::Owner {
+                publisher: None,
+                replicas,
+                keep_until,
+                ..
+            } => self.core.players.is_empty() && replicas.is_empty() && now >= *keep_until,
+            _ => false,
+        }
+    }
 }
 
 /// One shard's state. Only this shard touches it.
@@ -262,7 +282,16 @@ impl Shard {
     fn follow(self: &Rc<Self>, key: &StreamKey) -> bool {
         let mut streams = self.streams.borrow_mut();
         if self.is_owner(key) {
-            return streams.contains_key(key);
+            return match streams.get_mut(key) {
+                Some(Entry {
+                    role: Role::Owner { keep_until, .. },
+                    ..
+                }) => {
+                    *keep_until = (*keep_until).max(Instant::now() + REPLICA_LINGER);
+                    true
+                }
+                _ => false,
+            };
         }
         let entry = streams.entry(key.clone()).or_insert_with(|| {
             self.subscribe(key, true);
@@ -325,7 +354,15 @@ impl Shard {
         let streams = self.streams.borrow();
         let core = &streams.get(key)?.core;
         let ready = core.hls(r).is_some_and(|w| !w.is_empty());
-        Some((core.hls_changed.clone(), ready))
+        Some((core.changed.clone(), ready))
+    }
+
+    /// The change notifier of this shard's copy of `key`, if it has one.
+    pub fn stream_changed(&self, key: &StreamKey) -> Option<Rc<Notify>> {
+        self.streams
+            .borrow()
+            .get(key)
+            .map(|e| e.core.changed.clone())
     }
 
     /// Runs `f` on this shard's HLS window of `key`/`r`, if there is one.
@@ -405,6 +442,7 @@ impl Shard {
                 rebase: Rebase::default(),
                 segmenters: [None, None, None],
                 hls_wanted: [true, false, false],
+                keep_until: Instant::now() + REPLICA_LINGER,
             },
         }
     }
@@ -571,7 +609,12 @@ impl Shard {
         {
             let mut streams = self.streams.borrow_mut();
             let Some(Entry {
-                role: Role::Owner { publisher, .. },
+                role:
+                    Role::Owner {
+                        publisher,
+                        keep_until,
+                        ..
+                    },
                 ..
             }) = streams.get_mut(key)
             else {
@@ -581,6 +624,7 @@ impl Shard {
                 return;
             }
             *publisher = None;
+            *keep_until = Instant::now() + self.config.stream.publisher_grace();
         }
         self.run_segmenters(key, |_, seg| seg.flush());
         self.owner_event(key, StreamEvent::Unpublished);
@@ -637,19 +681,11 @@ impl Shard {
 
     fn maybe_drop_owned(&self, key: &StreamKey) {
         let mut streams = self.streams.borrow_mut();
-        if let Some(Entry {
-            core,
-            role:
-                Role::Owner {
-                    publisher: None,
-                    replicas,
-                    ..
-                },
-        }) = streams.get(key)
+        if streams
+            .get(key)
+            .is_some_and(|e| e.owned_and_idle(Instant::now()))
         {
-            if core.players.is_empty() && replicas.is_empty() {
-                streams.remove(key);
-            }
+            streams.remove(key);
         }
     }
 
@@ -777,6 +813,9 @@ impl Shard {
         {
             let mut streams = self.streams.borrow_mut();
             streams.retain(|key, entry| {
+                if entry.owned_and_idle(now) {
+                    return false;
+                }
                 entry.core.expire_waiting(now);
                 for p in &entry.core.players {
                     report_skips(key, p);

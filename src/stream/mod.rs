@@ -438,9 +438,10 @@ pub struct StreamCore {
     /// HLS windows by [`Rendition::index`], created by the first event.
     hls: [Option<HlsWindow>; 3],
     hls_config: HlsConfig,
-    /// Raised whenever an HLS window changes (blocking playlist reloads and
-    /// part requests wait on it).
-    pub hls_changed: Rc<Notify>,
+    /// Raised whenever the stream goes live or not, or an HLS window
+    /// changes: waiting requests (blocking playlist reloads, part requests,
+    /// requests for a stream not yet published) wait on it.
+    pub changed: Rc<Notify>,
     /// When the last two media frames were applied on this shard: a part is
     /// cut when the frame after its last one arrives, so the older one
     /// dates the part's last frame (for the part-availability log).
@@ -463,7 +464,7 @@ impl StreamCore {
             frames_in: 0,
             hls: [None, None, None],
             hls_config,
-            hls_changed: Rc::new(Notify::default()),
+            changed: Rc::new(Notify::default()),
             frame_times: [None, None],
         }
     }
@@ -493,6 +494,7 @@ impl StreamCore {
     pub fn apply(&mut self, event: &StreamEvent, grace_deadline: Instant) {
         match event {
             StreamEvent::Published => {
+                self.changed.notify();
                 self.live = true;
                 self.metadata = None;
                 self.video_seq = None;
@@ -510,6 +512,7 @@ impl StreamCore {
                 }
             }
             StreamEvent::Unpublished => {
+                self.changed.notify();
                 self.live = false;
                 self.gop.clear();
                 for p in &self.players {
@@ -545,7 +548,7 @@ impl StreamCore {
                 self.hls[r.index()]
                     .get_or_insert_with(|| HlsWindow::new(config))
                     .apply(ev);
-                self.hls_changed.notify();
+                self.changed.notify();
             }
             StreamEvent::Snapshot(snap) => {
                 let was_live = self.live;
@@ -561,7 +564,7 @@ impl StreamCore {
                 for (r, w) in &snap.hls {
                     self.hls[r.index()] = Some(w.clone());
                 }
-                self.hls_changed.notify();
+                self.changed.notify();
                 // Players that joined before the snapshot start now, as if
                 // they had just arrived.
                 let players = std::mem::take(&mut self.players);
