@@ -66,16 +66,12 @@ pub struct StreamRequest {
 impl StreamRequest {
     /// The last value of query parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        crate::query::param(&self.query, key)
     }
 
-    /// True when the parameter is present and `1`/`true`/empty.
+    /// True when the parameter is present and `1`/`true`/`yes`/empty.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.param(key), Some("1" | "true" | "yes" | ""))
+        crate::query::flag(&self.query, key)
     }
 }
 

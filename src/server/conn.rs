@@ -396,10 +396,8 @@ async fn run_player(
 ) {
     let peer = reg.state.peer;
     let key = shard.stream_key(&req);
-    let mut only = MediaFilter {
-        audio: !req.flag("only-video"),
-        video: !req.flag("only-audio"),
-    };
+    let asked = MediaFilter::from_query(&req.query);
+    let mut only = asked;
     let player = Rc::new(Player::new(
         shard.next_id(),
         peer,
@@ -439,8 +437,8 @@ async fn run_player(
                     Output::Transmit(b) => queue.push_control(&[b]),
                     Output::Event(SessionEvent::PlayStopped) => return Ok(Some("play stopped")),
                     Output::Event(SessionEvent::ReceiveMedia { audio, video }) => {
-                        only.audio = audio.unwrap_or(only.audio) && !req.flag("only-video");
-                        only.video = video.unwrap_or(only.video) && !req.flag("only-audio");
+                        only.audio = audio.unwrap_or(only.audio) && asked.audio;
+                        only.video = video.unwrap_or(only.video) && asked.video;
                         filter_player.filter.set(only);
                     }
                     Output::Event(_) => {}

@@ -18,6 +18,8 @@ use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, Stream
 /// How often a waiting request re-asserts its interest in the stream (it
 /// also wakes at once on any change of the stream).
 const WAIT_REFRESH: Duration = Duration::from_secs(1);
+/// Blocking timeout before a window knows its target duration (3 × 2 s).
+const BLOCKING_TIMEOUT_DEFAULT_MS: u64 = 6_000;
 
 /// What to do after answering a request.
 enum Next {
@@ -183,11 +185,7 @@ async fn handle(
         }
         Route::Playlist { app, stream: name } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
-            let filter = MediaFilter {
-                audio: !req.flag("only-video"),
-                video: !req.flag("only-audio"),
-            };
-            let r = Rendition::for_filter(filter);
+            let r = Rendition::for_filter(MediaFilter::from_query(&req.query));
             let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
             let r = if status == 200 {
                 respond_body(
@@ -286,10 +284,7 @@ async fn playlist(
         );
     };
     if let Some(msn) = msn {
-        let timeout = shard
-            .with_hls(key, r, |w| w.blocking_timeout_ms())
-            .unwrap_or(6_000);
-        let deadline = Instant::now() + Duration::from_millis(timeout);
+        let (timeout, deadline) = blocking_deadline(shard, key, r);
         loop {
             let seen = notify.generation();
             match shard.with_hls(key, r, |w| w.readiness(msn, part)) {
@@ -350,10 +345,7 @@ async fn media(
     let Some((notify, _)) = shard.watch_hls(key, r) else {
         return Err((404, format!("stream {key} is not published\n")));
     };
-    let timeout = shard
-        .with_hls(key, r, |w| w.blocking_timeout_ms())
-        .unwrap_or(6_000);
-    let deadline = Instant::now() + Duration::from_millis(timeout);
+    let (_, deadline) = blocking_deadline(shard, key, r);
     loop {
         let seen = notify.generation();
         let (found, hinted) = shard
@@ -378,6 +370,15 @@ async fn media(
         )
         .await;
     }
+}
+
+/// How long a blocking request on `key`/`r` may wait (3 target durations,
+/// RFC 8216bis 6.2.5.2), in ms, and until when.
+fn blocking_deadline(shard: &Shard, key: &StreamKey, r: Rendition) -> (u64, Instant) {
+    let timeout = shard
+        .with_hls(key, r, |w| w.blocking_timeout_ms())
+        .unwrap_or(BLOCKING_TIMEOUT_DEFAULT_MS);
+    (timeout, Instant::now() + Duration::from_millis(timeout))
 }
 
 /// Waits up to `wait` for the rendition's window to have a segment or part.
@@ -538,10 +539,7 @@ pub async fn serve_flv(
 ) {
     let peer = reg.state.peer;
     let chunked = req.minor_version == 1;
-    let filter = MediaFilter {
-        audio: !req.flag("only-video"),
-        video: !req.flag("only-audio"),
-    };
+    let filter = MediaFilter::from_query(&req.query);
     let player = Rc::new(Player::new(
         shard.next_id(),
         peer,

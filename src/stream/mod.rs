@@ -280,6 +280,12 @@ impl MediaFilter {
         video: true,
     };
 
+    /// What a play's query asks for (`?only-audio=1` / `?only-video=1`).
+    pub fn from_query(query: &[(String, String)]) -> Self {
+        let (audio, video) = crate::query::media_wanted(query);
+        MediaFilter { audio, video }
+    }
+
     fn wants(&self, frame: &Frame) -> bool {
         match frame.kind {
             FrameKind::Audio => self.audio,
