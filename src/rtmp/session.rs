@@ -274,6 +274,19 @@ impl ServerSession {
         None
     }
 
+    /// Gives back the capacity of empty input and output buffers. A player's
+    /// session lives as long as the play but sees little traffic after the
+    /// start, so its driver calls this once playing: the handshake and the
+    /// start had grown both buffers to kilobytes.
+    pub fn release_buffers(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+        if self.output.is_empty() {
+            self.output = BytesMut::new();
+        }
+    }
+
     /// Takes the bytes waiting to be sent, leaving undelivered events in
     /// place (they travel with the session when it moves between shards).
     pub fn take_transmit(&mut self) -> Option<Bytes> {

@@ -411,6 +411,7 @@ async fn run_player(
     if let Some(b) = session.take_transmit() {
         player.queue.borrow_mut().push_control(&[b]);
     }
+    session.release_buffers();
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
         "play key={key} peer={peer} shard={} stream_id={} gop_frames={cached} audio={} video={}",

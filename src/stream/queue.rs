@@ -8,6 +8,10 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 
+/// Entries an empty queue keeps allocated (32 bytes each): enough for a
+/// few frames, so steady playback does not reallocate.
+const QUEUE_ENTRIES_KEPT: usize = 16;
+
 /// Where a queue is in its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum QueueState {
@@ -139,6 +143,11 @@ impl OutQueue {
                 front.advance(n);
                 n = 0;
             }
+        }
+        // A start burst (the whole GOP) grows the ring to hundreds of
+        // entries; a player that has caught up needs a handful.
+        if self.bufs.is_empty() && self.bufs.capacity() > QUEUE_ENTRIES_KEPT {
+            self.bufs.shrink_to(QUEUE_ENTRIES_KEPT);
         }
     }
 
