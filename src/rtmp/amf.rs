@@ -1403,21 +1403,7 @@ pub fn encode_data(values: &[Amf0Value], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// Parses hex digits, ignoring whitespace, into bytes.
-    fn hex(text: &str) -> Vec<u8> {
-        let digits: Vec<u8> = text
-            .bytes()
-            .filter(|byte| !byte.is_ascii_whitespace())
-            .collect();
-        assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
-        digits
-            .chunks(2)
-            .map(|pair| {
-                u8::from_str_radix(std::str::from_utf8(pair).expect("ascii"), 16)
-                    .expect("hex digit")
-            })
-            .collect()
-    }
+    use crate::rtmp::test_util::hex;
 
     fn limits() -> AmfLimits {
         AmfLimits::default()

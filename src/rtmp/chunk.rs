@@ -1130,12 +1130,7 @@ mod tests {
         "00000000000009",
     );
 
-    fn from_hex(hex: &str) -> Vec<u8> {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
+    use crate::rtmp::test_util::hex as from_hex;
 
     #[test]
     fn ffmpeg_publish_capture() {

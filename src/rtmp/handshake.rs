@@ -599,12 +599,7 @@ mod tests {
         "3cfec8ed83748f4b0f0fc5120216794b22a054e5bc58abd8c41096070884393453ce509694afbeabe0",
     );
 
-    fn from_hex(hex: &str) -> Vec<u8> {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
+    use crate::rtmp::test_util::hex as from_hex;
 
     #[test]
     fn ffmpeg_c1_is_digest_scheme0() {
