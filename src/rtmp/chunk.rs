@@ -59,6 +59,8 @@ const REASSEMBLY_RESERVE_MAX: usize = 64 * 1024;
 const DEFAULT_CHUNK_SIZE_MAX: u32 = 65536;
 const DEFAULT_MESSAGE_LEN_MAX: u32 = 8 * 1024 * 1024;
 const DEFAULT_CHUNK_STREAMS_MAX: usize = 64;
+/// Two maximal messages at once (e.g. a keyframe and its audio), no more.
+const DEFAULT_PARTIAL_BYTES_MAX: u64 = 2 * DEFAULT_MESSAGE_LEN_MAX as u64;
 
 const _: () = assert!(INITIAL_CHUNK_SIZE <= DEFAULT_CHUNK_SIZE_MAX);
 const _: () = assert!(DEFAULT_CHUNK_SIZE_MAX <= CHUNK_SIZE_SPEC_MAX);
@@ -85,6 +87,11 @@ pub struct ChunkLimits {
     /// Largest number of chunk stream ids with state; each holds a header
     /// (about 100 bytes) and possibly one partial message.
     pub chunk_streams_max: usize,
+    /// Largest total of the announced lengths of all messages being
+    /// reassembled at once, across chunk streams. Without it a peer could
+    /// hold `chunk_streams_max × message_len_max` (512 MiB by default) per
+    /// connection; with it, reassembly memory is under 2 × this.
+    pub partial_bytes_max: u64,
 }
 
 impl Default for ChunkLimits {
@@ -93,6 +100,7 @@ impl Default for ChunkLimits {
             chunk_size_max: DEFAULT_CHUNK_SIZE_MAX,
             message_len_max: DEFAULT_MESSAGE_LEN_MAX,
             chunk_streams_max: DEFAULT_CHUNK_STREAMS_MAX,
+            partial_bytes_max: DEFAULT_PARTIAL_BYTES_MAX,
         }
     }
 }
@@ -128,6 +136,15 @@ pub enum ChunkError {
     },
     /// Set Chunk Size or Abort whose payload is shorter than 4 bytes.
     ControlTooShort { type_id: u8, len: usize, pos: u64 },
+    /// Starting this message would make the messages being reassembled at
+    /// once announce more than `ChunkLimits::partial_bytes_max` bytes.
+    TooManyPartialBytes {
+        pending: u64,
+        len: u32,
+        max: u64,
+        csid: u32,
+        pos: u64,
+    },
 }
 
 impl fmt::Display for ChunkError {
@@ -178,6 +195,18 @@ impl fmt::Display for ChunkError {
                 f,
                 "control message type {type_id} ending in chunk at byte {pos} has {len} \
                  payload bytes, needs 4"
+            ),
+            ChunkError::TooManyPartialBytes {
+                pending,
+                len,
+                max,
+                csid,
+                pos,
+            } => write!(
+                f,
+                "message of {len} bytes on chunk stream {csid} (header at byte {pos}) would \
+                 make {} bytes of messages in reassembly, over partial_bytes_max {max}",
+                pending + u64::from(*len)
             ),
         }
     }
@@ -410,6 +439,24 @@ impl ChunkDecoder {
                         csid,
                         pos,
                     });
+                }
+                if len > self.chunk_size {
+                    // A multi-chunk message: it will be reassembled.
+                    let pending: u64 = self
+                        .streams
+                        .iter()
+                        .filter(|s| s.remaining > 0 && s.csid != csid)
+                        .map(|s| u64::from(s.len))
+                        .sum();
+                    if pending + u64::from(len) > self.limits.partial_bytes_max {
+                        return Err(ChunkError::TooManyPartialBytes {
+                            pending,
+                            len,
+                            max: self.limits.partial_bytes_max,
+                            csid,
+                            pos,
+                        });
+                    }
                 }
                 let timestamp = match prev {
                     Some(p) if fmt != 0 => p.timestamp.wrapping_add(ts_field),
@@ -1131,6 +1178,44 @@ mod tests {
     );
 
     use crate::rtmp::test_util::hex as from_hex;
+
+    #[test]
+    fn partial_messages_are_bounded_across_chunk_streams() {
+        // Chunk size 128 (the initial one): three 100 000-byte messages
+        // started on three chunk streams, with partial_bytes_max 250 000.
+        let limits = ChunkLimits {
+            partial_bytes_max: 250_000,
+            ..ChunkLimits::default()
+        };
+        let mut dec = ChunkDecoder::new(limits);
+        let mut bytes = BytesMut::new();
+        for csid in [4u8, 5, 6] {
+            // fmt 0 header: csid, ts 0, length 100000 (0x0186A0), type 9, stream 1.
+            bytes.extend_from_slice(&[csid, 0, 0, 0, 0x01, 0x86, 0xA0, 9, 1, 0, 0, 0]);
+            bytes.extend_from_slice(&[0u8; 128]);
+        }
+        let err = loop {
+            match dec.decode(&mut bytes) {
+                Ok(Some(m)) => panic!("no message completes here, got {m:?}"),
+                Ok(None) => panic!("the third message must be refused"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(
+                err,
+                ChunkError::TooManyPartialBytes {
+                    pending: 200_000,
+                    len: 100_000,
+                    max: 250_000,
+                    csid: 6,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("partial_bytes_max"), "{err}");
+    }
 
     #[test]
     fn ffmpeg_publish_capture() {

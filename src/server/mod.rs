@@ -223,6 +223,9 @@ impl Shard {
                 chunk_size_max: r.chunk_size_in_max,
                 message_len_max: r.message_len_max,
                 chunk_streams_max: r.chunk_streams_max,
+                // Two maximal messages in reassembly at once, as the
+                // decoder's default: a keyframe and its audio fit.
+                partial_bytes_max: 2 * u64::from(r.message_len_max),
             },
             amf: AmfLimits {
                 depth_max: r.amf_depth_max,
