@@ -145,7 +145,7 @@ impl std::fmt::Display for SessionError {
             SessionError::Chunk(e) => write!(f, "chunk stream: {e}"),
             SessionError::Control(e) => write!(f, "control message: {e}"),
             SessionError::Command { type_id, error } => {
-                write!(f, "command message (type {type_id}): {error:?}")
+                write!(f, "command message (type {type_id}): {error}")
             }
             SessionError::Protocol(what) => f.write_str(what),
         }
@@ -462,7 +462,7 @@ impl ServerSession {
             msg_type::AGGREGATE => {
                 if matches!(self.role, Role::Publishing(_) | Role::PublishPending(_)) {
                     let parts = split_aggregate(&msg)
-                        .map_err(|e| SessionError::Protocol(format!("aggregate message: {e:?}")))?;
+                        .map_err(|e| SessionError::Protocol(format!("aggregate message: {e}")))?;
                     for part in parts {
                         if matches!(part.type_id, msg_type::AUDIO | msg_type::VIDEO) {
                             self.handle_media(part);
