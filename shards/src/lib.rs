@@ -185,6 +185,19 @@ impl<S> MovedConnection<S> {
     }
 }
 
+/// Online CPU ids in ascending order, so "shard k on the k-th online CPU"
+/// means the same CPU on every start. glommio's `CpuSet` is a `HashSet`,
+/// whose iteration order changes from run to run.
+fn online_cpus_sorted() -> io::Result<Vec<usize>> {
+    let mut cpus: Vec<usize> = glommio::CpuSet::online()
+        .map_err(|e| io::Error::other(format!("listing online CPUs: {e}")))?
+        .into_iter()
+        .map(|l| l.cpu)
+        .collect();
+    cpus.sort_unstable();
+    Ok(cpus)
+}
+
 /// Runs the pool: starts `config.shards` executors, joins them into a channel
 /// mesh, and runs `shard_main(ctx)` on each. Blocks until every shard's
 /// future has finished. Returns the first executor error.
@@ -197,11 +210,7 @@ where
     assert!(config.shards > 0, "PoolConfig::shards must be at least 1");
     let mesh: MeshBuilder<M, _> = MeshBuilder::full(config.shards, config.channel_capacity);
     let cpus: Vec<usize> = if config.pin_cores {
-        glommio::CpuSet::online()
-            .map_err(|e| io::Error::other(format!("listing online CPUs: {e}")))?
-            .into_iter()
-            .map(|l| l.cpu)
-            .collect()
+        online_cpus_sorted()?
     } else {
         Vec::new()
     };
@@ -342,6 +351,13 @@ mod tests {
         }
         // FNV-1a of the empty key is the offset basis.
         assert_eq!(shard_for(b"", 7), (0xcbf2_9ce4_8422_2325u64 % 7) as usize);
+    }
+
+    #[test]
+    fn online_cpus_are_listed_in_ascending_order() {
+        let cpus = online_cpus_sorted().unwrap();
+        assert!(!cpus.is_empty());
+        assert!(cpus.windows(2).all(|w| w[0] < w[1]), "{cpus:?}");
     }
 
     #[test]
