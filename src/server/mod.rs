@@ -433,6 +433,7 @@ impl Shard {
             self.gop_limits(),
             self.config.rtmp.chunk_size_out,
             self.config.hls.to_hls_config(),
+            Duration::from_millis(self.config.stream.audio_coalesce_ms),
         )
     }
 

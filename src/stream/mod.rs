@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -452,11 +452,22 @@ pub struct StreamCore {
     /// cut when the frame after its last one arrives, so the older one
     /// dates the part's last frame (for the part-availability log).
     frame_times: [Option<Instant>; 2],
+    /// How long audio may wait for the next video frame
+    /// (`stream.audio_coalesce_ms`); zero = not at all.
+    audio_coalesce: Duration,
+    /// Since when players' audio has been held for the next video frame.
+    audio_held_since: Option<Instant>,
 }
 
 impl StreamCore {
     /// An empty, not-live stream.
-    pub fn new(key: StreamKey, gop: GopLimits, chunk_size: u32, hls_config: HlsConfig) -> Self {
+    pub fn new(
+        key: StreamKey,
+        gop: GopLimits,
+        chunk_size: u32,
+        hls_config: HlsConfig,
+        audio_coalesce: Duration,
+    ) -> Self {
         Self {
             key,
             live: false,
@@ -472,6 +483,8 @@ impl StreamCore {
             hls_config,
             changed: Rc::new(Notify::default()),
             frame_times: [None, None],
+            audio_coalesce,
+            audio_held_since: None,
         }
     }
 
@@ -588,10 +601,24 @@ impl StreamCore {
     }
 
     fn on_frame(&mut self, frame: &Frame) {
+        let now = Instant::now();
         self.frames_in += 1;
-        self.frame_times = [self.frame_times[1], Some(Instant::now())];
+        self.frame_times = [self.frame_times[1], Some(now)];
         if frame.is_video() {
             self.has_video = true;
+        }
+        // Audio of a stream with video waits (bounded) for the next video
+        // frame, so one write to each player carries both.
+        let hold_audio = frame.kind == FrameKind::Audio
+            && self.has_video
+            && !self.audio_coalesce.is_zero()
+            && self
+                .audio_held_since
+                .is_none_or(|t| now.saturating_duration_since(t) < self.audio_coalesce);
+        if hold_audio {
+            self.audio_held_since.get_or_insert(now);
+        } else {
+            self.audio_held_since = None;
         }
         if frame.sequence_header {
             if frame.is_video() {
@@ -614,6 +641,10 @@ impl StreamCore {
             } else {
                 let start_point = is_start_point(frame, filter, self.has_video);
                 q.push_media(parts, start_point);
+                // A player that gets no video has nothing to wait for.
+                if !(hold_audio && filter.video) {
+                    q.wake_if_pending();
+                }
             }
         }
     }
@@ -665,6 +696,7 @@ impl StreamCore {
                 queued += 1;
             }
         }
+        q.wake_if_pending();
         queued
     }
 
@@ -693,5 +725,177 @@ fn is_start_point(frame: &Frame, filter: MediaFilter, stream_has_video: bool) ->
         FrameKind::Video => frame.keyframe,
         FrameKind::Audio => !filter.video || !stream_has_video,
         FrameKind::Data => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A player whose writer is parked on its empty queue.
+    struct Parked {
+        player: Rc<Player>,
+        wakes: Arc<Count>,
+    }
+
+    impl Parked {
+        fn new(id: u64, filter: MediaFilter) -> Self {
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let player = Rc::new(Player::new(
+                id,
+                peer,
+                PlayerFormat::Flv { chunked: false },
+                filter,
+                1 << 20,
+            ));
+            Parked {
+                player,
+                wakes: Arc::default(),
+            }
+        }
+
+        /// Writes everything queued and parks the writer again.
+        fn drain_and_park(&self) {
+            let mut q = self.player.queue.borrow_mut();
+            let n = q.len_bytes();
+            q.advance(n);
+            let waker = Waker::from(self.wakes.clone());
+            assert!(q
+                .poll_nonempty(&mut Context::from_waker(&waker))
+                .is_pending());
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+
+        fn queued(&self) -> usize {
+            self.player.queue.borrow().len_bytes()
+        }
+    }
+
+    fn video(ts: u32, key: bool) -> StreamEvent {
+        let head = if key { 0x17 } else { 0x27 };
+        let body = Bytes::from(vec![head, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]);
+        StreamEvent::Frame(Frame::parse_video(ts, body).unwrap())
+    }
+
+    fn audio(ts: u32) -> StreamEvent {
+        let body = Bytes::from(vec![0xAF, 1, 0x21, 0x10, 0x04]);
+        StreamEvent::Frame(Frame::parse_audio(ts, body).unwrap())
+    }
+
+    fn core(audio_coalesce: Duration) -> StreamCore {
+        let gop = GopLimits {
+            enabled: true,
+            bytes_max: 1 << 20,
+            frames_max: 100,
+        };
+        let mut core = StreamCore::new(
+            "default/live/x".into(),
+            gop,
+            4096,
+            HlsConfig::default(),
+            audio_coalesce,
+        );
+        core.apply(&StreamEvent::Published, Instant::now());
+        core
+    }
+
+    const AUDIO_ONLY: MediaFilter = MediaFilter {
+        audio: true,
+        video: false,
+    };
+    const VIDEO_ONLY: MediaFilter = MediaFilter {
+        audio: false,
+        video: true,
+    };
+
+    #[test]
+    fn audio_waits_for_the_next_video_frame() {
+        let mut core = core(Duration::from_secs(10));
+        let deadline = Instant::now();
+        let both = Parked::new(1, MediaFilter::ALL);
+        let audio_only = Parked::new(2, AUDIO_ONLY);
+        let video_only = Parked::new(3, VIDEO_ONLY);
+        for p in [&both, &audio_only, &video_only] {
+            core.add_player(p.player.clone(), deadline);
+            p.drain_and_park();
+        }
+        core.apply(&video(0, true), deadline);
+        assert_eq!((both.wakes(), video_only.wakes()), (1, 1));
+        both.drain_and_park();
+        video_only.drain_and_park();
+
+        core.apply(&audio(10), deadline);
+        core.apply(&audio(20), deadline);
+        assert_eq!(both.wakes(), 1, "audio is held for the next video frame");
+        assert!(both.queued() > 0, "held audio is queued");
+        assert_eq!(
+            audio_only.wakes(),
+            1,
+            "an audio-only player waits for nothing"
+        );
+
+        core.apply(&video(33, false), deadline);
+        assert_eq!(both.wakes(), 2, "the video frame takes the audio along");
+        assert_eq!(video_only.wakes(), 2);
+    }
+
+    #[test]
+    fn held_audio_leaves_after_audio_coalesce() {
+        let coalesce = Duration::from_millis(5);
+        let mut core = core(coalesce);
+        let deadline = Instant::now();
+        let p = Parked::new(1, MediaFilter::ALL);
+        core.add_player(p.player.clone(), deadline);
+        core.apply(&video(0, true), deadline);
+        p.drain_and_park();
+        core.apply(&audio(10), deadline);
+        assert_eq!(p.wakes(), 0);
+        std::thread::sleep(coalesce * 2);
+        core.apply(&audio(20), deadline);
+        assert_eq!(p.wakes(), 1, "audio held past audio_coalesce goes out");
+    }
+
+    #[test]
+    fn zero_coalesce_writes_audio_at_once() {
+        let mut core = core(Duration::ZERO);
+        let deadline = Instant::now();
+        let p = Parked::new(1, MediaFilter::ALL);
+        core.add_player(p.player.clone(), deadline);
+        core.apply(&video(0, true), deadline);
+        p.drain_and_park();
+        core.apply(&audio(10), deadline);
+        assert_eq!(p.wakes(), 1);
+    }
+
+    #[test]
+    fn a_player_skipping_video_still_gets_its_held_audio() {
+        let mut core = core(Duration::from_secs(10));
+        let deadline = Instant::now();
+        let p = Parked::new(1, MediaFilter::ALL);
+        core.add_player(p.player.clone(), deadline);
+        core.apply(&video(0, true), deadline);
+        p.drain_and_park();
+        core.apply(&audio(10), deadline);
+        // The player has not started over: a restart makes it wait for a
+        // keyframe, so the next inter frame is not queued for it.
+        p.player.queue.borrow_mut().restart();
+        core.apply(&video(33, false), deadline);
+        assert_eq!(p.wakes(), 1, "the held audio is written anyway");
     }
 }

@@ -68,7 +68,9 @@ impl OutQueue {
     }
 
     /// Queues one media message (its chunked parts) under the bound and the
-    /// skip rules. Returns whether it was queued.
+    /// skip rules, without waking the writer: the caller decides when the
+    /// queue goes out ([`OutQueue::wake_if_pending`]), so several messages
+    /// can leave in one write. Returns whether it was queued.
     pub fn push_media(&mut self, parts: &[Bytes], start_point: bool) -> bool {
         let len: usize = parts.iter().map(Bytes::len).sum();
         let fits = self.bytes + len <= self.bytes_max;
@@ -90,8 +92,14 @@ impl OutQueue {
         for p in parts {
             self.push(p.clone());
         }
-        self.wake();
         true
+    }
+
+    /// Wakes the writer if anything is queued.
+    pub fn wake_if_pending(&mut self) {
+        if !self.bufs.is_empty() {
+            self.wake();
+        }
     }
 
     /// Waits for a start point again (a new publisher, or a fresh start).
