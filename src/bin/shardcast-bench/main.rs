@@ -15,6 +15,8 @@
 //! itself ([`DURATION_MAX`], and a watchdog after it) and connects only to
 //! the address its URL names.
 
+mod http;
+mod net;
 mod procstat;
 mod rtmp;
 mod runtime;
@@ -83,7 +85,8 @@ enum Command {
     },
     /// Play URL with many players.
     Play {
-        /// rtmp://host[:port]/app/stream (HTTP-FLV and HLS: later versions)
+        /// rtmp://host[:port]/app/stream, or HTTP-FLV:
+        /// http://host[:port]/app/stream.flv[?query]
         url: String,
         #[command(flatten)]
         load: LoadArgs,
@@ -96,9 +99,16 @@ enum Command {
     },
     /// Publish and play in one process.
     Fanout {
-        /// rtmp://host[:port]/app/stream
+        /// What players play: rtmp://host[:port]/app/stream, or HTTP-FLV:
+        /// http://host[:port]/app/stream.flv[?query]
         #[arg(long)]
         url: String,
+        /// Where the publisher publishes, rtmp://host[:port]/app/stream.
+        /// Default: --url if it is rtmp://, else rtmp:// on --url's host
+        /// and port with its path less the extension and query (right for
+        /// shardcast, which serves RTMP and HTTP on one port).
+        #[arg(long)]
+        publish_url: Option<String>,
         #[command(flatten)]
         stream: StreamArgs,
         #[command(flatten)]
@@ -215,18 +225,82 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
-/// The address an rtmp:// URL names; nothing else is ever connected to.
-fn rtmp_target(url: &str) -> rtmp::RtmpTarget {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        fail("HTTP-FLV and HLS players come in a later version; use an rtmp:// URL");
+/// What players of a URL speak: by its scheme and, for http://, by the
+/// extension of its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UrlKind {
+    Rtmp,
+    HttpFlv,
+    Hls,
+    /// https:// or rtmps://.
+    Tls,
+}
+
+fn url_kind(url: &str) -> Result<UrlKind, String> {
+    if url.starts_with("rtmp://") {
+        return Ok(UrlKind::Rtmp);
     }
-    let parsed = RtmpUrl::parse(url).unwrap_or_else(|e| fail(format!("{url}: {e}")));
-    let addr: SocketAddr = (parsed.host.as_str(), parsed.port)
+    if url.starts_with("https://") || url.starts_with("rtmps://") {
+        return Ok(UrlKind::Tls);
+    }
+    if url.starts_with("http://") {
+        let path = url.split_once('?').map_or(url, |(p, _)| p);
+        if path.ends_with(".flv") {
+            return Ok(UrlKind::HttpFlv);
+        }
+        if path.ends_with(".m3u8") {
+            return Ok(UrlKind::Hls);
+        }
+        return Err(format!(
+            "{url}: an http:// URL must end in .flv (HTTP-FLV) or .m3u8 (HLS)"
+        ));
+    }
+    Err(format!(
+        "{url}: use an rtmp:// URL, or http://…/app/stream.flv for HTTP-FLV"
+    ))
+}
+
+/// Resolves a host; only hosts named on the command line get here.
+fn resolve(host: &str, port: u16) -> SocketAddr {
+    (host, port)
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .unwrap_or_else(|| fail(format!("cannot resolve {}", parsed.host)));
+        .unwrap_or_else(|| fail(format!("cannot resolve {host}")))
+}
+
+/// Players' target for URL; nothing else is ever connected to.
+fn player_target(url: &str) -> Target {
+    match url_kind(url).unwrap_or_else(|e| fail(e)) {
+        UrlKind::Rtmp => Target::Rtmp(rtmp_target(url)),
+        UrlKind::HttpFlv => fail("HTTP-FLV players: not yet; use an rtmp:// URL"),
+        UrlKind::Hls => fail(format!("{url}: HLS players: not yet")),
+        UrlKind::Tls => fail(format!(
+            "{url}: TLS players are not supported yet (the server has no TLS); \
+             use http:// or rtmp://"
+        )),
+    }
+}
+
+/// The address an rtmp:// URL names.
+fn rtmp_target(url: &str) -> rtmp::RtmpTarget {
+    if url_kind(url) != Ok(UrlKind::Rtmp) {
+        fail(format!("{url}: publishing needs an rtmp:// URL"));
+    }
+    let parsed = RtmpUrl::parse(url).unwrap_or_else(|e| fail(format!("{url}: {e}")));
+    let addr = resolve(&parsed.host, parsed.port);
     rtmp::RtmpTarget { addr, url: parsed }
+}
+
+/// Where a fanout publishes when --publish-url is absent: the play URL
+/// itself if it is RTMP, else RTMP on the same host and port.
+fn default_publish_url(play_url: &str) -> String {
+    match url_kind(play_url) {
+        Ok(UrlKind::Rtmp) => play_url.to_string(),
+        _ => http::HttpUrl::parse(play_url)
+            .unwrap_or_else(|e| fail(e))
+            .rtmp_publish_url(),
+    }
 }
 
 fn synth_config(s: &StreamArgs) -> SynthConfig {
@@ -272,20 +346,45 @@ fn main() {
     if threads > THREADS_MAX {
         fail(format!("--threads {threads} above {THREADS_MAX}"));
     }
-    let (mode, url, stream, load, run, expect) = match &cli.command {
-        Command::Publish { url, stream, run } => ("publish", url, Some(stream), None, run, None),
+    let (mode, url, publish_url, stream, load, run, expect) = match &cli.command {
+        Command::Publish { url, stream, run } => (
+            "publish",
+            url,
+            Some(url.clone()),
+            Some(stream),
+            None,
+            run,
+            None,
+        ),
         Command::Play {
             url,
             load,
             expect_bitrate,
             run,
-        } => ("play", url, None, Some(load), run, *expect_bitrate),
+        } => ("play", url, None, None, Some(load), run, *expect_bitrate),
         Command::Fanout {
             url,
+            publish_url,
             stream,
             load,
             run,
-        } => ("fanout", url, Some(stream), Some(load), run, None),
+        } => {
+            // The players' URL is judged first: an unsupported one is the
+            // error to report.
+            player_target(url);
+            let publish_url = publish_url
+                .clone()
+                .unwrap_or_else(|| default_publish_url(url));
+            (
+                "fanout",
+                url,
+                Some(publish_url),
+                Some(stream),
+                Some(load),
+                run,
+                None,
+            )
+        }
     };
     let duration = Duration::from_secs_f64(run.duration);
     if duration > DURATION_MAX {
@@ -295,18 +394,19 @@ fn main() {
             DURATION_MAX.as_secs()
         ));
     }
-    let target = rtmp_target(url);
     let players = load.map_or(0, |l| l.players);
     if players > PLAYERS_MAX {
         fail(format!("--players {players} above {PLAYERS_MAX}"));
     }
     let plan = Plan {
         mode,
-        target: load.map(|_| Target::Rtmp(target.clone())),
-        publish: stream.map(|s| rtmp::PublishPlan {
-            target: target.clone(),
-            synth: synth_config(s),
-        }),
+        target: load.map(|_| player_target(url)),
+        publish: stream
+            .zip(publish_url.as_deref())
+            .map(|(s, u)| rtmp::PublishPlan {
+                target: rtmp_target(u),
+                synth: synth_config(s),
+            }),
         players,
         ramp_per_s: load.map_or(1.0, |l| l.ramp),
         duration,
@@ -345,7 +445,15 @@ fn main() {
     let plan = Arc::new(plan);
     let result = runtime::run(plan.clone(), run.server_pid)
         .unwrap_or_else(|e| fail(format!("cannot run: {e}")));
-    let report = build_report(&plan, url, &result, stream, expect, run.server_pid);
+    let report = build_report(
+        &plan,
+        url,
+        publish_url.as_deref(),
+        &result,
+        stream,
+        expect,
+        run.server_pid,
+    );
     if cli.json {
         match serde_json::to_string_pretty(&report) {
             Ok(j) => println!("{j}"),
@@ -364,6 +472,8 @@ fn main() {
 struct Report {
     mode: &'static str,
     url: String,
+    /// Where the in-process publisher published, if there was one.
+    publish_url: Option<String>,
     threads: usize,
     /// Players' SO_RCVLOWAT (0 = off).
     rcvlowat: u32,
@@ -441,6 +551,7 @@ struct ServerReport {
 fn build_report(
     plan: &Plan,
     url: &str,
+    publish_url: Option<&str>,
     r: &RunResult,
     stream: Option<&StreamArgs>,
     expect: Option<u64>,
@@ -584,6 +695,7 @@ fn build_report(
     Report {
         mode: plan.mode,
         url: url.to_string(),
+        publish_url: publish_url.map(str::to_string),
         threads: plan.threads,
         rcvlowat: plan.rcvlowat,
         duration_s: plan.duration.as_secs_f64(),
@@ -651,8 +763,9 @@ fn print_table(r: &Report) {
     }
     if let Some(p) = &r.publish {
         println!(
-            "  publish      {} kbit/s video{} at {} fps, GOP {} s; sent {} video / {} audio \
-             frames, media {}, send lag max {:.1} ms",
+            "  publish      {} {} kbit/s video{} at {} fps, GOP {} s; sent {} video / {} \
+             audio frames, media {}, send lag max {:.1} ms",
+            r.publish_url.as_deref().unwrap_or("-"),
             p.video_bitrate_bps / 1000,
             p.audio_bitrate_bps
                 .map_or(String::new(), |a| format!(" + {} kbit/s audio", a / 1000)),

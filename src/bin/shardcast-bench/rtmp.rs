@@ -16,16 +16,11 @@ use shardcast::rtmp::client::{
     ClientConfig, ClientError, ClientEvent, ClientSession, Output, RtmpUrl, StreamMode,
 };
 
-use crate::runtime::{wall_us, ThreadCtx};
-use crate::stats::{PlayerRecord, PlayerState, PublisherRecord};
+use crate::net::{connect, rcvlowat_for_media, READ_BUF_LEN, START_TIMEOUT};
+use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
+use crate::stats::{Media, PlayerRecord, PublisherRecord};
 use crate::synth::{Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
 
-/// Bytes read from a socket at once, per player. 16 KiB takes an inter
-/// frame of a few Mbit/s stream in one read and keeps 4000 players under
-/// 64 MiB of buffers.
-pub const READ_BUF_LEN: usize = 16 * 1024;
-/// From the TCP connect to Play.Start / Publish.Start at most.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the publisher's goodbye (FCUnpublish, deleteStream) may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -47,38 +42,6 @@ fn seed(salt: u64) -> u64 {
     wall_us().rotate_left(17) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    let stream = TcpStream::connect_timeout(addr, START_TIMEOUT)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
-/// Makes the socket readable only once `bytes` are queued (socket(7)), so a
-/// player wakes for a video frame and reads the audio queued before it in
-/// the same read, instead of waking for every small audio message.
-fn set_rcvlowat(stream: &TcpStream, bytes: u32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
-    // pointer to `v`, which outlives the call; the fd is open (we own it).
-    let r = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 fn describe(e: &ClientError) -> String {
     match e {
         ClientError::Rejected { .. } => e.to_string(),
@@ -86,40 +49,19 @@ fn describe(e: &ClientError) -> String {
     }
 }
 
-/// Runs one RTMP player until the run ends (its thread stops polling it)
-/// or its connection fails. Everything it learns goes into `rec`.
-pub async fn run_player(
-    target: Rc<RtmpTarget>,
-    rec: Rc<RefCell<PlayerRecord>>,
-    ctx: Rc<ThreadCtx>,
+/// Plays until the connection ends: Ok on a clean close by the server,
+/// Err naming what went wrong otherwise. [`runtime::run_player`] records
+/// the outcome.
+///
+/// [`runtime::run_player`]: crate::runtime::run_player
+pub async fn play(
+    target: &RtmpTarget,
+    rec: &RefCell<PlayerRecord>,
+    ctx: &ThreadCtx,
     salt: u64,
-) {
-    rec.borrow_mut().connect_started = Some(Instant::now());
-    rec.borrow_mut().state = PlayerState::Starting;
-    // The start-up alone races a timer: polling a timer on every read
-    // afterwards would cost a timer re-insertion per read.
-    let started = futures_lite::future::or(start_play(&target, &rec, &ctx, salt), async {
-        glommio::timer::sleep(START_TIMEOUT).await;
-        Err(format!("no Play.Start within {START_TIMEOUT:?}"))
-    })
-    .await;
-    let result = match started {
-        Ok((stream, session)) => read_media(stream, session, &rec, &ctx).await,
-        Err(e) => Err(e),
-    };
-    let mut r = rec.borrow_mut();
-    let what = match result {
-        Ok(()) => "server closed the connection".to_string(),
-        Err(e) => e,
-    };
-    ctx.errors.borrow_mut().add(&what);
-    if r.state == PlayerState::Playing {
-        r.state = PlayerState::Dropped;
-        ctx.progress().dropped.fetch_add(1, Ordering::Relaxed);
-    } else {
-        r.state = PlayerState::Failed;
-        ctx.progress().failed.fetch_add(1, Ordering::Relaxed);
-    }
+) -> Result<(), String> {
+    let (stream, session) = start_within("Play.Start", start_play(target, rec, ctx, salt)).await?;
+    read_media(stream, session, rec, ctx).await
 }
 
 /// Connects and plays until Play.Start. Media that came with it stays in
@@ -141,10 +83,7 @@ async fn start_play(
                     .await
                     .map_err(|e| format!("write: {e}"))?,
                 Output::Event(ClientEvent::PlayStarted { .. }) => {
-                    let mut r = rec.borrow_mut();
-                    r.state = PlayerState::Playing;
-                    r.play_started_wall_us = wall_us();
-                    ctx.progress().connected.fetch_add(1, Ordering::Relaxed);
+                    player_started(rec, ctx);
                     return Ok((stream, session));
                 }
                 Output::Event(ClientEvent::Refused(s)) => {
@@ -160,9 +99,7 @@ async fn start_play(
         if n == 0 {
             return Err("server closed the connection before Play.Start".into());
         }
-        let now = Instant::now();
-        rec.borrow_mut().on_socket_bytes(n, now, &ctx.window());
-        ctx.add_bytes(n);
+        ctx.on_read(rec, n, &ctx.window());
         session.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
     }
 }
@@ -177,9 +114,7 @@ async fn read_media(
 ) -> Result<(), String> {
     let mut buf = vec![0u8; READ_BUF_LEN];
     let window = ctx.window();
-    if ctx.plan.rcvlowat > 1 {
-        set_rcvlowat(&stream, ctx.plan.rcvlowat).map_err(|e| format!("SO_RCVLOWAT: {e}"))?;
-    }
+    rcvlowat_for_media(&stream, ctx.plan.rcvlowat)?;
     loop {
         let now = Instant::now();
         let mut wall = None;
@@ -191,11 +126,15 @@ async fn read_media(
                     .map_err(|e| format!("write: {e}"))?,
                 Output::Event(ClientEvent::Media(f)) => {
                     let wall_now = *wall.get_or_insert_with(wall_us);
+                    let media = Media {
+                        video: f.is_video(),
+                        keyframe: f.keyframe,
+                        sequence_header: f.sequence_header,
+                        len: f.payload.len(),
+                        prefix: &f.payload,
+                    };
                     rec.borrow_mut().on_media(
-                        f.is_video(),
-                        f.keyframe,
-                        f.sequence_header,
-                        &f.payload,
+                        &media,
                         now,
                         wall_now,
                         &window,
@@ -215,8 +154,7 @@ async fn read_media(
         // A socket that always has data never makes `read` wait; let the
         // executor run timers and other players when its slice is over.
         glommio::yield_if_needed().await;
-        rec.borrow_mut().on_socket_bytes(n, Instant::now(), &window);
-        ctx.add_bytes(n);
+        ctx.on_read(rec, n, &window);
         session.handle_input(&buf[..n]).map_err(|e| describe(&e))?;
     }
 }

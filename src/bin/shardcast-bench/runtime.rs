@@ -15,6 +15,7 @@
 //! every player started and its GOP-cache burst arrived.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::net::START_TIMEOUT;
 use crate::procstat::{self, ProcSample};
 use crate::rtmp::{self, PublishPlan, RtmpTarget};
-use crate::stats::{ErrorCounts, Hists, PlayerRecord, PlayerSummary, PublisherRecord, Window};
+use crate::stats::{
+    ErrorCounts, Hists, PlayerRecord, PlayerState, PlayerSummary, PublisherRecord, Window,
+};
 
 /// glommio's preemption slice: how long a busy executor runs tasks before
 /// it polls for I/O and timers again. glommio's default (100 ms) would make
@@ -50,12 +54,71 @@ pub fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// What players connect to. HTTP-FLV and HLS players slot in as variants
-/// with their own driver beside [`rtmp::run_player`], feeding the same
-/// [`PlayerRecord`].
+/// What players connect to, chosen by the play URL (`main.rs`,
+/// `player_target`): `rtmp://` plays over RTMP ([`rtmp::play`]). HTTP-FLV
+/// (`http://…/app/stream.flv`) and HLS (`http://…/app/stream.m3u8`) join
+/// as more variants; `https://` is refused until the server speaks TLS. Each variant has a driver of the
+/// shape `play(target, rec, ctx) -> Result<(), String>` that connects
+/// only to the target's address, marks the player playing with
+/// [`player_started`] and feeds the same [`PlayerRecord`];
+/// [`run_player`] does the rest.
 #[derive(Clone, Debug)]
 pub enum Target {
     Rtmp(RtmpTarget),
+}
+
+/// Runs one player until the run ends (its thread stops polling it) or its
+/// connection fails, and records how it ended.
+pub async fn run_player(
+    target: Rc<Target>,
+    rec: Rc<RefCell<PlayerRecord>>,
+    ctx: Rc<ThreadCtx>,
+    salt: u64,
+) {
+    {
+        let mut r = rec.borrow_mut();
+        r.connect_started = Some(Instant::now());
+        r.state = PlayerState::Starting;
+    }
+    let result = match &*target {
+        Target::Rtmp(t) => rtmp::play(t, &rec, &ctx, salt).await,
+    };
+    let what = match result {
+        Ok(()) => "server closed the connection".to_string(),
+        Err(e) => e,
+    };
+    ctx.errors.borrow_mut().add(&what);
+    let mut r = rec.borrow_mut();
+    if r.state == PlayerState::Playing {
+        r.state = PlayerState::Dropped;
+        ctx.progress().dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        r.state = PlayerState::Failed;
+        ctx.progress().failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A player's start-up (connect to the start of media) against
+/// [`START_TIMEOUT`]; `what` names what never came. Only the start-up races
+/// a timer: polling one on every read afterwards would cost a timer
+/// re-insertion per read.
+pub async fn start_within<T>(
+    what: &str,
+    start: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    futures_lite::future::or(start, async {
+        glommio::timer::sleep(START_TIMEOUT).await;
+        Err(format!("no {what} within {START_TIMEOUT:?}"))
+    })
+    .await
+}
+
+/// Marks a player as playing: media may flow from now on.
+pub fn player_started(rec: &RefCell<PlayerRecord>, ctx: &ThreadCtx) {
+    let mut r = rec.borrow_mut();
+    r.state = PlayerState::Playing;
+    r.play_started_wall_us = wall_us();
+    ctx.progress().connected.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Everything a run does, fixed before it starts.
@@ -205,7 +268,9 @@ impl ThreadCtx {
         &self.shared.progress[self.id]
     }
 
-    pub fn add_bytes(&self, n: usize) {
+    /// `n` bytes a player read from its socket just now.
+    pub fn on_read(&self, rec: &RefCell<PlayerRecord>, n: usize, window: &Window) {
+        rec.borrow_mut().on_socket_bytes(n, Instant::now(), window);
         self.bytes.set(self.bytes.get() + n as u64);
     }
 
@@ -322,7 +387,7 @@ async fn thread_main(id: usize, role: Role, plan: Arc<Plan>, shared: Arc<Shared>
     if let Some(tl) = timeline {
         // One shared copy of the target per thread, whatever its protocol.
         let target = match (&plan.target, role) {
-            (Some(Target::Rtmp(t)), Role::Players) => Some(Rc::new(t.clone())),
+            (Some(t), Role::Players) => Some(Rc::new(t.clone())),
             _ => None,
         };
         if let Some(target) = target {
@@ -334,7 +399,7 @@ async fn thread_main(id: usize, role: Role, plan: Arc<Plan>, shared: Arc<Shared>
                 let rec = Rc::new(RefCell::new(PlayerRecord::default()));
                 records.push(rec.clone());
                 ctx.progress().started.fetch_add(1, Ordering::Relaxed);
-                glommio::spawn_local(rtmp::run_player(target.clone(), rec, ctx.clone(), i as u64))
+                glommio::spawn_local(run_player(target.clone(), rec, ctx.clone(), i as u64))
                     .detach();
             }
         }
@@ -445,7 +510,7 @@ pub fn run(plan: Arc<Plan>, server_pid: Option<u32>) -> std::io::Result<RunResul
 
     let started = Instant::now();
     // The longest a publisher may take to go live, then the run itself.
-    let deadline = started + rtmp::START_TIMEOUT + plan.duration + EXIT_GRACE;
+    let deadline = started + START_TIMEOUT + plan.duration + EXIT_GRACE;
     let mut next_print = started + Duration::from_secs(1);
     let mut last_bytes = 0u64;
     let mut last_print = started;

@@ -1,6 +1,6 @@
 //! What players and the publisher record, independent of the protocol a
-//! player speaks: an RTMP player and (later) an HTTP-FLV or HLS player feed
-//! the same [`PlayerRecord`] with socket bytes and media frames.
+//! player speaks: RTMP, HTTP-FLV and HLS players feed the same
+//! [`PlayerRecord`] with socket bytes and media frames ([`Media`]).
 //!
 //! Each thread keeps its own records and histograms ([`ThreadStats`]);
 //! the main thread merges them once at the end.
@@ -49,6 +49,22 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = (d.as_micros() as u64).clamp(1, HIST_MAX_US);
     // In bounds by the clamp above.
     let _ = h.record(us);
+}
+
+/// One audio or video frame as a player saw it: the FLV header flags, the
+/// length of its body (the FLV tag body, or RTMP message payload), and
+/// the start of that body. A player need not keep more than
+/// [`STAMP_PREFIX_LEN`](crate::synth::STAMP_PREFIX_LEN) bytes of a frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Media<'a> {
+    pub video: bool,
+    pub keyframe: bool,
+    pub sequence_header: bool,
+    /// Bytes in the whole body.
+    pub len: usize,
+    /// The body's first bytes: at least `min(len, STAMP_PREFIX_LEN)`, the
+    /// rest of the body is not needed.
+    pub prefix: &'a [u8],
 }
 
 /// Where a player is.
@@ -116,22 +132,24 @@ impl PlayerRecord {
         }
     }
 
-    /// One audio or video message. `payload` is the FLV tag body; only a
-    /// video frame's stamp is parsed.
-    #[allow(clippy::too_many_arguments)]
+    /// One audio or video frame; only a video frame's stamp is parsed.
     pub fn on_media(
         &mut self,
-        video: bool,
-        keyframe: bool,
-        sequence_header: bool,
-        payload: &[u8],
+        media: &Media<'_>,
         now: Instant,
         now_wall_us: u64,
         window: &Window,
         hists: &mut Hists,
     ) {
+        let Media {
+            video,
+            keyframe,
+            sequence_header,
+            len,
+            prefix,
+        } = *media;
         if window.contains(now) {
-            self.window_media_bytes += payload.len() as u64;
+            self.window_media_bytes += len as u64;
         }
         if let Some(last) = self.last_media {
             if now.saturating_duration_since(last) >= STALL_GAP {
@@ -162,7 +180,7 @@ impl PlayerRecord {
                 record(&mut hists.ttfk, d);
             }
         }
-        let Some(stamp) = read_stamp(payload) else {
+        let Some(stamp) = read_stamp(prefix) else {
             return;
         };
         match self.last_seq {
@@ -318,7 +336,17 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::{Synth, SynthConfig};
+    use crate::synth::{Synth, SynthConfig, STAMP_PREFIX_LEN};
+
+    fn video(keyframe: bool, body: &[u8]) -> Media<'_> {
+        Media {
+            video: true,
+            keyframe,
+            sequence_header: false,
+            len: body.len(),
+            prefix: body,
+        }
+    }
 
     #[test]
     fn records_ttff_stalls_skips_and_live_latency_only() {
@@ -345,10 +373,7 @@ mod tests {
         let cached = synth.next_video(0, 900_000);
         let at = |ms| t0 + Duration::from_millis(ms);
         r.on_media(
-            true,
-            true,
-            false,
-            &cached.payload,
+            &video(true, &cached.payload),
             at(3),
             1_000_500,
             &window,
@@ -361,16 +386,12 @@ mod tests {
         let _ = synth.next_video(100, 0);
         let _ = synth.next_video(200, 0);
         let f3 = synth.next_video(300, 1_100_000);
-        r.on_media(
-            true,
-            false,
-            false,
-            &f3.payload,
-            at(2503),
-            1_102_000,
-            &window,
-            &mut hists,
-        );
+        // Only the prefix is looked at.
+        let f3_media = Media {
+            prefix: &f3.payload[..STAMP_PREFIX_LEN],
+            ..video(false, &f3.payload)
+        };
+        r.on_media(&f3_media, at(2503), 1_102_000, &window, &mut hists);
         assert_eq!(r.skipped_frames, 2);
         assert_eq!(r.stalls, 1);
         assert_eq!(hists.latency.len(), 1);

@@ -81,6 +81,9 @@ const SEI_AT: usize = 9;
 const STAMP_SEQ_AT: usize = 28;
 const STAMP_TIME_AT: usize = 36;
 const SEI_END: usize = 53;
+/// How many bytes of a video tag body [`read_stamp`] needs: a player keeps
+/// no more of a frame than this.
+pub const STAMP_PREFIX_LEN: usize = SEI_END - 1;
 /// A frame with a filler NAL needs at least its length and header and one
 /// trailing byte.
 const FILLER_OVERHEAD: usize = 4 + 1 + 1;
@@ -268,7 +271,7 @@ pub fn read_stamp(body: &[u8]) -> Option<Stamp> {
         return None;
     }
     let seq = hex_u64(body.get(STAMP_SEQ_AT..STAMP_TIME_AT)?)?;
-    let sent_us = hex_u64(body.get(STAMP_TIME_AT..SEI_END - 1)?)?;
+    let sent_us = hex_u64(body.get(STAMP_TIME_AT..STAMP_PREFIX_LEN)?)?;
     Some(Stamp {
         seq: u32::try_from(seq).ok()?,
         sent_us,
