@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,9 @@ pub struct ConnState {
     pub peer: SocketAddr,
     /// Raised to make the connection close.
     pub close: Rc<Signal>,
-    /// Last time bytes moved either way.
-    pub last_active: Cell<Instant>,
+    /// Last time bytes moved either way (shared with a player's queue,
+    /// which writes from the fan-out too).
+    pub last_active: Rc<Cell<Instant>>,
 }
 
 /// One open connection under `max_connections`, with its counters. It is
@@ -72,7 +73,7 @@ impl Registered {
         let state = Rc::new(ConnState {
             peer,
             close: Rc::new(Signal::default()),
-            last_active: Cell::new(Instant::now()),
+            last_active: Rc::new(Cell::new(Instant::now())),
         });
         shard.conns.borrow_mut().insert(id, state.clone());
         if shard.stopping.is_raised() {
@@ -484,6 +485,9 @@ pub(super) async fn drive_player(
     let peer = reg.state.peer;
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
+    // Declared after the socket's halves, so dropped (detaching the fd from
+    // the queue) before the socket closes, however this future ends.
+    let direct = DirectWrites::attach(&player, fd, &reg.state.last_active);
     let mut bytes_in = 0u64;
     let reader = async {
         let mut buf = vec![0u8; PLAYER_READ_BUF_LEN];
@@ -512,6 +516,9 @@ pub(super) async fn drive_player(
         Ok(r) => r.to_string(),
         Err(e) => e.to_string(),
     };
+    // From here on only this task writes: the goodbye must not interleave
+    // with frames written from the fan-out.
+    drop(direct);
     if matches!(outcome, Ok("stream ended")) {
         goodbye(&mut player.queue.borrow_mut());
         let _ = futures_lite::future::or(
@@ -529,6 +536,28 @@ pub(super) async fn drive_player(
     let skipped = player.queue.borrow().skipped();
     log_close(peer, Some(key), &slot, Some(skipped));
     drop(reg);
+}
+
+/// While alive, the fan-out may write to the player's socket itself
+/// ([`crate::stream::OutQueue::flush_or_wake`]).
+struct DirectWrites<'a> {
+    player: &'a Player,
+}
+
+impl<'a> DirectWrites<'a> {
+    fn attach(player: &'a Player, fd: RawFd, last_active: &Rc<Cell<Instant>>) -> Self {
+        player
+            .queue
+            .borrow_mut()
+            .attach_socket(fd, last_active.clone());
+        DirectWrites { player }
+    }
+}
+
+impl Drop for DirectWrites<'_> {
+    fn drop(&mut self) {
+        self.player.queue.borrow_mut().detach_socket();
+    }
 }
 
 pub(super) fn log_close(

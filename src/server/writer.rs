@@ -1,21 +1,17 @@
 //! Draining a player's queue into its socket: one vectored `sendmsg` for
-//! everything queued (up to [`IOV_BATCH`] buffers), never one syscall per
-//! frame.
+//! everything queued (up to [`crate::stream::queue::IOV_BATCH`] buffers),
+//! never one syscall per frame. While this task is parked, the fan-out
+//! writes to the socket itself ([`OutQueue::flush_or_wake`]); this task
+//! takes over when the socket is full.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 
 use crate::stream::OutQueue;
-
-/// Buffers handed to one `sendmsg` (far below the kernel's IOV_MAX of 1024;
-/// a frame is two or three buffers, so this is a GOP burst's worth).
-pub const IOV_BATCH: usize = 64;
 
 /// Writes whatever the queue holds, forever; returns only on a socket error.
 pub async fn drain<W: AsyncWrite + Unpin>(
@@ -39,14 +35,14 @@ pub async fn flush<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     loop {
         let result = {
-            let q = queue.borrow();
+            let mut q = queue.borrow_mut();
             if q.is_empty() {
                 return Ok(());
             }
-            send_vectored(fd, q.bufs())
+            q.write_to(fd)
         };
         match result {
-            Ok(n) => queue.borrow_mut().advance(n),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The socket is full: let the reactor wait for room by
@@ -63,33 +59,5 @@ pub async fn flush<W: AsyncWrite + Unpin>(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// One non-blocking `sendmsg` of the first [`IOV_BATCH`] buffers.
-fn send_vectored(fd: RawFd, bufs: &VecDeque<Bytes>) -> io::Result<usize> {
-    let mut iov: [libc::iovec; IOV_BATCH] = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; IOV_BATCH];
-    let mut n = 0;
-    for b in bufs.iter().take(IOV_BATCH) {
-        iov[n] = libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        };
-        n += 1;
-    }
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = n as _;
-    // SAFETY: every iovec points into a `Bytes` borrowed from `bufs` for the
-    // duration of this synchronous call; the kernel only reads them.
-    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
     }
 }

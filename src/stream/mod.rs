@@ -643,7 +643,7 @@ impl StreamCore {
                 q.push_media(parts, start_point);
                 // A player that gets no video has nothing to wait for.
                 if !(hold_audio && filter.video) {
-                    q.wake_if_pending();
+                    q.flush_or_wake(now);
                 }
             }
         }
@@ -696,7 +696,7 @@ impl StreamCore {
                 queued += 1;
             }
         }
-        q.wake_if_pending();
+        q.flush_or_wake(Instant::now());
         queued
     }
 
@@ -730,25 +730,14 @@ fn is_start_point(frame: &Frame, filter: MediaFilter, stream_has_video: bool) ->
 
 #[cfg(test)]
 mod tests {
+    use super::queue::tests::CountWakes;
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::task::{Context, Wake, Waker};
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     /// A player whose writer is parked on its empty queue.
     struct Parked {
         player: Rc<Player>,
-        wakes: Arc<Count>,
+        wakes: Arc<CountWakes>,
     }
 
     impl Parked {
@@ -772,14 +761,11 @@ mod tests {
             let mut q = self.player.queue.borrow_mut();
             let n = q.len_bytes();
             q.advance(n);
-            let waker = Waker::from(self.wakes.clone());
-            assert!(q
-                .poll_nonempty(&mut Context::from_waker(&waker))
-                .is_pending());
+            self.wakes.park(&mut q);
         }
 
         fn wakes(&self) -> usize {
-            self.wakes.0.load(Ordering::SeqCst)
+            self.wakes.get()
         }
 
         fn queued(&self) -> usize {

@@ -3,10 +3,18 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
+
+/// Buffers handed to one `sendmsg` (far below the kernel's IOV_MAX of 1024;
+/// a frame is two or three buffers, so this is a GOP burst's worth).
+pub const IOV_BATCH: usize = 64;
 
 /// Entries an empty queue keeps allocated (32 bytes each): enough for a
 /// few frames, so steady playback does not reallocate.
@@ -42,7 +50,18 @@ pub struct OutQueue {
     skipped: u64,
     /// Bytes handed to the kernel.
     written: u64,
+    /// The writer task's waker while it is parked on an empty queue.
     waker: Option<Waker>,
+    /// The player's socket, while its writer may be bypassed.
+    direct: Option<DirectSocket>,
+}
+
+/// A socket the fan-out may write to itself while the player's writer task
+/// is parked, and the connection's activity clock to touch when it does.
+#[derive(Debug)]
+struct DirectSocket {
+    fd: RawFd,
+    last_active: Rc<Cell<Instant>>,
 }
 
 impl OutQueue {
@@ -56,7 +75,21 @@ impl OutQueue {
             skipped: 0,
             written: 0,
             waker: None,
+            direct: None,
         }
+    }
+
+    /// Lets [`OutQueue::flush_or_wake`] write to `fd` itself while the
+    /// writer task is parked. The caller must call
+    /// [`OutQueue::detach_socket`] before `fd` is closed or written by
+    /// anything but this queue.
+    pub fn attach_socket(&mut self, fd: RawFd, last_active: Rc<Cell<Instant>>) {
+        self.direct = Some(DirectSocket { fd, last_active });
+    }
+
+    /// Stops writes from outside the writer task.
+    pub fn detach_socket(&mut self) {
+        self.direct = None;
     }
 
     /// Queues bytes that must arrive whatever the backlog.
@@ -95,11 +128,56 @@ impl OutQueue {
         true
     }
 
-    /// Wakes the writer if anything is queued.
-    pub fn wake_if_pending(&mut self) {
-        if !self.bufs.is_empty() {
-            self.wake();
+    /// Gets queued bytes moving. While the writer task is parked on an
+    /// empty queue and a socket is attached, they are written here, at
+    /// once, with no task woken; whatever the socket does not take at once
+    /// (or an error) is left to the woken writer.
+    pub fn flush_or_wake(&mut self, now: Instant) {
+        if self.bufs.is_empty() {
+            return;
         }
+        if let (Some(direct), Some(_)) = (&self.direct, &self.waker) {
+            let (fd, last_active) = (direct.fd, direct.last_active.clone());
+            if let Ok(n) = self.write_to(fd) {
+                if n > 0 {
+                    last_active.set(now);
+                }
+                if self.bufs.is_empty() {
+                    return;
+                }
+            }
+        }
+        self.wake();
+    }
+
+    /// One non-blocking `sendmsg` of the first [`IOV_BATCH`] buffers to
+    /// `fd`; forgets what was written and returns its length.
+    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; IOV_BATCH];
+        let mut n = 0;
+        for b in self.bufs.iter().take(IOV_BATCH) {
+            iov[n] = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+            n += 1;
+        }
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n as _;
+        // SAFETY: every iovec points into a `Bytes` held by `self.bufs`,
+        // unchanged for the duration of this synchronous call; the kernel
+        // only reads them.
+        let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.advance(r as usize);
+        Ok(r as usize)
     }
 
     /// Waits for a start point again (a new publisher, or a fresh start).
@@ -169,12 +247,14 @@ impl OutQueue {
         self.written
     }
 
-    /// Ready when something is queued; otherwise remembers the waker.
+    /// Ready when something is queued; otherwise remembers the waker (and
+    /// the writer counts as parked until it is woken or polled ready).
     pub fn poll_nonempty(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.bufs.is_empty() {
             self.waker = Some(cx.waker().clone());
             Poll::Pending
         } else {
+            self.waker = None;
             Poll::Ready(())
         }
     }
@@ -262,11 +342,109 @@ impl Notify {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    pub(crate) struct CountWakes(AtomicUsize);
+
+    impl CountWakes {
+        pub(crate) fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+
+        /// Parks a writer on `q` with this waker; panics if `q` is not empty.
+        pub(crate) fn park(self: &Arc<Self>, q: &mut OutQueue) {
+            let waker = Waker::from(self.clone());
+            assert!(q
+                .poll_nonempty(&mut Context::from_waker(&waker))
+                .is_pending());
+        }
+    }
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 
     fn b(n: usize) -> Vec<Bytes> {
         vec![Bytes::from(vec![0u8; n])]
+    }
+
+    /// A queue with a socket attached, and the socket's other end.
+    fn attached() -> (OutQueue, UnixStream, UnixStream, Rc<Cell<Instant>>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut q = OutQueue::new(1 << 24);
+        let clock = Rc::new(Cell::new(Instant::now()));
+        q.attach_socket(ours.as_raw_fd(), clock.clone());
+        (q, ours, theirs, clock)
+    }
+
+    #[test]
+    fn a_parked_writer_is_bypassed_and_not_woken() {
+        let (mut q, _ours, mut theirs, clock) = attached();
+        let wakes = Arc::new(CountWakes::default());
+        wakes.park(&mut q);
+        assert!(q.push_media(
+            &[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
+            true
+        ));
+        let now = Instant::now();
+        q.flush_or_wake(now);
+        assert_eq!(wakes.get(), 0, "written without the writer task");
+        assert!(q.is_empty());
+        assert_eq!((q.written(), clock.get()), (4, now));
+        let mut got = [0u8; 4];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcd");
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_wakes_the_writer() {
+        let (mut q, _ours, _theirs, _) = attached();
+        let wakes = Arc::new(CountWakes::default());
+        wakes.park(&mut q);
+        // Far more than a socket pair buffers.
+        for _ in 0..64 {
+            assert!(q.push_media(&b(64 * 1024), true));
+        }
+        q.flush_or_wake(Instant::now());
+        assert_eq!(wakes.get(), 1);
+        assert!(q.len_bytes() > 0 && q.written() > 0);
+    }
+
+    #[test]
+    fn a_busy_writer_is_left_alone() {
+        let (mut q, _ours, _theirs, _) = attached();
+        let wakes = Arc::new(CountWakes::default());
+        wakes.park(&mut q);
+        q.push_control(&b(3));
+        assert_eq!(wakes.get(), 1, "control wakes the writer");
+        // The writer is now between its wake and its write: no one else may
+        // write, or bytes would interleave.
+        assert!(q.push_media(&b(5), true));
+        q.flush_or_wake(Instant::now());
+        assert_eq!((q.len_bytes(), q.written()), (8, 0));
+    }
+
+    #[test]
+    fn a_detached_socket_is_never_written() {
+        let (mut q, _ours, _theirs, _) = attached();
+        let wakes = Arc::new(CountWakes::default());
+        wakes.park(&mut q);
+        q.detach_socket();
+        assert!(q.push_media(&b(5), true));
+        q.flush_or_wake(Instant::now());
+        assert_eq!((wakes.get(), q.written()), (1, 0));
     }
 
     #[test]
