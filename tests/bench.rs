@@ -148,3 +148,118 @@ fn http_urls_are_refused_for_now() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rtmp://"), "{err}");
 }
+
+/// Latency p50 a low-latency HLS player must stay under, in ms: with the
+/// server's default 500 ms parts a frame waits at most a part for its part
+/// to close, then one blocking reload and one GET.
+const LL_HLS_LATENCY_P50_MAX_MS: f64 = 3000.0;
+
+/// Paths under `prefix` the server logged GET requests for (debug log).
+fn get_paths(server: &Server, prefix: &str) -> Vec<String> {
+    server
+        .logs()
+        .iter()
+        .filter_map(|l| l.rsplit_once(" GET ").map(|(_, p)| p.trim()))
+        .filter(|p| p.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `fanout --url http://…/live/x.m3u8`: LL-HLS players (blocking reloads,
+/// one GET per part) against the real server for 10 s. Every player
+/// connects and gets the stream's bitrate, frames carry their stamps
+/// through the TS segmenter, and latency stays low.
+#[test]
+fn fanout_ll_hls_players_fetch_parts_with_low_latency() {
+    let server = Server::start();
+    let url = server.http_url("live/hls.m3u8");
+    let pid = server.pid.to_string();
+    let players = 6.0;
+    let r = bench(
+        "fanout-hls",
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--players",
+            "6",
+            "--duration",
+            "10",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(40));
+    assert_eq!(num(&r, "/players/connected"), players, "{ctx}");
+    assert_eq!(num(&r, "/players/failed"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/dropped"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/ok"), players, "{ctx}");
+    assert_eq!(num(&r, "/players/stalls"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/skipped_frames"), 0.0, "{ctx}");
+    assert_eq!(r["rcvlowat"], 0, "{ctx}");
+    // 30 fps for about 9 s per player, less the start-up.
+    assert!(
+        num(&r, "/players/video_frames_received") > players * 30.0 * 6.0,
+        "{ctx}"
+    );
+    for hist in ["ttff_ms", "first_keyframe_ms"] {
+        assert_eq!(num(&r, &format!("/{hist}/count")), players, "{hist}: {ctx}");
+        let p50 = num(&r, &format!("/{hist}/p50"));
+        assert!(p50 > 0.0 && p50 < 3000.0, "{hist} p50 {p50} ms; {ctx}");
+    }
+    assert!(num(&r, "/latency_ms/count") > players * 30.0 * 5.0, "{ctx}");
+    let lat = num(&r, "/latency_ms/p50");
+    assert!(
+        lat > 0.0 && lat < LL_HLS_LATENCY_P50_MAX_MS,
+        "latency p50 {lat} ms; {ctx}"
+    );
+    assert!(num(&r, "/server/cpu_s_window") > 0.0, "{ctx}");
+    assert!(r["aborted"].is_null(), "{ctx}");
+    // The players fetched parts (`/live/hls/M.P.ts`), not whole segments.
+    let parts = get_paths(&server, "/live/hls/")
+        .iter()
+        .filter(|p| p.matches('.').count() == 2)
+        .count();
+    assert!(parts as f64 > players * 10.0, "{parts} part GETs; {ctx}");
+}
+
+/// `--hls-plain`: the same players as plain HLS players (whole segments,
+/// playlist polling) against the same low-latency playlist: they play
+/// without stalls or gaps, a few seconds behind.
+#[test]
+fn fanout_plain_hls_players_fetch_segments() {
+    let server = Server::start();
+    let url = server.http_url("live/plain.m3u8");
+    let r = bench(
+        "fanout-hls-plain",
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--players",
+            "3",
+            "--duration",
+            "12",
+            "--hls-plain",
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(40));
+    assert_eq!(num(&r, "/players/connected"), 3.0, "{ctx}");
+    assert_eq!(num(&r, "/players/failed"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/dropped"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/stalls"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/skipped_frames"), 0.0, "{ctx}");
+    assert!(
+        num(&r, "/players/video_frames_received") > 3.0 * 30.0 * 6.0,
+        "{ctx}"
+    );
+    let lat = num(&r, "/latency_ms/p50");
+    assert!(lat > 500.0 && lat < 8000.0, "latency p50 {lat} ms; {ctx}");
+    // Whole segments only (`/live/plain/M.ts`).
+    let gets = get_paths(&server, "/live/plain/");
+    assert!(!gets.is_empty(), "{ctx}");
+    assert!(
+        gets.iter().all(|p| p.matches('.').count() == 1),
+        "a part was fetched: {gets:?}"
+    );
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! shardcast-bench publish rtmp://host:8079/live/bench [--bitrate 2500k] [--fps 30] [--gop 2s] [--no-audio]
 //! shardcast-bench play    rtmp://host:8079/live/bench --players 1000 [--ramp 500/s]
+//! shardcast-bench play    http://host:8079/live/bench.m3u8 --players 1000 [--hls-plain]
 //! shardcast-bench fanout  --url rtmp://host:8079/live/bench --players 1000 [--server-pid PID] [--json]
 //! ```
 //!
@@ -11,11 +12,18 @@
 //! synthetic H.264 + AAC stream ([`synth`]) whose video frames carry a
 //! sequence number and their send time; players count what they get,
 //! parse only the FLV header flags and that stamp, and report time to first
-//! frame, end-to-end latency, stalls and skipped frames. Every run stops by
+//! frame, end-to-end latency, stalls and skipped frames. HLS players
+//! (`http://…/app/stream.m3u8`, [`hls`]) fetch LL-HLS parts after blocking
+//! playlist reloads, or plain HLS segments, on one keep-alive connection
+//! each, and read the stamp from the TS. Every run stops by
 //! itself ([`DURATION_MAX`], and a watchdog after it) and connects only to
 //! the address its URL names.
 
+mod hls;
+mod hls_playlist;
+mod hls_ts;
 mod http;
+mod http1;
 mod net;
 mod procstat;
 mod rtmp;
@@ -152,6 +160,10 @@ struct LoadArgs {
     /// at least 4 KiB, else off.
     #[arg(long)]
     rcvlowat: Option<u32>,
+    /// HLS: play as plain HLS players (whole segments, playlist polling)
+    /// even when the playlist is low-latency.
+    #[arg(long)]
+    hls_plain: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -270,15 +282,26 @@ fn resolve(host: &str, port: u16) -> SocketAddr {
 }
 
 /// Players' target for URL; nothing else is ever connected to.
-fn player_target(url: &str) -> Target {
+fn player_target(url: &str, load: &LoadArgs) -> Target {
     match url_kind(url).unwrap_or_else(|e| fail(e)) {
         UrlKind::Rtmp => Target::Rtmp(rtmp_target(url)),
         UrlKind::HttpFlv => fail("HTTP-FLV players: not yet; use an rtmp:// URL"),
-        UrlKind::Hls => fail(format!("{url}: HLS players: not yet")),
+        UrlKind::Hls => Target::Hls(hls_target(url, load.hls_plain)),
         UrlKind::Tls => fail(format!(
             "{url}: TLS players are not supported yet (the server has no TLS); \
              use http:// or rtmp://"
         )),
+    }
+}
+
+/// The address and playlist of an http://…/app/stream.m3u8 URL.
+fn hls_target(url: &str, plain: bool) -> hls::HlsTarget {
+    let parsed = http::HttpUrl::parse(url).unwrap_or_else(|e| fail(e));
+    let addr = resolve(&parsed.host, parsed.port);
+    hls::HlsTarget {
+        addr,
+        url: parsed,
+        plain,
     }
 }
 
@@ -371,7 +394,7 @@ fn main() {
         } => {
             // The players' URL is judged first: an unsupported one is the
             // error to report.
-            player_target(url);
+            player_target(url, load);
             let publish_url = publish_url
                 .clone()
                 .unwrap_or_else(|| default_publish_url(url));
@@ -400,7 +423,7 @@ fn main() {
     }
     let plan = Plan {
         mode,
-        target: load.map(|_| player_target(url)),
+        target: load.map(|l| player_target(url, l)),
         publish: stream
             .zip(publish_url.as_deref())
             .map(|(s, u)| rtmp::PublishPlan {
@@ -417,7 +440,13 @@ fn main() {
             threads.min(players)
         },
         pin_cores: cli.pin_cores,
-        rcvlowat: rcvlowat(load, stream),
+        // HLS responses (a playlist, an error) may be shorter than any
+        // low-water mark, which would hold them back: never for HLS.
+        rcvlowat: if url_kind(url) == Ok(UrlKind::Hls) {
+            0
+        } else {
+            rcvlowat(load, stream)
+        },
     };
     if players > 0 {
         let needed = plan.ramp_time() + runtime::SETTLE + WINDOW_MIN;

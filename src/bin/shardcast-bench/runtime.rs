@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::hls::{self, HlsTarget};
 use crate::net::START_TIMEOUT;
 use crate::procstat::{self, ProcSample};
 use crate::rtmp::{self, PublishPlan, RtmpTarget};
@@ -65,6 +66,8 @@ pub fn wall_us() -> u64 {
 #[derive(Clone, Debug)]
 pub enum Target {
     Rtmp(RtmpTarget),
+    /// `http://…/app/stream.m3u8`: HLS or LL-HLS ([`hls::play`]).
+    Hls(HlsTarget),
 }
 
 /// Runs one player until the run ends (its thread stops polling it) or its
@@ -82,6 +85,7 @@ pub async fn run_player(
     }
     let result = match &*target {
         Target::Rtmp(t) => rtmp::play(t, &rec, &ctx, salt).await,
+        Target::Hls(t) => hls::play(t, &rec, &ctx).await,
     };
     let what = match result {
         Ok(()) => "server closed the connection".to_string(),

@@ -94,6 +94,10 @@ pub struct PlayerRecord {
     pub first_frame: Option<Duration>,
     pub first_keyframe: Option<Duration>,
     last_media: Option<Instant>,
+    /// A receive gap at least this long is a stall: [`STALL_GAP`], plus the
+    /// time between two deliveries where media comes in batches (a plain
+    /// HLS player gets a segment per target duration).
+    pub stall_gap: Duration,
     pub stalls: u32,
     /// Socket bytes, and media payload bytes, that arrived in the window.
     pub window_socket_bytes: u64,
@@ -113,6 +117,7 @@ impl Default for PlayerRecord {
             first_frame: None,
             first_keyframe: None,
             last_media: None,
+            stall_gap: STALL_GAP,
             stalls: 0,
             window_socket_bytes: 0,
             window_media_bytes: 0,
@@ -152,7 +157,7 @@ impl PlayerRecord {
             self.window_media_bytes += len as u64;
         }
         if let Some(last) = self.last_media {
-            if now.saturating_duration_since(last) >= STALL_GAP {
+            if now.saturating_duration_since(last) >= self.stall_gap {
                 self.stalls += 1;
             }
         }
@@ -202,7 +207,7 @@ impl PlayerRecord {
     /// counts as a stall too.
     pub fn finish(&mut self, end: Instant) {
         if let (PlayerState::Playing, Some(last)) = (self.state, self.last_media) {
-            if end.saturating_duration_since(last) >= STALL_GAP {
+            if end.saturating_duration_since(last) >= self.stall_gap {
                 self.stalls += 1;
             }
         }
