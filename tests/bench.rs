@@ -1,6 +1,6 @@
 //! The load generator against the real server: `shardcast-bench` (the
-//! binary under test too) runs small fan-outs against `shardcast
-//! --shards 2` and its `--json` report is checked.
+//! binary under test too) runs small fan-outs of RTMP and HTTP-FLV players
+//! against `shardcast --shards 2` and its `--json` report is checked.
 //!
 //! Each test starts its own server on a free port; the bench is bounded by
 //! its own `--duration` and, should it hang, ended by PID at a deadline.
@@ -50,20 +50,19 @@ fn num(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} missing or not a number in {v:#}"))
 }
 
-/// A fan-out of 20 players for 5 s: everyone connects and gets at least 90%
-/// of the published bitrate, time to first frame and latency are measured,
-/// no frame is lost, and the server's CPU is sampled.
-#[test]
-fn fanout_20_players_all_ok_with_ttff_and_latency() {
-    let server = Server::start();
-    let url = server.url("live/bench");
+/// Runs a fan-out of 20 players of `url` for 5 s with the server's PID and
+/// checks that everyone connects and gets at least 90% of the published
+/// bitrate, time to first frame and latency are measured, no frame is
+/// lost, and the server's CPU is sampled. Returns the report and the
+/// failure context.
+fn fanout_20_all_ok(name: &str, server: &Server, url: &str) -> (Value, String) {
     let pid = server.pid.to_string();
     let r = bench(
-        "fanout",
+        name,
         &[
             "fanout",
             "--url",
-            &url,
+            url,
             "--players",
             "20",
             "--duration",
@@ -100,24 +99,41 @@ fn fanout_20_players_all_ok_with_ttff_and_latency() {
     assert!(num(&r, "/server/cpu_s_window") > 0.0, "{ctx}");
     assert!(num(&r, "/server/rss_mb_end") > 0.0, "{ctx}");
     assert!(r["aborted"].is_null(), "{ctx}");
+    (r, ctx)
+}
+
+#[test]
+fn fanout_20_players_all_ok_with_ttff_and_latency() {
+    let server = Server::start();
+    let url = server.url("live/bench");
+    let (r, ctx) = fanout_20_all_ok("fanout", &server, &url);
+    assert_eq!(r["publish_url"], url.as_str(), "{ctx}");
     // Every player's connection was logged as a play on the server.
     let plays = server.find_logs(|l| is_event(l, "play"));
     assert!(plays.len() >= 20, "{} play lines; {ctx}", plays.len());
 }
 
-/// `play` against a stream published by ffmpeg (real x264 and AAC, no
-/// bench stamps): players connect, get media at the best player's rate,
-/// and no latency is claimed for frames without a stamp.
+/// The same fan-out with HTTP-FLV players: the publisher goes, by default,
+/// to rtmp:// on the same port, and the server saw 20 HTTP-FLV plays.
 #[test]
-fn play_mode_against_an_ffmpeg_publisher() {
+fn fanout_20_http_flv_players_all_ok_with_ttff_and_latency() {
     let server = Server::start();
-    let _publisher = publish_and_wait(&server, "ffmpeg-publisher");
-    let url = server.url("live/test");
+    let url = server.http_url("live/x.flv");
+    let (r, ctx) = fanout_20_all_ok("fanout-http-flv", &server, &url);
+    assert_eq!(r["publish_url"], server.url("live/x").as_str(), "{ctx}");
+    let plays = server.find_logs(|l| is_event(l, "play") && kv(l, "protocol") == Some("http-flv"));
+    assert_eq!(plays.len(), 20, "HTTP-FLV play lines; {ctx}");
+}
+
+/// Plays `url` with 10 players (50/s) for 5 s and checks that all connect,
+/// get the stream at the best player's rate and see a keyframe. Returns
+/// the report and the failure context.
+fn play_10_all_ok(name: &str, server: &Server, url: &str) -> (Value, String) {
     let r = bench(
-        "play",
+        name,
         &[
             "play",
-            &url,
+            url,
             "--players",
             "10",
             "--ramp",
@@ -131,22 +147,75 @@ fn play_mode_against_an_ffmpeg_publisher() {
     assert_eq!(num(&r, "/players/ok"), 10.0, "{ctx}");
     assert_eq!(r["reference_source"], "best player", "{ctx}");
     assert_eq!(num(&r, "/first_keyframe_ms/count"), 10.0, "{ctx}");
+    (r, ctx)
+}
+
+/// `play` of HTTP-FLV against the bench's own `publish` in another process:
+/// every player gets the stream, and the stamps (same host, same clock)
+/// give latencies.
+#[test]
+fn play_http_flv_against_a_bench_publisher() {
+    let server = Server::start();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"));
+    cmd.args(["publish", &server.url("live/p"), "--duration", "30"]);
+    let _publisher = Proc::spawn("bench-publisher", &mut cmd);
+    server.wait_for_publish(
+        &format!("{DEFAULT_VHOST}/live/p"),
+        1,
+        Duration::from_secs(15),
+    );
+    let (r, ctx) = play_10_all_ok("play-http-flv", &server, &server.http_url("live/p.flv"));
+    assert_eq!(num(&r, "/players/skipped_frames"), 0.0, "{ctx}");
+    assert!(num(&r, "/latency_ms/count") > 10.0 * 30.0, "{ctx}");
+    assert!(r["publish_url"].is_null(), "{ctx}");
+}
+
+/// `play` against a stream published by ffmpeg (real x264 and AAC, no
+/// bench stamps): players connect, get media at the best player's rate,
+/// and no latency is claimed for frames without a stamp.
+#[test]
+fn play_mode_against_an_ffmpeg_publisher() {
+    let server = Server::start();
+    let _publisher = publish_and_wait(&server, "ffmpeg-publisher");
+    let (r, ctx) = play_10_all_ok("play", &server, &server.url("live/test"));
     assert_eq!(num(&r, "/latency_ms/count"), 0.0, "{ctx}");
     assert!(r["server"].is_null(), "{ctx}");
 }
 
-/// A URL the bench cannot play yet is refused at once, before any
-/// connection.
+/// URLs the bench cannot play are refused at once (exit 2), before any
+/// connection: TLS, and an http:// URL that is neither .flv nor .m3u8.
 #[test]
-fn http_urls_are_refused_for_now() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
-        .args(["play", "http://127.0.0.1:1/live/x.flv", "--players", "1"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run shardcast-bench");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rtmp://"), "{err}");
+fn tls_and_unknown_urls_are_refused() {
+    for (args, says) in [
+        (
+            &["play", "https://127.0.0.1:1/live/x.flv", "--players", "1"][..],
+            "TLS",
+        ),
+        (
+            &[
+                "fanout",
+                "--url",
+                "https://127.0.0.1:1/live/x.flv",
+                "--players",
+                "1",
+            ],
+            "TLS",
+        ),
+        (
+            &["play", "http://127.0.0.1:1/live/x", "--players", "1"],
+            ".flv",
+        ),
+        (&["publish", "http://127.0.0.1:1/live/x.flv"], "rtmp://"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shardcast-bench");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// Latency p50 a low-latency HLS player must stay under, in ms: with the

@@ -3,21 +3,27 @@
 //! ```text
 //! shardcast-bench publish rtmp://host:8079/live/bench [--bitrate 2500k] [--fps 30] [--gop 2s] [--no-audio]
 //! shardcast-bench play    rtmp://host:8079/live/bench --players 1000 [--ramp 500/s]
+//! shardcast-bench play    http://host:8079/live/bench.flv --players 1000
 //! shardcast-bench play    http://host:8079/live/bench.m3u8 --players 1000 [--hls-plain]
 //! shardcast-bench fanout  --url rtmp://host:8079/live/bench --players 1000 [--server-pid PID] [--json]
+//! shardcast-bench fanout  --url http://host:8000/live/bench.flv [--publish-url rtmp://host:1935/live/bench] ...
 //! ```
 //!
-//! Thread-per-core on glommio like the server, on the project's sans-IO
-//! RTMP client ([`shardcast::rtmp::client`]). The publisher sends a
-//! synthetic H.264 + AAC stream ([`synth`]) whose video frames carry a
-//! sequence number and their send time; players count what they get,
-//! parse only the FLV header flags and that stamp, and report time to first
-//! frame, end-to-end latency, stalls and skipped frames. HLS players
-//! (`http://…/app/stream.m3u8`, [`hls`]) fetch LL-HLS parts after blocking
-//! playlist reloads, or plain HLS segments, on one keep-alive connection
-//! each, and read the stamp from the TS. Every run stops by
-//! itself ([`DURATION_MAX`], and a watchdog after it) and connects only to
-//! the address its URL names.
+//! Thread-per-core on glommio like the server. The publisher speaks RTMP
+//! on the project's sans-IO client ([`shardcast::rtmp::client`]) and sends
+//! a synthetic H.264 + AAC stream ([`synth`]) whose video frames carry a
+//! sequence number and their send time. Players speak what the play URL
+//! says: `rtmp://` RTMP ([`rtmp`]), `http://…/app/stream.flv` HTTP-FLV
+//! ([`http`]), `http://…/app/stream.m3u8` HLS ([`hls`]: LL-HLS parts after
+//! blocking playlist reloads, or plain HLS segments, on one keep-alive
+//! connection each, the stamp read from the TS); `https://` is refused (no
+//! TLS yet). Whatever the protocol, they count what they get, parse only
+//! the FLV header flags and that stamp, and report time to first frame,
+//! end-to-end latency, stalls and skipped frames. In a fanout the
+//! publisher goes to `--publish-url`, by default the play URL if it is
+//! RTMP, else RTMP on the play URL's host and port (shardcast serves both
+//! on one port). Every run stops by itself ([`DURATION_MAX`], and a
+//! watchdog after it) and connects only to the addresses its URLs name.
 
 mod hls;
 mod hls_playlist;
@@ -93,8 +99,9 @@ enum Command {
     },
     /// Play URL with many players.
     Play {
-        /// rtmp://host[:port]/app/stream, or HTTP-FLV:
-        /// http://host[:port]/app/stream.flv[?query]
+        /// rtmp://host[:port]/app/stream, HTTP-FLV
+        /// http://host[:port]/app/stream.flv[?query], or HLS
+        /// http://host[:port]/app/stream.m3u8
         url: String,
         #[command(flatten)]
         load: LoadArgs,
@@ -107,8 +114,9 @@ enum Command {
     },
     /// Publish and play in one process.
     Fanout {
-        /// What players play: rtmp://host[:port]/app/stream, or HTTP-FLV:
-        /// http://host[:port]/app/stream.flv[?query]
+        /// What players play: rtmp://host[:port]/app/stream, HTTP-FLV
+        /// http://host[:port]/app/stream.flv[?query], or HLS
+        /// http://host[:port]/app/stream.m3u8
         #[arg(long)]
         url: String,
         /// Where the publisher publishes, rtmp://host[:port]/app/stream.
@@ -285,8 +293,18 @@ fn resolve(host: &str, port: u16) -> SocketAddr {
 fn player_target(url: &str, load: &LoadArgs) -> Target {
     match url_kind(url).unwrap_or_else(|e| fail(e)) {
         UrlKind::Rtmp => Target::Rtmp(rtmp_target(url)),
-        UrlKind::HttpFlv => fail("HTTP-FLV players: not yet; use an rtmp:// URL"),
-        UrlKind::Hls => Target::Hls(hls_target(url, load.hls_plain)),
+        UrlKind::HttpFlv => {
+            let (addr, parsed) = http_url(url);
+            Target::HttpFlv(http::HttpFlvTarget::new(addr, parsed))
+        }
+        UrlKind::Hls => {
+            let (addr, url) = http_url(url);
+            Target::Hls(hls::HlsTarget {
+                addr,
+                url,
+                plain: load.hls_plain,
+            })
+        }
         UrlKind::Tls => fail(format!(
             "{url}: TLS players are not supported yet (the server has no TLS); \
              use http:// or rtmp://"
@@ -294,15 +312,10 @@ fn player_target(url: &str, load: &LoadArgs) -> Target {
     }
 }
 
-/// The address and playlist of an http://…/app/stream.m3u8 URL.
-fn hls_target(url: &str, plain: bool) -> hls::HlsTarget {
+/// An http:// URL and the address it names.
+fn http_url(url: &str) -> (SocketAddr, http::HttpUrl) {
     let parsed = http::HttpUrl::parse(url).unwrap_or_else(|e| fail(e));
-    let addr = resolve(&parsed.host, parsed.port);
-    hls::HlsTarget {
-        addr,
-        url: parsed,
-        plain,
-    }
+    (resolve(&parsed.host, parsed.port), parsed)
 }
 
 /// The address an rtmp:// URL names.
@@ -878,6 +891,36 @@ mod tests {
         assert_eq!(parse_rate("500/s"), Ok(500.0));
         assert_eq!(parse_rate("50"), Ok(50.0));
         assert!(parse_rate("-1/s").is_err());
+    }
+
+    #[test]
+    fn url_kinds_and_default_publish_urls() {
+        assert_eq!(url_kind("rtmp://h/a/b"), Ok(UrlKind::Rtmp));
+        assert_eq!(url_kind("http://h/a/b.flv?x=1"), Ok(UrlKind::HttpFlv));
+        assert_eq!(url_kind("http://h/a/b.m3u8"), Ok(UrlKind::Hls));
+        assert_eq!(url_kind("https://h/a/b.flv"), Ok(UrlKind::Tls));
+        assert!(url_kind("http://h/a/b?f=.flv").is_err());
+        assert!(url_kind("srt://h/a").is_err());
+        assert_eq!(default_publish_url("rtmp://h:1/a/b"), "rtmp://h:1/a/b");
+        assert_eq!(
+            default_publish_url("http://h:8000/live/s.flv?only-audio=1"),
+            "rtmp://h:8000/live/s"
+        );
+        let c = Cli::try_parse_from([
+            "shardcast-bench",
+            "fanout",
+            "--url",
+            "http://h:8000/live/s.flv",
+            "--publish-url",
+            "rtmp://h:1935/live/s",
+            "--players",
+            "2",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Fanout { ref publish_url, .. } if publish_url.as_deref() == Some("rtmp://h:1935/live/s")
+        ));
     }
 
     #[test]

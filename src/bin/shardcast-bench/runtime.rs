@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::hls::{self, HlsTarget};
+use crate::http::{self, HttpFlvTarget};
 use crate::net::START_TIMEOUT;
 use crate::procstat::{self, ProcSample};
 use crate::rtmp::{self, PublishPlan, RtmpTarget};
@@ -55,17 +56,19 @@ pub fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// What players connect to, chosen by the play URL (`main.rs`,
-/// `player_target`): `rtmp://` plays over RTMP ([`rtmp::play`]). HTTP-FLV
-/// (`http://…/app/stream.flv`) and HLS (`http://…/app/stream.m3u8`) join
-/// as more variants; `https://` is refused until the server speaks TLS. Each variant has a driver of the
-/// shape `play(target, rec, ctx) -> Result<(), String>` that connects
-/// only to the target's address, marks the player playing with
-/// [`player_started`] and feeds the same [`PlayerRecord`];
+/// What players connect to, chosen by the play URL's scheme and extension
+/// (`main.rs`, `player_target`): one variant a protocol, each documented
+/// below; `https://` is refused until the server speaks TLS. Each variant
+/// has a driver of the shape `play(target, rec, ctx) -> Result<(), String>`
+/// that connects only to the target's address, marks the player playing
+/// with [`player_started`] and feeds the same [`PlayerRecord`];
 /// [`run_player`] does the rest.
 #[derive(Clone, Debug)]
 pub enum Target {
+    /// `rtmp://host:port/app/stream` ([`rtmp::play`]).
     Rtmp(RtmpTarget),
+    /// `http://host:port/app/stream.flv[?query]`: HTTP-FLV ([`http::play`]).
+    HttpFlv(HttpFlvTarget),
     /// `http://…/app/stream.m3u8`: HLS or LL-HLS ([`hls::play`]).
     Hls(HlsTarget),
 }
@@ -85,6 +88,7 @@ pub async fn run_player(
     }
     let result = match &*target {
         Target::Rtmp(t) => rtmp::play(t, &rec, &ctx, salt).await,
+        Target::HttpFlv(t) => http::play(t, &rec, &ctx).await,
         Target::Hls(t) => hls::play(t, &rec, &ctx).await,
     };
     let what = match result {
