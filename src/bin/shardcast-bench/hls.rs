@@ -572,11 +572,6 @@ pub async fn play(
     let meter = |window| Meter { rec, ctx, window };
     start_within("HLS playlist", player.playlist(None, meter(ctx.window()))).await?;
     player_started(rec, ctx);
-    if player.planner.flavour() == Some(Flavour::Plain) {
-        // Segments come one per target duration: a gap of that much is
-        // normal, STALL_GAP beyond it is a stall.
-        rec.borrow_mut().stall_gap = STALL_GAP + player.planner.target_duration();
-    }
     // The window is known once players start.
     let m = meter(ctx.window());
     loop {
@@ -618,6 +613,12 @@ impl Player<'_> {
             .map_err(|e| format!("{path}: playlist is not UTF-8: {e}"))?;
         let pl = parse_media_playlist(text).map_err(|e| format!("{path}: {e}"))?;
         self.planner.on_playlist(&pl, started, Instant::now());
+        if self.planner.flavour() == Some(Flavour::Plain) {
+            // Plain HLS reloads once per target duration, so segments come
+            // that far apart: STALL_GAP beyond it is a stall. The target
+            // duration may grow (a long segment) but never shrinks.
+            m.rec.borrow_mut().stall_gap = STALL_GAP + self.planner.target_duration();
+        }
         Ok(())
     }
 
