@@ -151,6 +151,12 @@ def report(results_dir, out):
                 default=None,
             ),
             "failed": median(get(r, "players", "failed") for r in good),
+            # shardcast-bench's own verdict that it may have been the limit.
+            "bench_late": any(
+                "bench" in w and ("timers fired late" in w or "CPU" in w)
+                for r in good
+                for w in r.get("warnings") or []
+            ),
             "stalls": median(get(r, "players", "players_with_stalls") for r in good),
         }
 
@@ -168,10 +174,10 @@ def report(results_dir, out):
     w(
         "Each server runs alone on one core (shardcast `--shards 1 --pin-cores`, "
         "nginx-rtmp one worker with `worker_cpu_affinity`, node-media-server under "
-        "`taskset`); `shardcast-bench fanout` runs on the other core (`--threads 1`, "
-        "plus its publisher thread), publishes one synthetic H.264 + AAC stream and "
-        "plays it with N players on the loopback. A fresh server process per run; "
-        "servers interleaved, each point the median of its repeats."
+        "`taskset`); `shardcast-bench fanout` runs on the other core(s), publishes "
+        "one synthetic H.264 + AAC stream and plays it with N players on the "
+        "loopback. A fresh server process per run; servers interleaved, each point "
+        "the median of its repeats."
     )
     w("")
     w("## Machine and versions")
@@ -215,7 +221,8 @@ def report(results_dir, out):
             if meta.get("duration") in (None, "auto")
             else f"run of {meta.get('duration')} s in all"
         )
-        + f". Server on CPU {meta.get('server_cpu')}, bench on CPU {meta.get('bench_cpu')}."
+        + f". Server on CPU {meta.get('server_cpu')}; bench on CPU {meta.get('bench_cpus')} "
+        f"with {meta.get('bench_threads')} player thread(s) and its publisher thread."
     )
     if first is not None:
         w(f"- Players' SO_RCVLOWAT: {first.get('rcvlowat') or 'off'}.")
@@ -265,12 +272,20 @@ def report(results_dir, out):
             cps = fmt(a["cps"], 2)
             if a["cps_min"] is not None and a["good"] > 1:
                 cps += f" ({a['cps_min']:.2f}–{a['cps_max']:.2f})"
+            mark = " *" if a["bench_late"] else ""
             w(
-                f"| {NAMES[k[1]]} | {k[2]} | {runs_col} | {fmt(a['gbps'], 3)} "
+                f"| {NAMES[k[1]]} | {k[2]}{mark} | {runs_col} | {fmt(a['gbps'], 3)} "
                 f"| {fmt(a['ok'], 1, '%')} | {fmt(a['cpu_pct'], 0)} | {cps} "
                 f"| {fmt(a['rss'], 1)} | {pair(a['ttff50'], a['ttff99'], 1)} "
                 f"| {pair(a['key50'], a['key99'], 1)} "
                 f"| {pair(a['lat50'], a['lat99'], 1)} |"
+            )
+        if any(agg[k]["bench_late"] for k in pkeys):
+            w("")
+            w(
+                "\\* In at least one repeat shardcast-bench warned that it may have "
+                "been the limit (its timers fired late or it used nearly all its "
+                "CPU): see the load generator table."
             )
         # CPU per delivered Gbit, shardcast against each other server.
         others = [s for s in SERVERS[1:] if any(k[1] == s for k in pkeys)]
@@ -295,7 +310,7 @@ def report(results_dir, out):
     w("")
     w("## The load generator")
     w("")
-    w("Its CPU in % of one core (median; two threads share the core), and the")
+    w("Its CPU in % of one core (median; its publisher thread shares a core), and the")
     w("worst over repeats of its own timers' lateness and of the publisher's")
     w("lag behind its schedule. shardcast-bench warns at a timer lag p99 above")
     w("20 ms or a max above 200 ms: the bench, not the server, may then be the")

@@ -3,7 +3,7 @@
 # node-media-server, each on one core, measured by the same shardcast-bench
 # load on the other core. Writes benches/RESULTS.md.
 #
-#   benches/fanout/run.sh                      # the full matrix (about 25 min)
+#   benches/fanout/run.sh                      # the full matrix (about 20 min)
 #   QUICK=1 benches/fanout/run.sh              # N=100, one repeat, short runs
 #   NS=1000 REPEATS=1 benches/fanout/run.sh    # one point
 #
@@ -14,7 +14,10 @@
 #   WINDOW=10                    measurement window, s; a run lasts
 #                                ceil(N/RAMP) + 1 s settle + WINDOW
 #   DURATION=                    a fixed run length in s instead (>= that)
-#   BITRATE=1000k AUDIO_BITRATE=64k GOP=1s   the published stream
+#   BITRATE=1200k AUDIO_BITRATE=64k GOP=1s   the published stream
+#   BENCH_CPUS=                  CPUs for shardcast-bench (taskset list); default
+#                                every online CPU but the server's, one bench
+#                                thread per CPU (on 2 cores: CPU 1, --threads 1)
 #   SERVERS="shardcast nginx nms"  PROTOCOLS="rtmp flv"
 #   RESULTS_DIR=target/fanout/<UTC time>   raw JSON per run, logs (not committed)
 #   OUT=benches/RESULTS.md       the report
@@ -24,19 +27,19 @@
 #
 # Layout: every server runs on the first online CPU alone (shardcast
 # --shards 1 --pin-cores; nginx one worker with worker_cpu_affinity; node
-# under taskset), shardcast-bench (--threads 1, plus its publisher thread)
-# under taskset on the second. A fresh server process per run; every
-# process is stopped by its PID.
+# under taskset), shardcast-bench under taskset on the others (on 2 cores:
+# --threads 1 on the second, plus its publisher thread). A fresh server
+# process per run; every process is stopped by its PID.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
-PARAMS=(QUICK NS REPEATS RAMP WINDOW DURATION BITRATE AUDIO_BITRATE GOP SERVERS PROTOCOLS)
+PARAMS=(QUICK NS REPEATS RAMP WINDOW DURATION BITRATE AUDIO_BITRATE GOP SERVERS PROTOCOLS BENCH_CPUS)
 # The parameters given, for the report's "how to reproduce".
 GIVEN=""
 for v in "${PARAMS[@]}"; do
-    if [[ -n ${!v:-} ]]; then GIVEN+="$v=$(printf '%q' "${!v}") "; fi
+    if [[ -n ${!v:-} ]]; then GIVEN+="$v=\"${!v}\" "; fi
 done
 
 QUICK=${QUICK:-0}
@@ -50,7 +53,10 @@ REPEATS=${REPEATS:-3}
 RAMP=${RAMP:-1000}
 WINDOW=${WINDOW:-10}
 DURATION=${DURATION:-}
-BITRATE=${BITRATE:-1000k}
+# Inter frames of 1200k at 30 fps with a keyframe a second are 4.5 KB, over
+# the 4 KiB at which the bench sets SO_RCVLOWAT 2048: a player then wakes
+# once per video frame, not per audio frame, whichever server sends.
+BITRATE=${BITRATE:-1200k}
 AUDIO_BITRATE=${AUDIO_BITRATE:-64k}
 # A keyframe every second: nginx-rtmp's players (no GOP cache) start their
 # video at the next keyframe, so with at most 1 s to wait they all play
@@ -68,7 +74,7 @@ NGINX_MODULE=${NGINX_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
 
 # Seconds a server has to listen, and to exit after SIGTERM.
 START_DEADLINE=15
-STOP_DEADLINE=10
+STOP_DEADLINE=20
 # Beyond its own duration, a bench run gets this long before it is killed.
 BENCH_SLACK=60
 # Pause between runs (sockets in the kernel wind down).
@@ -276,8 +282,8 @@ run_point() {
     fi
     dur=${DURATION:-$(((n + RAMP - 1) / RAMP + 1 + WINDOW))}
     log "$name: $server pid $SERVER_PID (sampled $SAMPLE_PID), $n players, ${dur}s"
-    timeout -k 10 $((dur + BENCH_SLACK)) taskset -c "$BENCH_CPU" "$BIN/shardcast-bench" \
-        --json --threads 1 fanout "${args[@]}" --players "$n" --ramp "$RAMP/s" \
+    timeout -k 10 $((dur + BENCH_SLACK)) taskset -c "$BENCH_CPUS" "$BIN/shardcast-bench" \
+        --json --threads "$BENCH_THREADS" fanout "${args[@]}" --players "$n" --ramp "$RAMP/s" \
         --duration "$dur" --bitrate "$BITRATE" --audio-bitrate "$AUDIO_BITRATE" --gop "$GOP" \
         --server-pid "$SAMPLE_PID" >"$json" 2>"$dir/bench.err" &
     BENCH_PID=$!
@@ -309,15 +315,28 @@ run_point() {
 
 nproc_online=$(nproc)
 ((nproc_online >= 2)) || die "needs 2 cores (server on one, bench on the other); this machine has $nproc_online"
-# The first two online CPUs, e.g. "0-1" or "0,2-3".
-read -r SERVER_CPU BENCH_CPU < <(python3 - <<'EOF' 2>/dev/null || echo "0 1"
+# The server gets the first online CPU (where shardcast --pin-cores puts
+# shard 0), the bench the others unless BENCH_CPUS says.
+read -r SERVER_CPU other_cpus < <(python3 - <<'EOF'
 cpus = []
 for part in open("/sys/devices/system/cpu/online").read().strip().split(","):
     a, _, b = part.partition("-")
     cpus += range(int(a), int(b or a) + 1)
-print(cpus[0], cpus[1])
+print(cpus[0], ",".join(map(str, cpus[1:])))
 EOF
 )
+BENCH_CPUS=${BENCH_CPUS:-$other_cpus}
+BENCH_THREADS=$(python3 - "$BENCH_CPUS" "$SERVER_CPU" <<'EOF'
+import sys
+cpus = set()
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    cpus.update(range(int(a), int(b or a) + 1))
+if int(sys.argv[2]) in cpus:
+    sys.exit(f"BENCH_CPUS={sys.argv[1]} includes the server's CPU {sys.argv[2]}")
+print(len(cpus))
+EOF
+) || die "BENCH_CPUS=$BENCH_CPUS: a CPU list like 1 or 1-3, without CPU $SERVER_CPU"
 
 if [[ $INSTALL == 1 ]]; then
     missing=()
@@ -387,7 +406,8 @@ mkdir -p "$RESULTS_DIR"
     printf 'node\t%s\n' "$(node --version)"
     printf 'node-media-server\t%s\n' "$(node -p "require('$HERE/node_modules/node-media-server/package.json').version")"
     printf 'server_cpu\t%s\n' "$SERVER_CPU"
-    printf 'bench_cpu\t%s\n' "$BENCH_CPU"
+    printf 'bench_cpus\t%s\n' "$BENCH_CPUS"
+    printf 'bench_threads\t%s\n' "$BENCH_THREADS"
     printf 'ns\t%s\n' "$NS"
     printf 'repeats\t%s\n' "$REPEATS"
     printf 'ramp\t%s\n' "$RAMP"
