@@ -66,6 +66,13 @@ pub use window::{HlsWindow, Readiness};
 /// without bound. The next segment then starts on a non-keyframe.
 pub const SEGMENT_DURATION_MAX_MS: u32 = 30_000;
 
+/// A keyframe this much before a segment's target duration still ends the
+/// segment. Publishers' keyframes land a little early: a 2 s GOP at 30 fps
+/// is stamped 1999 ms after the last one (millisecond rounding), and
+/// waiting for the next keyframe would make a 4 s segment and raise the
+/// playlist's EXT-X-TARGETDURATION to 4 for good.
+pub const SEGMENT_CUT_SLACK_MS: u32 = 100;
+
 /// A segment is cut without a keyframe once its bytes reach this. With the
 /// window's bounds this caps the memory one stream's HLS state may pin per
 /// shard at about 32 MiB × (`window_size` + [`LISTED_EXTRA_SEGMENTS_MAX`] +

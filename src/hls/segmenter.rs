@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use super::{
-    HlsConfig, HlsEvent, SegmentMuxer, SEGMENT_BYTES_MAX, SEGMENT_DURATION_MAX_MS,
-    TIMESTAMP_JUMP_MAX_MS, TIMESTAMP_STEP_BACK_MAX_MS,
+    HlsConfig, HlsEvent, SegmentMuxer, SEGMENT_BYTES_MAX, SEGMENT_CUT_SLACK_MS,
+    SEGMENT_DURATION_MAX_MS, TIMESTAMP_JUMP_MAX_MS, TIMESTAMP_STEP_BACK_MAX_MS,
 };
 use crate::media::{Frame, FrameKind};
 
@@ -44,7 +44,8 @@ fn duration_ms(ms: i64) -> u32 {
 ///   stream (its current publisher) has shown no video. Frames before that
 ///   are dropped, sequence headers excepted: those always reach the muxer.
 /// - A segment ends at the first such start point at least
-///   `segment_duration_ms` after its start, or at any frame once it is
+///   `segment_duration_ms` after its start (a keyframe up to
+///   [`SEGMENT_CUT_SLACK_MS`] early counts), or at any frame once it is
 ///   [`SEGMENT_DURATION_MAX_MS`] long or [`SEGMENT_BYTES_MAX`] big.
 /// - With low latency, a part ends at the first frame (keyframe or not) at
 ///   least `part_duration_ms` after its start, and when its segment ends.
@@ -201,8 +202,15 @@ impl Segmenter {
             return events;
         };
         let segment_elapsed = ts_diff(ts, seg.start_ts);
+        // Keyframes may come a little early; audio start points come
+        // every few tens of ms and need no slack.
+        let slack = if frame.keyframe {
+            SEGMENT_CUT_SLACK_MS
+        } else {
+            0
+        };
         let cut_segment = (start_point
-            && segment_elapsed >= i64::from(self.config.segment_duration_ms))
+            && segment_elapsed + i64::from(slack) >= i64::from(self.config.segment_duration_ms))
             || segment_elapsed >= i64::from(SEGMENT_DURATION_MAX_MS)
             || seg.data.len() >= SEGMENT_BYTES_MAX;
         if cut_segment {

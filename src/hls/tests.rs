@@ -708,6 +708,25 @@ fn segments_cut_only_at_keyframes() {
 }
 
 #[test]
+fn a_keyframe_a_little_early_still_ends_the_segment() {
+    let mut h = Harness::new(plain(6));
+    h.push(&video_seq(), WALL);
+    h.push(&video(0, true), WALL);
+    // A 2 s GOP at 30 fps stamped in whole ms: the keyframe is at 1999.
+    h.push(&video(1_966, false), WALL);
+    h.push(&video(1_999, true), WALL);
+    h.push(&video(3_999 - SEGMENT_CUT_SLACK_MS, true), WALL);
+    assert_eq!(
+        h.segments().iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(0, 1_999), (1, 2_000 - SEGMENT_CUT_SLACK_MS)]
+    );
+    assert_eq!(h.window.target_duration_s(), 2);
+    // Earlier than the slack is too early.
+    h.push(&video(5_999 - 2 * SEGMENT_CUT_SLACK_MS - 1, true), WALL);
+    assert_eq!(h.segments().len(), 2);
+}
+
+#[test]
 fn segment_bytes_are_the_parts_back_to_back() {
     let (h, _) = scripted(ll(6), 12_700);
     let parts = h.parts();
