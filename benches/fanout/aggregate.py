@@ -16,9 +16,13 @@ import os
 import statistics
 import sys
 
-SERVERS = ["shardcast", "nginx", "nms"]
+SERVERS = ["shardcast", "shardcast_mw", "nginx", "nms"]
+# shardcast_mw: shardcast with merged writes (stream.write_coalesce_ms = 33,
+# benches/fanout/shardcast-mw.toml), at about nginx-rtmp's latency.
+MINE = ["shardcast", "shardcast_mw"]
 NAMES = {
     "shardcast": "shardcast",
+    "shardcast_mw": "shardcast, merged writes 33 ms",
     "nginx": "nginx-rtmp",
     "nms": "node-media-server",
 }
@@ -288,23 +292,26 @@ def report(results_dir, out):
                 "CPU): see the load generator table."
             )
         # CPU per delivered Gbit, shardcast against each other server.
-        others = [s for s in SERVERS[1:] if any(k[1] == s for k in pkeys)]
+        present = {k[1] for k in pkeys}
+        others = [s for s in SERVERS if s not in MINE and s in present]
+        mine = [s for s in MINE if s in present]
+        pairs = [(m, o) for m in mine for o in others]
         ns = sorted({k[2] for k in pkeys})
-        if "shardcast" in {k[1] for k in pkeys} and others:
+        if pairs:
             w("")
             w(
                 "CPU-seconds per delivered Gbit, shardcast's over the other's "
                 "(below 1: shardcast spends less CPU per Gbit delivered):"
             )
             w("")
-            w("| N | " + " | ".join(f"shardcast / {NAMES[s]}" for s in others) + " |")
-            w("| ---: |" + " ---: |" * len(others))
+            w("| N | " + " | ".join(f"{NAMES[m]} / {NAMES[o]}" for m, o in pairs) + " |")
+            w("| ---: |" + " ---: |" * len(pairs))
             for n in ns:
                 cells = []
-                for s in others:
-                    mine = agg.get((proto, "shardcast", n), {}).get("cps")
-                    theirs = agg.get((proto, s, n), {}).get("cps")
-                    cells.append(fmt(mine / theirs, 2) if mine and theirs else "–")
+                for m, o in pairs:
+                    a = agg.get((proto, m, n), {}).get("cps")
+                    b = agg.get((proto, o, n), {}).get("cps")
+                    cells.append(fmt(a / b, 2) if a and b else "–")
                 w(f"| {n} | " + " | ".join(cells) + " |")
 
     w("")

@@ -18,7 +18,8 @@
 #   BENCH_CPUS=                  CPUs for shardcast-bench (taskset list); default
 #                                every online CPU but the server's, one bench
 #                                thread per CPU (on 2 cores: CPU 1, --threads 1)
-#   SERVERS="shardcast nginx nms"  PROTOCOLS="rtmp flv"
+#   SERVERS="shardcast shardcast_mw nginx nms"  PROTOCOLS="rtmp flv"
+#                                (shardcast_mw: stream.write_coalesce_ms = 33)
 #   RESULTS_DIR=target/fanout/<UTC time>   raw JSON per run, logs (not committed)
 #   OUT=benches/RESULTS.md       the report
 #   LABEL=                       a line put at the top of the report
@@ -62,7 +63,7 @@ AUDIO_BITRATE=${AUDIO_BITRATE:-64k}
 # video at the next keyframe, so with at most 1 s to wait they all play
 # before the window opens (1 s after the ramp).
 GOP=${GOP:-1s}
-SERVERS=${SERVERS:-shardcast nginx nms}
+SERVERS=${SERVERS:-shardcast shardcast_mw nginx nms}
 PROTOCOLS=${PROTOCOLS:-rtmp flv}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/fanout/$(date -u +%Y%m%dT%H%M%SZ)}
 OUT=${OUT:-$ROOT/benches/RESULTS.md}
@@ -94,7 +95,7 @@ for n in $NS; do
 done
 [[ -z $DURATION || $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION=$DURATION is not whole seconds"
 for s in $SERVERS; do
-    case $s in shardcast | nginx | nms) ;; *) die "unknown server '$s' (shardcast nginx nms)" ;; esac
+    case $s in shardcast | shardcast_mw | nginx | nms) ;; *) die "unknown server '$s' (shardcast shardcast_mw nginx nms)" ;; esac
 done
 for p in $PROTOCOLS; do
     case $p in rtmp | flv) ;; *) die "unknown protocol '$p' (rtmp flv)" ;; esac
@@ -165,10 +166,20 @@ wait_listening() {
 # returns 1 with START_ERROR set.
 
 start_shardcast() {
-    local dir=$1 t
+    start_shardcast_with "$1" "$HERE/shardcast.toml"
+}
+
+# shardcast with merged writes (stream.write_coalesce_ms = 33): about
+# nginx-rtmp's latency, for CPU compared at like latency.
+start_shardcast_mw() {
+    start_shardcast_with "$1" "$HERE/shardcast-mw.toml"
+}
+
+start_shardcast_with() {
+    local dir=$1 config=$2 t
     RTMP_PORT=$(free_port)
     HTTP_PORT=$RTMP_PORT
-    taskset -c "$SERVER_CPU" "$BIN/shardcast" --config "$HERE/shardcast.toml" \
+    taskset -c "$SERVER_CPU" "$BIN/shardcast" --config "$config" \
         --port "$RTMP_PORT" --shards 1 --pin-cores >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     LIVE[$SERVER_PID]=shardcast

@@ -433,7 +433,10 @@ impl Shard {
             self.gop_limits(),
             self.config.rtmp.chunk_size_out,
             self.config.hls.to_hls_config(),
-            Duration::from_millis(self.config.stream.audio_coalesce_ms),
+            crate::stream::Coalesce {
+                audio: Duration::from_millis(self.config.stream.audio_coalesce_ms),
+                write: Duration::from_millis(self.config.stream.write_coalesce_ms),
+            },
         )
     }
 

@@ -118,6 +118,17 @@ pub struct Snapshot {
     pub hls: Vec<(Rendition, HlsWindow)>,
 }
 
+/// How long frames may wait in players' queues so that one write carries
+/// several (`stream.audio_coalesce_ms`, `stream.write_coalesce_ms`); zero =
+/// not at all.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Coalesce {
+    /// Audio of a stream with video, for the next video frame.
+    pub audio: Duration,
+    /// Any frame but a keyframe, for later frames (merged writes).
+    pub write: Duration,
+}
+
 /// Bounds of a GOP cache.
 #[derive(Clone, Copy, Debug)]
 pub struct GopLimits {
@@ -452,11 +463,10 @@ pub struct StreamCore {
     /// cut when the frame after its last one arrives, so the older one
     /// dates the part's last frame (for the part-availability log).
     frame_times: [Option<Instant>; 2],
-    /// How long audio may wait for the next video frame
-    /// (`stream.audio_coalesce_ms`); zero = not at all.
-    audio_coalesce: Duration,
-    /// Since when players' audio has been held for the next video frame.
-    audio_held_since: Option<Instant>,
+    /// How long frames may wait in players' queues for later ones.
+    coalesce: Coalesce,
+    /// Since when frames have been held in players' queues.
+    held_since: Option<Instant>,
 }
 
 impl StreamCore {
@@ -466,7 +476,7 @@ impl StreamCore {
         gop: GopLimits,
         chunk_size: u32,
         hls_config: HlsConfig,
-        audio_coalesce: Duration,
+        coalesce: Coalesce,
     ) -> Self {
         Self {
             key,
@@ -483,8 +493,8 @@ impl StreamCore {
             hls_config,
             changed: Rc::new(Notify::default()),
             frame_times: [None, None],
-            audio_coalesce,
-            audio_held_since: None,
+            coalesce,
+            held_since: None,
         }
     }
 
@@ -607,18 +617,19 @@ impl StreamCore {
         if frame.is_video() {
             self.has_video = true;
         }
-        // Audio of a stream with video waits (bounded) for the next video
-        // frame, so one write to each player carries both.
-        let hold_audio = frame.kind == FrameKind::Audio
-            && self.has_video
-            && !self.audio_coalesce.is_zero()
-            && self
-                .audio_held_since
-                .is_none_or(|t| now.saturating_duration_since(t) < self.audio_coalesce);
-        if hold_audio {
-            self.audio_held_since.get_or_insert(now);
+        // Frames may wait in players' queues so that one write carries
+        // several: audio of a stream with video for the next video frame
+        // (`audio_coalesce`), any frame but a keyframe for `write_coalesce`
+        // (merged writes). The wait is counted from the oldest held frame.
+        let held_for = self.held_since.map(|t| now.saturating_duration_since(t));
+        let within = |limit: Duration| !limit.is_zero() && held_for.is_none_or(|a| a < limit);
+        let hold_all = !frame.keyframe && within(self.coalesce.write);
+        let hold_video_players =
+            hold_all || (frame.is_audio() && self.has_video && within(self.coalesce.audio));
+        if hold_video_players {
+            self.held_since.get_or_insert(now);
         } else {
-            self.audio_held_since = None;
+            self.held_since = None;
         }
         if frame.sequence_header {
             if frame.is_video() {
@@ -631,20 +642,25 @@ impl StreamCore {
         let mut wire = WireCache::new(frame, self.chunk_size);
         for p in &self.players {
             let filter = p.filter.get();
-            if !filter.wants(frame) {
-                continue;
-            }
-            let parts = wire.get(p.format);
-            let mut q = p.queue.borrow_mut();
-            if frame.sequence_header {
-                q.push_control(parts);
+            // A player that gets no video waits for none.
+            let hold = if filter.video {
+                hold_video_players
             } else {
-                let start_point = is_start_point(frame, filter, self.has_video);
-                q.push_media(parts, start_point);
-                // A player that gets no video has nothing to wait for.
-                if !(hold_audio && filter.video) {
-                    q.flush_or_wake(now);
+                hold_all
+            };
+            let mut q = p.queue.borrow_mut();
+            if filter.wants(frame) {
+                let parts = wire.get(p.format);
+                if frame.sequence_header {
+                    q.push_control(parts);
+                } else {
+                    q.push_media(parts, is_start_point(frame, filter, self.has_video));
                 }
+            }
+            // Also when the frame is not for this player: what it holds
+            // leaves with everyone else's.
+            if !hold {
+                q.flush_or_wake(now);
             }
         }
     }
@@ -784,7 +800,14 @@ mod tests {
         StreamEvent::Frame(Frame::parse_audio(ts, body).unwrap())
     }
 
-    fn core(audio_coalesce: Duration) -> StreamCore {
+    fn core(audio: Duration) -> StreamCore {
+        core_with(Coalesce {
+            audio,
+            write: Duration::ZERO,
+        })
+    }
+
+    fn core_with(coalesce: Coalesce) -> StreamCore {
         let gop = GopLimits {
             enabled: true,
             bytes_max: 1 << 20,
@@ -795,7 +818,7 @@ mod tests {
             gop,
             4096,
             HlsConfig::default(),
-            audio_coalesce,
+            coalesce,
         );
         core.apply(&StreamEvent::Published, Instant::now());
         core
@@ -855,6 +878,37 @@ mod tests {
         std::thread::sleep(coalesce * 2);
         core.apply(&audio(20), deadline);
         assert_eq!(p.wakes(), 1, "audio held past audio_coalesce goes out");
+    }
+
+    #[test]
+    fn merged_writes_hold_all_but_keyframes() {
+        let coalesce = Duration::from_millis(20);
+        let mut core = core_with(Coalesce {
+            audio: Duration::ZERO,
+            write: coalesce,
+        });
+        let deadline = Instant::now();
+        let both = Parked::new(1, MediaFilter::ALL);
+        let audio_only = Parked::new(2, AUDIO_ONLY);
+        for p in [&both, &audio_only] {
+            core.add_player(p.player.clone(), deadline);
+            p.drain_and_park();
+        }
+        core.apply(&video(0, true), deadline);
+        assert_eq!(both.wakes(), 1, "a keyframe never waits");
+        both.drain_and_park();
+        core.apply(&audio(10), deadline);
+        core.apply(&video(33, false), deadline);
+        core.apply(&audio(40), deadline);
+        assert_eq!(both.wakes(), 1, "held together");
+        assert_eq!(audio_only.wakes(), 0, "audio-only players merge too");
+        std::thread::sleep(coalesce * 2);
+        core.apply(&video(66, false), deadline);
+        assert_eq!(
+            (both.wakes(), audio_only.wakes()),
+            (2, 1),
+            "past the bound everyone's held frames leave, video or not"
+        );
     }
 
     #[test]
