@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -201,13 +202,18 @@ async fn read_media(
     ctx: &ThreadCtx,
 ) -> Result<(), String> {
     let Started {
-        mut stream,
+        stream,
         mut buf,
         body: mut got,
         framing,
     } = started;
     let window = ctx.window();
     rcvlowat_for_media(&stream, ctx.plan.rcvlowat)?;
+    // Dropped before the stream: the socket leaves the set before it closes.
+    let media = ctx
+        .sweeper
+        .register(stream.as_raw_fd())
+        .map_err(|e| format!("epoll: {e}"))?;
     let mut body = BodyDecoder::new(framing);
     let mut flv = FlvReader::default();
     loop {
@@ -215,8 +221,9 @@ async fn read_media(
         if body.is_done() {
             return Ok(());
         }
-        let n = stream
-            .read(&mut buf)
+        let n = ctx
+            .sweeper
+            .read(&media, &mut buf)
             .await
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {

@@ -19,7 +19,10 @@
 //! connection each, the stamp read from the TS); `https://` is refused (no
 //! TLS yet). Whatever the protocol, they count what they get, parse only
 //! the FLV header flags and that stamp, and report time to first frame,
-//! end-to-end latency, stalls and skipped frames. In a fanout the
+//! end-to-end latency, stalls and skipped frames. Once media flows, RTMP
+//! and HTTP-FLV players wait on their thread's epoll set, checked every
+//! millisecond ([`sweep`]), not on a wakeup per packet, which on loopback
+//! the server would pay for. In a fanout the
 //! publisher goes to `--publish-url`, by default the play URL if it is
 //! RTMP, else RTMP on the play URL's host and port (shardcast serves both
 //! on one port). Every run stops by itself ([`DURATION_MAX`], and a
@@ -35,6 +38,7 @@ mod procstat;
 mod rtmp;
 mod runtime;
 mod stats;
+mod sweep;
 mod synth;
 
 use std::collections::BTreeMap;

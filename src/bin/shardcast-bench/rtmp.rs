@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -115,6 +116,11 @@ async fn read_media(
     let mut buf = vec![0u8; READ_BUF_LEN];
     let window = ctx.window();
     rcvlowat_for_media(&stream, ctx.plan.rcvlowat)?;
+    // Dropped before the stream: the socket leaves the set before it closes.
+    let media = ctx
+        .sweeper
+        .register(stream.as_raw_fd())
+        .map_err(|e| format!("epoll: {e}"))?;
     loop {
         let now = Instant::now();
         let mut wall = None;
@@ -144,8 +150,9 @@ async fn read_media(
                 Output::Event(_) => {}
             }
         }
-        let n = stream
-            .read(&mut buf)
+        let n = ctx
+            .sweeper
+            .read(&media, &mut buf)
             .await
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {

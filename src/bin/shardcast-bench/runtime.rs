@@ -31,6 +31,7 @@ use crate::rtmp::{self, PublishPlan, RtmpTarget};
 use crate::stats::{
     ErrorCounts, Hists, PlayerRecord, PlayerState, PlayerSummary, PublisherRecord, Window,
 };
+use crate::sweep::Sweeper;
 
 /// glommio's preemption slice: how long a busy executor runs tasks before
 /// it polls for I/O and timers again. glommio's default (100 ms) would make
@@ -269,6 +270,8 @@ pub struct ThreadCtx {
     /// Bytes read since the last flush to `progress().socket_bytes`.
     bytes: Cell<u64>,
     timeline: Cell<Option<Timeline>>,
+    /// Where players wait for media ([`crate::sweep`]).
+    pub sweeper: Rc<Sweeper>,
 }
 
 impl ThreadCtx {
@@ -359,6 +362,10 @@ enum Role {
 }
 
 async fn thread_main(id: usize, role: Role, plan: Arc<Plan>, shared: Arc<Shared>) -> ThreadResult {
+    let sweeper = Rc::new(Sweeper::new().unwrap_or_else(|e| {
+        eprintln!("shardcast-bench: thread {id}: epoll_create1: {e}");
+        std::process::exit(2)
+    }));
     let ctx = Rc::new(ThreadCtx {
         id,
         shared: shared.clone(),
@@ -367,8 +374,12 @@ async fn thread_main(id: usize, role: Role, plan: Arc<Plan>, shared: Arc<Shared>
         errors: RefCell::new(ErrorCounts::default()),
         bytes: Cell::new(0),
         timeline: Cell::new(None),
+        sweeper,
     });
     glommio::spawn_local(ticker(ctx.clone())).detach();
+    if role == Role::Players {
+        glommio::spawn_local(ctx.sweeper.clone().run()).detach();
+    }
     let publisher = match (&plan.publish, role) {
         (Some(p), Role::Publisher) => {
             let rec = Rc::new(RefCell::new(PublisherRecord::default()));
