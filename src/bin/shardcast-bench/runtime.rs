@@ -491,11 +491,15 @@ pub fn run(plan: Arc<Plan>, server_pid: Option<u32>) -> std::io::Result<RunResul
         shared.set_players_start(Instant::now());
     }
     let cpus: Vec<usize> = if plan.pin_cores {
-        glommio::CpuSet::online()
+        // glommio's set has no order; thread k goes on the k-th CPU.
+        let mut cpus: Vec<usize> = glommio::CpuSet::online()
             .map_err(|e| std::io::Error::other(format!("listing online CPUs: {e}")))?
             .into_iter()
             .map(|l| l.cpu)
-            .collect()
+            .collect();
+        cpus.sort_unstable();
+        cpus.dedup();
+        cpus
     } else {
         Vec::new()
     };
