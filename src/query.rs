@@ -21,9 +21,29 @@ pub fn media_wanted(query: &[(String, String)]) -> (bool, bool) {
     (!flag(query, "only-video"), !flag(query, "only-audio"))
 }
 
+/// `?key=value` with `value` percent-encoded (RFC 3986: all but
+/// unreserved characters), to carry a parameter into URIs we write.
+pub fn carry(key: &str, value: &str) -> String {
+    let mut out = format!("?{key}=");
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn carry_encodes_all_but_unreserved() {
+        assert_eq!(carry("vhost", "example.com"), "?vhost=example.com");
+        assert_eq!(carry("vhost", "a b/ü&"), "?vhost=a%20b%2F%C3%BC%26");
+    }
 
     #[test]
     fn last_value_wins_and_flags() {

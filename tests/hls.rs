@@ -100,9 +100,11 @@ fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `(msn, part)` of a media URI `test/[audio/|video/]12.ts` or `12.3.ts`.
+/// `(msn, part)` of a media URI `test/[audio/|video/]12.ts` or `12.3.ts`,
+/// with or without a query.
 fn media_uri_numbers(uri: &str) -> Option<(u64, Option<u32>)> {
-    let file = uri.rsplit('/').next()?.strip_suffix(".ts")?;
+    let path = uri.split_once('?').map_or(uri, |(p, _)| p);
+    let file = path.rsplit('/').next()?.strip_suffix(".ts")?;
     match file.split_once('.') {
         Some((m, p)) => Some((m.parse().ok()?, Some(p.parse().ok()?))),
         None => Some((file.parse().ok()?, None)),
@@ -876,6 +878,43 @@ fn ll_hls_tags_blocking_reload_and_delta_updates() {
 /// (URIs under `test/audio/` and `test/video/`) whose segments and parts
 /// pass the TS check and whose PMT lists only AAC, respectively only
 /// H.264, with no packet on the other kind's PID.
+/// A stream published and played with `?vhost=` (a configured vhost) gets
+/// playlists whose segment, part and preload-hint URIs carry `?vhost=`, so
+/// a player fetches them from that stream and not the default vhost's.
+#[test]
+fn vhost_query_is_carried_into_media_uris() {
+    let server = Server::with_config("vhosts = [\"example.com\"]\n");
+    let _publisher = publish_and_wait_at(
+        &server,
+        "publisher",
+        "live/test?vhost=example.com",
+        "example.com/live/test",
+        &PublishOpts::small(),
+    );
+    let query = "?vhost=example.com";
+    let pl = wait_playlist(&server, query, Duration::from_secs(20), "a segment", |pl| {
+        !pl.segments.is_empty()
+    });
+    let uris: Vec<&str> = pl
+        .segments
+        .iter()
+        .flat_map(|s| std::iter::once(s.uri.as_str()).chain(s.parts.iter().map(|p| p.uri.as_str())))
+        .chain(pl.open_parts.iter().map(|p| p.uri.as_str()))
+        .chain(pl.preload_hint.as_deref())
+        .collect();
+    assert!(uris.len() > 2, "{}", pl.text);
+    for uri in &uris {
+        assert!(uri.ends_with(query), "{uri} lacks {query}:\n{}", pl.text);
+    }
+    let seg = &pl.segments[0].uri;
+    check_ts(seg, &get_media(server.port, seg));
+    // The same URI without the query names the default vhost's stream,
+    // which does not exist.
+    let bare = seg.strip_suffix(query).unwrap();
+    let r = get_rel(server.port, bare);
+    assert_eq!(r.head.status, 404, "GET {bare}: {}", r.head.raw);
+}
+
 #[test]
 fn only_audio_and_only_video_hls_renditions() {
     let server = Server::start();

@@ -59,7 +59,7 @@ use crate::media::Frame;
 
 pub use playlist::format_program_date_time;
 pub use segmenter::Segmenter;
-pub use window::{HlsWindow, Readiness};
+pub use window::{HlsWindow, Readiness, UriForm};
 
 /// A segment is cut without a keyframe once it is this long, so a stream
 /// that never sends one (or has a very long GOP) cannot grow a segment

@@ -332,14 +332,19 @@ impl HlsWindow {
             .filter(|o| self.config.low_latency && !o.parts.is_empty())
     }
 
-    /// The media playlist. `base` prefixes every URI: segment `msn` is
-    /// `{base}{msn}.ts`, its part `i` `{base}{msn}.{i}.ts`. With `skip`
+    /// The media playlist. URIs take the form `uris` gives: segment `msn`
+    /// is `{prefix}{msn}.ts{query}`, its part `i` `{prefix}{msn}.{i}.ts{query}`
+    /// (a plain `&str` is a prefix with no query). With `skip`
     /// (`_HLS_skip=YES`) it is a delta update (RFC 8216bis 6.2.5.1): the
     /// segments that end more than CAN-SKIP-UNTIL (six target durations)
     /// before the end of the playlist, the in-progress parts included, are
     /// replaced by EXT-X-SKIP. `skip` is ignored without low latency (no
     /// CAN-SKIP-UNTIL is advertised) and once the stream ended.
-    pub fn render(&self, base: &str, skip: bool) -> String {
+    pub fn render<'a>(&self, uris: impl Into<UriForm<'a>>, skip: bool) -> String {
+        let UriForm {
+            prefix: base,
+            query,
+        } = uris.into();
         let ll = self.config.low_latency;
         let target_ms = 1_000 * self.target_duration_s;
         let open = self.open_listed();
@@ -408,11 +413,11 @@ impl HlsWindow {
                 DateTime(s.program_date_time_ms)
             );
             if ll && start_distance_ms <= 3 * target_ms {
-                render_parts(&mut out, base, s.msn, &s.parts);
+                render_parts(&mut out, base, query, s.msn, &s.parts);
             }
             let _ = write!(
                 out,
-                "#EXTINF:{},\n{base}{}.ts\n",
+                "#EXTINF:{},\n{base}{}.ts{query}\n",
                 Secs(u64::from(s.duration_ms)),
                 s.msn
             );
@@ -424,14 +429,14 @@ impl HlsWindow {
             if let Some(pdt) = o.program_date_time_ms {
                 let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", DateTime(pdt));
             }
-            render_parts(&mut out, base, o.msn, &o.parts);
+            render_parts(&mut out, base, query, o.msn, &o.parts);
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
         } else if let Some((msn, part)) = self.preload_hint() {
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}{msn}.{part}.ts\""
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}{msn}.{part}.ts{query}\""
             );
         }
         out
@@ -570,6 +575,21 @@ impl HlsWindow {
     }
 }
 
+/// How a playlist names its segments and parts: `{prefix}{msn}.ts{query}`
+/// and `{prefix}{msn}.{part}.ts{query}`.
+#[derive(Clone, Copy, Debug)]
+pub struct UriForm<'a> {
+    pub prefix: &'a str,
+    /// Empty, or `?name=value...` carried over from the playlist request.
+    pub query: &'a str,
+}
+
+impl<'a> From<&'a str> for UriForm<'a> {
+    fn from(prefix: &'a str) -> Self {
+        UriForm { prefix, query: "" }
+    }
+}
+
 /// A finished segment's parts as slices of its bytes, when they add up to
 /// them (then the parts' own buffers are freed); else as they came.
 fn slice_parts(parts: Vec<PartEntry>, data: &Bytes) -> Vec<PartEntry> {
@@ -593,11 +613,11 @@ fn slice_parts(parts: Vec<PartEntry>, data: &Bytes) -> Vec<PartEntry> {
         .collect()
 }
 
-fn render_parts(out: &mut String, base: &str, msn: u64, parts: &[PartEntry]) {
+fn render_parts(out: &mut String, base: &str, query: &str, msn: u64, parts: &[PartEntry]) {
     for (i, p) in parts.iter().enumerate() {
         let _ = write!(
             out,
-            "#EXT-X-PART:DURATION={},URI=\"{base}{msn}.{i}.ts\"",
+            "#EXT-X-PART:DURATION={},URI=\"{base}{msn}.{i}.ts{query}\"",
             Secs(u64::from(p.duration_ms))
         );
         if p.independent {

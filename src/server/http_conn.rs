@@ -326,7 +326,19 @@ async fn playlist(
         }
     }
     let base = format!("{name}/{}", r.path_prefix());
-    match shard.with_hls(key, r, |w| w.render(&base, skip)) {
+    // Segment and part requests must reach the same stream: when `?vhost=`
+    // chose its vhost, their URIs carry it (a Host header is sent again).
+    let query = match req.param("vhost") {
+        Some(v) if key.strip_prefix(v).is_some_and(|rest| rest.starts_with('/')) => {
+            crate::query::carry("vhost", v)
+        }
+        _ => String::new(),
+    };
+    let uris = crate::hls::UriForm {
+        prefix: &base,
+        query: &query,
+    };
+    match shard.with_hls(key, r, |w| w.render(uris, skip)) {
         Some(text) => (200, text),
         None => (404, format!("stream {key} is gone\n")),
     }

@@ -601,12 +601,24 @@ pub fn publish_and_wait(server: &Server, name: &str) -> Proc {
 
 /// Like [`publish_and_wait`], with publishing options.
 pub fn publish_and_wait_opts(server: &Server, name: &str, opts: &PublishOpts) -> Proc {
-    let mut p = ffmpeg_publish(name, &server.url("live/test"), opts);
     let key = format!("{DEFAULT_VHOST}/live/test");
+    publish_and_wait_at(server, name, "live/test", &key, opts)
+}
+
+/// Publishes to `path` (`app/stream[?query]`) and waits for the server's
+/// `publish` line for stream `key`.
+pub fn publish_and_wait_at(
+    server: &Server,
+    name: &str,
+    path: &str,
+    key: &str,
+    opts: &PublishOpts,
+) -> Proc {
+    let mut p = ffmpeg_publish(name, &server.url(path), opts);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if !server
-            .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(key.as_str()))
+            .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(key))
             .is_empty()
         {
             return p;
