@@ -65,6 +65,10 @@ pub struct Config {
     /// TCP port for every protocol (RTMP, HTTP, TLS are told apart by their
     /// first bytes). Default 8079.
     pub port: u16,
+    /// A second port, on `listen`, that serves only the monitoring API
+    /// (`/api/...`, `/status`, `/metrics`); the main port then answers
+    /// those paths 404. 0 = off: the API is on the main port. Default 0.
+    pub internal_port: u16,
     /// Number of shards (one glommio executor each); 0 = one per online core.
     pub shards: usize,
     /// Pin shard k to core k. Default false.
@@ -243,6 +247,7 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0".into(),
             port: 8079,
+            internal_port: 0,
             shards: 0,
             pin_cores: false,
             log: "info".into(),
@@ -453,6 +458,15 @@ impl Config {
             invalid("listen", format!("{:?} is not an IP address", self.listen))?;
         }
         in_range("shards", self.shards, 0, SHARDS_MAX)?;
+        if self.internal_port != 0 && self.internal_port == self.port {
+            invalid(
+                "internal_port",
+                format!(
+                    "{} is also `port`: the API port must differ from the main port (0 = no API port)",
+                    self.internal_port
+                ),
+            )?;
+        }
         if self.log.trim().is_empty() {
             invalid("log", "is empty (use e.g. \"info\")".into())?;
         }
@@ -642,6 +656,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.listen, "0.0.0.0");
         assert_eq!(c.port, 8079);
+        assert_eq!(c.internal_port, 0);
         assert_eq!(c.shards, 0);
         assert!(!c.pin_cores);
         assert_eq!(c.log, "info");
@@ -761,6 +776,7 @@ mod tests {
             ("default_vhost = \"a/b\"", "default_vhost"),
             ("vhosts = [\"\"]", "vhosts"),
             ("log = \"\"", "log"),
+            ("port = 9000\ninternal_port = 9000", "internal_port"),
         ] {
             let err = Config::from_toml_str(text, "bad.toml").unwrap_err();
             let msg = err.to_string();

@@ -211,6 +211,9 @@ pub enum Route {
     Index,
     /// `/api/streams`: the live streams as JSON.
     ApiStreams,
+    /// The JSON API of `server::api` (`/api/v1/...`, `/status`,
+    /// `/api/stream/...`).
+    Api(ApiRoute),
     /// `/assets/{package}/{path}`: a file of an installed player library.
     Asset {
         /// npm package name (`hls.js` or `mpegts.js`).
@@ -249,6 +252,71 @@ pub enum Route {
     NotFound,
 }
 
+impl Route {
+    /// Part of the monitoring API: served on `internal_port` only when one
+    /// is set (the main port then answers 404), else on the main port.
+    /// Every API, metrics or dashboard route is listed here, so the rule
+    /// lives in one place.
+    pub fn is_api(&self) -> bool {
+        matches!(self, Route::ApiStreams | Route::Api(_))
+    }
+}
+
+/// A route of the JSON API (`server::api`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiRoute {
+    /// `/api/v1/server` and `/status`: version, uptime, shards, config.
+    Server,
+    /// `/api/v1/streams`: every live stream.
+    Streams,
+    /// `/api/v1/streams/{vhost}/{app}/{stream}`, or `/api/stream/{app}/{stream}`
+    /// (vhost None: `?vhost=` or the default vhost).
+    Stream {
+        /// The vhost named in the path, if any.
+        vhost: Option<String>,
+        /// Application.
+        app: String,
+        /// Stream name.
+        stream: String,
+    },
+    /// `/api/v1/clients`: every open connection.
+    Clients,
+    /// `/api/v1/clients/{id}`, the id as written (checked by the handler,
+    /// so a bad one gets a JSON error naming it).
+    Client {
+        /// The client id.
+        id: String,
+    },
+}
+
+fn api_route(path: &str) -> Option<ApiRoute> {
+    if path == "/status" || path == "/api/v1/server" {
+        return Some(ApiRoute::Server);
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let named = |p: &[&&str]| p.iter().all(|s| !s.is_empty());
+    match parts.as_slice() {
+        ["api", "v1", "streams"] => Some(ApiRoute::Streams),
+        ["api", "v1", "streams", vhost, app, stream] if named(&[vhost, app, stream]) => {
+            Some(ApiRoute::Stream {
+                vhost: Some(vhost.to_string()),
+                app: app.to_string(),
+                stream: stream.to_string(),
+            })
+        }
+        ["api", "stream", app, stream] if named(&[app, stream]) => Some(ApiRoute::Stream {
+            vhost: None,
+            app: app.to_string(),
+            stream: stream.to_string(),
+        }),
+        ["api", "v1", "clients"] => Some(ApiRoute::Clients),
+        ["api", "v1", "clients", id] if !id.is_empty() => {
+            Some(ApiRoute::Client { id: id.to_string() })
+        }
+        _ => None,
+    }
+}
+
 /// The page at `/`: lists live streams (from `/api/streams`) and plays them
 /// with hls.js or mpegts.js served from `/assets/`.
 pub const PAGE: &str = include_str!("page.html");
@@ -263,6 +331,9 @@ pub fn route(path: &str) -> Route {
     }
     if path == "/api/streams" {
         return Route::ApiStreams;
+    }
+    if let Some(api) = api_route(path) {
+        return Route::Api(api);
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let ["assets", package, rest @ ..] = parts.as_slice() {
@@ -537,6 +608,38 @@ mod tests {
         assert_eq!(route("/assets/hls.js/../../etc/passwd"), Route::NotFound);
         assert_eq!(route("/assets/left-pad/index.js"), Route::NotFound);
         assert_eq!(route("/api/streams"), Route::ApiStreams);
+    }
+
+    #[test]
+    fn api_routes() {
+        assert_eq!(route("/status"), Route::Api(ApiRoute::Server));
+        assert_eq!(route("/api/v1/server"), Route::Api(ApiRoute::Server));
+        assert_eq!(route("/api/v1/streams"), Route::Api(ApiRoute::Streams));
+        assert_eq!(
+            route("/api/v1/streams/v/live/test"),
+            Route::Api(ApiRoute::Stream {
+                vhost: Some("v".into()),
+                app: "live".into(),
+                stream: "test".into()
+            })
+        );
+        assert_eq!(
+            route("/api/stream/live/test"),
+            Route::Api(ApiRoute::Stream {
+                vhost: None,
+                app: "live".into(),
+                stream: "test".into()
+            })
+        );
+        assert_eq!(route("/api/v1/clients"), Route::Api(ApiRoute::Clients));
+        assert_eq!(
+            route("/api/v1/clients/513"),
+            Route::Api(ApiRoute::Client { id: "513".into() })
+        );
+        assert_eq!(route("/api/v1/streams/v/live/"), Route::NotFound);
+        assert_eq!(route("/api/v1/clients/"), Route::NotFound);
+        assert!(route("/api/streams").is_api() && route("/status").is_api());
+        assert!(!route("/live/test.flv").is_api() && !route("/").is_api());
     }
 
     #[test]

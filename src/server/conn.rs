@@ -4,7 +4,7 @@
 //! until it asks to publish or play. A player stays there. A publisher whose
 //! stream another shard owns is handed to that shard.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -31,15 +31,38 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing player gets to receive its last messages.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A connection as its shard sees it, for idle checks and shutdown.
+/// A connection as its shard sees it, for idle checks, shutdown and the
+/// API's client list.
 pub struct ConnState {
     /// Remote address.
     pub peer: SocketAddr,
+    /// When it was accepted (or handed to this shard).
+    pub accepted: Instant,
+    /// Accepted on `internal_port`, which serves only the API.
+    pub internal: bool,
+    /// What it turned out to be so far.
+    pub what: RefCell<ConnWhat>,
     /// Raised to make the connection close.
     pub close: Rc<Signal>,
     /// Last time bytes moved either way (shared with a player's queue,
     /// which writes from the fan-out too).
     pub last_active: Rc<Cell<Instant>>,
+}
+
+/// What a connection is, as far as its driver knows.
+#[derive(Clone, Debug, Default)]
+pub enum ConnWhat {
+    /// Its first bytes have not arrived yet.
+    #[default]
+    Sniffing,
+    /// RTMP, before publish or play.
+    Rtmp,
+    /// HTTP requests (API, HLS, pages).
+    Http,
+    /// The publisher of a stream.
+    Publisher(StreamKey),
+    /// A player of a stream, by protocol (`rtmp`, `http-flv`).
+    Player(StreamKey, &'static str),
 }
 
 /// One open connection under `max_connections`, with its counters. It is
@@ -63,15 +86,19 @@ impl Drop for ConnSlot {
 /// Keeps a connection in its shard's registry while alive.
 pub(super) struct Registered {
     shard: Rc<Shard>,
-    id: u64,
+    /// The client id (the API's), unique across shards.
+    pub(super) id: u64,
     pub(super) state: Rc<ConnState>,
 }
 
 impl Registered {
-    fn new(shard: &Rc<Shard>, peer: SocketAddr) -> Self {
+    fn new(shard: &Rc<Shard>, peer: SocketAddr, internal: bool) -> Self {
         let id = shard.next_id();
         let state = Rc::new(ConnState {
             peer,
+            accepted: Instant::now(),
+            internal,
+            what: RefCell::new(ConnWhat::Sniffing),
             close: Rc::new(Signal::default()),
             last_active: Rc::new(Cell::new(Instant::now())),
         });
@@ -99,8 +126,9 @@ enum Intent {
     Play(StreamRequest),
 }
 
-/// Entry point for every accepted socket.
-pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
+/// Entry point for every accepted socket; `internal`: accepted on
+/// `internal_port` (HTTP only).
+pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream, internal: bool) {
     let peer = match stream.peer_addr() {
         Ok(p) => p,
         Err(_) => return,
@@ -119,7 +147,7 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
     };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let reg = Registered::new(&shard, peer);
+    let reg = Registered::new(&shard, peer, internal);
     log::debug!("accept peer={peer} shard={}", shard.id());
 
     // Sniff the protocol from the first bytes (DESIGN.md: one port).
@@ -138,9 +166,21 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
     first.shrink_to_fit();
     slot.bytes_in += n as u64;
     match first[0] {
-        crate::rtmp::handshake::RTMP_VERSION => {}
         b'A'..=b'Z' => {
+            *reg.state.what.borrow_mut() = ConnWhat::Http;
             super::http_conn::run(shard, stream, first, slot, reg).await;
+            return;
+        }
+        crate::rtmp::handshake::RTMP_VERSION if !internal => {
+            *reg.state.what.borrow_mut() = ConnWhat::Rtmp;
+        }
+        other if internal => {
+            log::warn!(
+                "peer={peer} error=first byte 0x{other:02x} on internal_port {}, which serves \
+                 only the HTTP API",
+                shard.config.internal_port
+            );
+            log_close(peer, None, &slot, None);
             return;
         }
         other => {
@@ -221,7 +261,7 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream) {
 /// A publisher that another shard accepted and handed to us, the owner.
 pub async fn run_handed_off_publisher(shard: Rc<Shard>, stream: TcpStream, h: PublisherHandoff) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let reg = Registered::new(&shard, h.peer);
+    let reg = Registered::new(&shard, h.peer, false);
     run_publisher(shard, stream, h.session, h.request, h.key, h.slot, reg).await;
 }
 
@@ -313,7 +353,7 @@ async fn run_publisher(
     reg: Registered,
 ) {
     let peer = reg.state.peer;
-    let id = match shard.start_publish(&key, reg.state.close.clone()) {
+    let id = match shard.start_publish(&key, &reg) {
         Ok(id) => id,
         Err(reason) => {
             log::warn!("publish refused key={key} peer={peer} reason={reason}");
@@ -326,6 +366,7 @@ async fn run_publisher(
         }
     };
     session.accept_publish();
+    *reg.state.what.borrow_mut() = ConnWhat::Publisher(key.clone());
     log::info!(
         "publish key={key} peer={peer} shard={} stream_id={}",
         shard.id(),
@@ -399,8 +440,9 @@ async fn run_player(
     let key = shard.stream_key(&req);
     let asked = MediaFilter::from_query(&req.query);
     let mut only = asked;
+    // The player's id is its client id, so the API can name it.
     let player = Rc::new(Player::new(
-        shard.next_id(),
+        reg.id,
         peer,
         PlayerFormat::Rtmp {
             stream_id: req.stream_id,
@@ -413,6 +455,7 @@ async fn run_player(
         player.queue.borrow_mut().push_control(&[b]);
     }
     session.release_buffers();
+    *reg.state.what.borrow_mut() = ConnWhat::Player(key.clone(), "rtmp");
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
         "play key={key} peer={peer} shard={} stream_id={} gop_frames={cached} audio={} video={}",

@@ -100,6 +100,11 @@ async fn handle(
     let keep = req.keep_alive;
     let v = req.minor_version;
     let head_only = req.method == "HEAD";
+    let route = http::route(&req.path);
+    // The JSON API, and which port may serve what (`internal_port`).
+    if let Some(r) = super::api::handle(shard, stream, slot, reg, &req, &route).await {
+        return finish(r, keep);
+    }
     match req.method.as_str() {
         "GET" | "HEAD" => {}
         "OPTIONS" => {
@@ -119,7 +124,7 @@ async fn handle(
             return finish(write_all(stream, &out, slot).await, keep);
         }
     }
-    match http::route(&req.path) {
+    match route {
         Route::Index => {
             let r = respond_body(
                 stream,
@@ -176,7 +181,8 @@ async fn handle(
                 )
             }
         },
-        Route::NotFound => {
+        // API routes were answered by `api::handle` above.
+        Route::NotFound | Route::Api(_) => {
             let body = format!("no such path: {}\n", req.path);
             finish(
                 respond(stream, slot, v, 404, &body, keep, head_only).await,
@@ -552,8 +558,9 @@ pub async fn serve_flv(
     let peer = reg.state.peer;
     let chunked = req.minor_version == 1;
     let filter = MediaFilter::from_query(&req.query);
+    // The player's id is its client id, so the API can name it.
     let player = Rc::new(Player::new(
-        shard.next_id(),
+        reg.id,
         peer,
         PlayerFormat::Flv { chunked },
         filter,
@@ -581,6 +588,7 @@ pub async fn serve_flv(
             q.push_control(&[header]);
         }
     }
+    *reg.state.what.borrow_mut() = super::conn::ConnWhat::Player(key.clone(), "http-flv");
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
         "play key={key} peer={peer} shard={} protocol=http-flv gop_frames={cached} audio={} video={}",

@@ -7,6 +7,7 @@
 //! session state. A player stays on the shard that accepted it and is fed by
 //! that shard's replica, which the owner feeds with one message per event.
 
+pub mod api;
 mod conn;
 mod http_conn;
 mod writer;
@@ -68,6 +69,8 @@ pub enum ShardMsg {
     WantRendition(StreamKey, Rendition),
     /// Reply with the live streams the receiver owns.
     ListLive(flume::Sender<Vec<StreamKey>>),
+    /// A request of the JSON API (a gather, or a drop) and its reply channel.
+    Api(api::ApiMsg),
 }
 
 /// What travels with a publisher's socket to the owner shard.
@@ -126,6 +129,11 @@ impl Rebase {
 struct PublisherSlot {
     id: u64,
     close: Rc<Signal>,
+    /// Its connection's client id (the API's).
+    conn_id: u64,
+    peer: SocketAddr,
+    /// Bitrate and frame rate in, and when the publish started.
+    meter: api::IngestMeter,
 }
 
 /// A shard subscribed to an owned stream.
@@ -213,7 +221,7 @@ impl Shard {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         // Unique across shards: the shard index in the low bits.
-        id * 256 + self.ctx.id() as u64
+        id * crate::config::SHARDS_MAX as u64 + self.ctx.id() as u64
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -460,7 +468,7 @@ impl Shard {
 
     /// Decides a publish on the owner. Returns the publisher id, or the
     /// reason it is refused.
-    fn start_publish(&self, key: &StreamKey, close: Rc<Signal>) -> Result<u64, String> {
+    fn start_publish(&self, key: &StreamKey, conn: &conn::Registered) -> Result<u64, String> {
         let id = self.next_id();
         let mut streams = self.streams.borrow_mut();
         let entry = streams
@@ -484,7 +492,13 @@ impl Shard {
             log::info!("republish key={key} replacing publisher id={}", old.id);
             old.close.raise();
         }
-        *publisher = Some(PublisherSlot { id, close });
+        *publisher = Some(PublisherSlot {
+            id,
+            close: conn.state.close.clone(),
+            conn_id: conn.id,
+            peer: conn.state.peer,
+            meter: api::IngestMeter::new(Instant::now()),
+        });
         rebase.new_publisher();
         for r in Rendition::ALL {
             if !hls_wanted[r.index()] {
@@ -522,6 +536,7 @@ impl Shard {
             match event {
                 StreamEvent::Frame(mut f) => {
                     f.timestamp = rebase.map(f.timestamp);
+                    p.meter.record(Instant::now(), &f);
                     StreamEvent::Frame(f)
                 }
                 other => other,
@@ -802,6 +817,7 @@ impl Shard {
             ShardMsg::ListLive(reply) => {
                 let _ = reply.try_send(self.owned_live_keys());
             }
+            ShardMsg::Api(msg) => api::on_message(self, msg),
             ShardMsg::Event(key, event) => {
                 let grace = self.grace_deadline();
                 if let Some(entry) = self.streams.borrow_mut().get_mut(&key) {
@@ -878,6 +894,7 @@ fn report_skips(key: &StreamKey, p: &Player) {
 /// Runs one shard until shutdown: binds the listener, serves the inbox,
 /// accepts connections and keeps house.
 pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
+    api::started();
     let shard = Rc::new(Shard::new(ctx, config.clone()));
     let inbox_shard = shard.clone();
     shards::serve_inbox(move |from, msg: ShardMsg| inbox_shard.on_message(from, msg));
@@ -890,6 +907,11 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
             shards::request_stop();
             return;
         }
+    };
+    // Bound before `listening` is logged, so the API port answers by then.
+    let Ok(internal) = api::bind_internal(&shard) else {
+        shards::request_stop();
+        return;
     };
     if SHARDS_LISTENING.fetch_add(1, Ordering::SeqCst) + 1 == shard.ctx.count() {
         log::info!("listening addr={addr} shards={}", shard.ctx.count());
@@ -909,25 +931,10 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         })
     };
 
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.stopping.wait().await;
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { break };
-        match accepted {
-            Ok(stream) => {
-                let shard = shard.clone();
-                glommio::spawn_local(conn::run_accepted(shard, stream)).detach();
-            }
-            Err(e) => {
-                log::warn!("accept on shard {}: {e}", shard.id());
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
+    accept_loop(shard.clone(), listener, false).await;
+    if let Some(internal) = internal {
+        internal.await;
     }
-    drop(listener);
     ticker.await;
     // Tell every connection to say goodbye, then give them a moment.
     for c in shard.conns.borrow().values() {
@@ -938,6 +945,30 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     log::debug!("shard {} stopped", shard.id());
+}
+
+/// Accepts connections on `listener` until the shard stops; `internal`:
+/// it is the `internal_port` listener.
+async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, internal: bool) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopping.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => {
+                let shard = shard.clone();
+                glommio::spawn_local(conn::run_accepted(shard, stream, internal)).detach();
+            }
+            Err(e) => {
+                let which = if internal { "internal_port" } else { "port" };
+                log::warn!("accept on shard {} ({which}): {e}", shard.id());
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// Reserves a connection slot under `max_connections` (0 = unlimited).
