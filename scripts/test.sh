@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: on a fresh Debian machine with Rust and Node.js
 # (>= 20, with npm), installs what the tests need (ffmpeg/ffprobe, rtmpdump,
-# Debian's chromium, and the npm packages of package-lock.json), builds the
-# release binary and runs every test of the workspace. Extra arguments go to
-# `cargo test` (e.g. `scripts/test.sh --test rtmp -- --nocapture`).
+# Debian's chromium, promtool from Debian's prometheus, and the npm packages
+# of package-lock.json), builds the release binary and runs every test of the
+# workspace. Extra arguments go to `cargo test`
+# (e.g. `scripts/test.sh --test rtmp -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,12 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
     apt_packages+=(chromium)
+fi
+# tests/metrics.rs checks /metrics with `promtool check metrics`, which
+# Debian ships in its prometheus package.
+if ! command -v promtool >/dev/null 2>&1; then
+    missing+=(promtool)
+    apt_packages+=(prometheus)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_packages[*]} (missing: ${missing[*]})" >&2

@@ -7,6 +7,7 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod query;
 pub mod rtmp;
 pub mod server;

@@ -214,6 +214,12 @@ pub enum Route {
     /// The JSON API of `server::api` (`/api/v1/...`, `/status`,
     /// `/api/stream/...`).
     Api(ApiRoute),
+    /// `/metrics`: every shard's metrics, Prometheus text format 0.0.4.
+    Metrics,
+    /// `/api/v1/stats` (or `/api/stats`): connections, bandwidth, totals.
+    ApiStats,
+    /// `/api/v1/shards`: per shard gauges, CPU time and percentiles.
+    ApiShards,
     /// `/assets/{package}/{path}`: a file of an installed player library.
     Asset {
         /// npm package name (`hls.js` or `mpegts.js`).
@@ -258,7 +264,10 @@ impl Route {
     /// Every API, metrics or dashboard route is listed here, so the rule
     /// lives in one place.
     pub fn is_api(&self) -> bool {
-        matches!(self, Route::ApiStreams | Route::Api(_))
+        matches!(
+            self,
+            Route::ApiStreams | Route::Api(_) | Route::Metrics | Route::ApiStats | Route::ApiShards
+        )
     }
 }
 
@@ -331,6 +340,12 @@ pub fn route(path: &str) -> Route {
     }
     if path == "/api/streams" {
         return Route::ApiStreams;
+    }
+    match path {
+        "/metrics" => return Route::Metrics,
+        "/api/v1/stats" | "/api/stats" => return Route::ApiStats,
+        "/api/v1/shards" => return Route::ApiShards,
+        _ => {}
     }
     if let Some(api) = api_route(path) {
         return Route::Api(api);
@@ -608,6 +623,11 @@ mod tests {
         assert_eq!(route("/assets/hls.js/../../etc/passwd"), Route::NotFound);
         assert_eq!(route("/assets/left-pad/index.js"), Route::NotFound);
         assert_eq!(route("/api/streams"), Route::ApiStreams);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/api/v1/stats"), Route::ApiStats);
+        assert_eq!(route("/api/stats"), Route::ApiStats);
+        assert_eq!(route("/api/v1/shards"), Route::ApiShards);
+        assert!(route("/metrics").is_api() && route("/api/v1/shards").is_api());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 use shards::MovedConnection;
 
 use super::{writer, PublisherHandoff, Shard, ShardMsg};
+use crate::metrics::{ConnCount, Protocol};
 use crate::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
 use crate::stream::{MediaFilter, Player, PlayerFormat, Signal, StreamEvent, StreamKey};
 
@@ -89,6 +90,8 @@ pub(super) struct Registered {
     /// The client id (the API's), unique across shards.
     pub(super) id: u64,
     pub(super) state: Rc<ConnState>,
+    /// The connection in the shard's connection counts, by protocol.
+    pub(super) count: ConnCount,
 }
 
 impl Registered {
@@ -110,6 +113,7 @@ impl Registered {
             shard: shard.clone(),
             id,
             state,
+            count: ConnCount::open(shard.metrics.clone()),
         }
     }
 }
@@ -230,6 +234,8 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream, internal: boo
                     return;
                 }
             }
+            reg.count.moved();
+            shard.metrics.handoff_sent();
             drop(reg);
             log::debug!(
                 "handoff key={key} peer={peer} from={} to={owner}",
@@ -291,7 +297,10 @@ pub(super) async fn read_some(
     match futures_lite::future::or(read, futures_lite::future::or(closed, timeout)).await {
         None => Ok(None),
         Some(Ok(0)) => Ok(None),
-        Some(Ok(n)) => Ok(Some(n)),
+        Some(Ok(n)) => {
+            crate::metrics::with(|m| m.bytes_in(n as u64));
+            Ok(Some(n))
+        }
         Some(Err(e)) => Err(e),
     }
 }
@@ -303,6 +312,7 @@ pub(super) async fn write_all(
 ) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     slot.bytes_out += bytes.len() as u64;
+    crate::metrics::with(|m| m.bytes_out(bytes.len() as u64));
     Ok(())
 }
 
@@ -366,6 +376,7 @@ async fn run_publisher(
         }
     };
     session.accept_publish();
+    reg.count.classify(Protocol::RtmpPublish);
     *reg.state.what.borrow_mut() = ConnWhat::Publisher(key.clone());
     log::info!(
         "publish key={key} peer={peer} shard={} stream_id={}",
@@ -456,6 +467,7 @@ async fn run_player(
     }
     session.release_buffers();
     *reg.state.what.borrow_mut() = ConnWhat::Player(key.clone(), "rtmp");
+    reg.count.classify(Protocol::RtmpPlay);
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
         "play key={key} peer={peer} shard={} stream_id={} gop_frames={cached} audio={} video={}",
@@ -540,6 +552,7 @@ pub(super) async fn drive_player(
                 return Ok::<_, Box<dyn std::error::Error>>("peer closed");
             }
             bytes_in += n as u64;
+            shard.metrics.bytes_in(n as u64);
             reg.state.last_active.set(Instant::now());
             if let Some(reason) = on_input(&buf[..n], &mut player.queue.borrow_mut())? {
                 return Ok(reason);

@@ -13,6 +13,7 @@ use super::conn::{
 use super::Shard;
 use crate::hls::Readiness;
 use crate::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
+use crate::metrics::Protocol;
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 
 /// How often a waiting request re-asserts its interest in the stream (it
@@ -137,6 +138,13 @@ async fn handle(
                 head_only,
             )
             .await;
+            finish(r, keep)
+        }
+        route @ (Route::Metrics | Route::ApiStats | Route::ApiShards) => {
+            let (kind, body) = super::stats::answer(shard, &route)
+                .await
+                .unwrap_or_default();
+            let r = respond_body(stream, slot, v, 200, kind, &body, keep, head_only).await;
             finish(r, keep)
         }
         Route::ApiStreams => {
@@ -272,6 +280,7 @@ async fn playlist(
     name: &str,
     reg: &Registered,
 ) -> (u16, String) {
+    reg.count.classify(Protocol::Hls);
     let msn = req.param("_HLS_msn").map(str::parse::<u64>);
     let part = req.param("_HLS_part").map(str::parse::<u32>);
     let (msn, part) = match (msn, part) {
@@ -360,6 +369,7 @@ async fn media(
     part: Option<u32>,
     reg: &Registered,
 ) -> Result<Bytes, (u16, String)> {
+    reg.count.classify(Protocol::Hls);
     let Some((notify, _)) = shard.watch_hls(key, r) else {
         return Err((404, format!("stream {key} is not published\n")));
     };
@@ -589,6 +599,7 @@ pub async fn serve_flv(
         }
     }
     *reg.state.what.borrow_mut() = super::conn::ConnWhat::Player(key.clone(), "http-flv");
+    reg.count.classify(Protocol::HttpFlv);
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
         "play key={key} peer={peer} shard={} protocol=http-flv gop_frames={cached} audio={} video={}",

@@ -10,6 +10,7 @@
 pub mod api;
 mod conn;
 mod http_conn;
+mod stats;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -63,12 +64,15 @@ pub enum ShardMsg {
     Subscribe(StreamKey),
     /// The sending shard no longer wants this stream's events.
     Unsubscribe(StreamKey),
-    /// From the owner: one event of a stream the receiver subscribed to.
-    Event(StreamKey, StreamEvent),
+    /// From the owner: one event of a stream the receiver subscribed to,
+    /// and when the owner took it in (fan-out latency counts from then).
+    Event(StreamKey, StreamEvent, Instant),
     /// To the owner: a player on the sender wants this HLS rendition cut.
     WantRendition(StreamKey, Rendition),
     /// Reply with the live streams the receiver owns.
     ListLive(flume::Sender<Vec<StreamKey>>),
+    /// Reply with a snapshot of the receiver's metrics (`server::stats`).
+    Stats(flume::Sender<crate::metrics::ShardStats>),
     /// A request of the JSON API (a gather, or a drop) and its reply channel.
     Api(api::ApiMsg),
 }
@@ -197,6 +201,9 @@ pub struct Shard {
     stopping: Signal,
     /// Player library files served at `/assets/`, read on first use.
     assets: RefCell<HashMap<String, Bytes>>,
+    /// This shard's counters and histograms (also reachable as
+    /// `metrics::with` from code that holds no `Shard`: a shard is a thread).
+    metrics: Rc<crate::metrics::ShardMetrics>,
 }
 
 impl Shard {
@@ -209,6 +216,7 @@ impl Shard {
             conns: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
             assets: RefCell::new(HashMap::new()),
+            metrics: crate::metrics::local(),
         }
     }
 
@@ -416,20 +424,9 @@ impl Shard {
     /// Every live stream, gathered from all shards by message.
     pub async fn all_live_keys(self: &Rc<Self>) -> Vec<StreamKey> {
         let mut keys = self.owned_live_keys();
-        let (tx, rx) = flume::bounded(self.ctx.count());
-        for peer in (0..self.ctx.count()).filter(|&p| p != self.id()) {
-            if let Err(e) = self.ctx.send(peer, ShardMsg::ListLive(tx.clone())).await {
-                log::warn!("stream list request to shard {peer} failed: {e}");
-            }
+        for mut more in self.gather("stream list", ShardMsg::ListLive).await {
+            keys.append(&mut more);
         }
-        drop(tx);
-        let deadline = glommio::timer::sleep(GATHER_TIMEOUT);
-        let gather = async {
-            while let Ok(mut more) = rx.recv_async().await {
-                keys.append(&mut more);
-            }
-        };
-        futures_lite::future::or(gather, deadline).await;
         keys.sort();
         keys.dedup();
         keys
@@ -543,7 +540,10 @@ impl Shard {
             }
         };
         let frame = match &event {
-            StreamEvent::Frame(f) => Some(f.clone()),
+            StreamEvent::Frame(f) => {
+                self.metrics.frame_in();
+                Some(f.clone())
+            }
             _ => None,
         };
         self.owner_event(key, event);
@@ -660,7 +660,8 @@ impl Shard {
         let Some(entry) = streams.get_mut(key) else {
             return;
         };
-        entry.core.apply(&event, grace);
+        let ingest = Instant::now();
+        entry.core.apply_ingested(&event, grace, ingest);
         let Role::Owner { replicas, .. } = &mut entry.role else {
             return;
         };
@@ -684,10 +685,14 @@ impl Shard {
             };
             match self
                 .ctx
-                .try_send(r.shard, ShardMsg::Event(key.clone(), msg))
+                .try_send(r.shard, ShardMsg::Event(key.clone(), msg, ingest))
             {
-                Ok(()) => r.lagging = false,
+                Ok(()) => {
+                    r.lagging = false;
+                    self.metrics.replica_event_sent();
+                }
                 Err(SendError::Full) => {
+                    self.metrics.replica_event_dropped();
                     if !r.lagging {
                         log::warn!(
                             "replica lagging key={key} shard={} (channel of {CHANNEL_CAPACITY} full); resync at next keyframe",
@@ -775,6 +780,7 @@ impl Shard {
     fn on_message(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
             ShardMsg::Publisher(moved) => {
+                self.metrics.handoff_received();
                 let shard = self.clone();
                 glommio::spawn_local(async move {
                     let (stream, handoff) = (*moved).attach();
@@ -794,9 +800,18 @@ impl Shard {
                         .ctx
                         .try_send(
                             from,
-                            ShardMsg::Event(key.clone(), StreamEvent::Snapshot(Box::new(snapshot))),
+                            ShardMsg::Event(
+                                key.clone(),
+                                StreamEvent::Snapshot(Box::new(snapshot)),
+                                Instant::now(),
+                            ),
                         )
                         .is_err();
+                    if lagging {
+                        self.metrics.replica_event_dropped();
+                    } else {
+                        self.metrics.replica_event_sent();
+                    }
                     replicas.push(ReplicaLink {
                         shard: from,
                         lagging,
@@ -814,15 +829,19 @@ impl Shard {
                 self.maybe_drop_owned(&key);
             }
             ShardMsg::WantRendition(key, r) => self.want_rendition(&key, r),
+            ShardMsg::Stats(reply) => {
+                let _ = reply.try_send(self.stats_snapshot());
+            }
             ShardMsg::ListLive(reply) => {
                 let _ = reply.try_send(self.owned_live_keys());
             }
             ShardMsg::Api(msg) => api::on_message(self, msg),
-            ShardMsg::Event(key, event) => {
+            ShardMsg::Event(key, event, ingest) => {
+                self.metrics.replica_event_received();
                 let grace = self.grace_deadline();
                 if let Some(entry) = self.streams.borrow_mut().get_mut(&key) {
                     if matches!(entry.role, Role::Replica { .. }) {
-                        entry.core.apply(&event, grace);
+                        entry.core.apply_ingested(&event, grace, ingest);
                     }
                 }
             }
@@ -895,6 +914,7 @@ fn report_skips(key: &StreamKey, p: &Player) {
 /// accepts connections and keeps house.
 pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
     api::started();
+    crate::metrics::start_time();
     let shard = Rc::new(Shard::new(ctx, config.clone()));
     let inbox_shard = shard.clone();
     shards::serve_inbox(move |from, msg: ShardMsg| inbox_shard.on_message(from, msg));
@@ -921,7 +941,10 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             loop {
+                let due = Instant::now() + TICK;
                 glommio::timer::sleep(TICK).await;
+                // How late the timer fired: the event-loop stall.
+                shard.metrics.tick(due, Instant::now());
                 if shards::stop_requested() {
                     shard.stopping.raise();
                     return;

@@ -520,7 +520,19 @@ impl StreamCore {
 
     /// Applies one event and fans it out to this shard's players.
     /// `grace_deadline` is when players give up if the event unpublishes.
+    /// A frame counts as ingested now (see [`StreamCore::apply_ingested`]).
     pub fn apply(&mut self, event: &StreamEvent, grace_deadline: Instant) {
+        self.apply_ingested(event, grace_deadline, Instant::now());
+    }
+
+    /// [`StreamCore::apply`] for an event its owner took in at `ingest`:
+    /// the fan-out latency of its frame is counted from then.
+    pub fn apply_ingested(
+        &mut self,
+        event: &StreamEvent,
+        grace_deadline: Instant,
+        ingest: Instant,
+    ) {
         match event {
             StreamEvent::Published => {
                 self.changed.notify();
@@ -564,7 +576,7 @@ impl StreamCore {
                 }
                 self.metadata = Some(meta);
             }
-            StreamEvent::Frame(frame) => self.on_frame(frame),
+            StreamEvent::Frame(frame) => self.on_frame(frame, ingest),
             StreamEvent::Hls(r, ev) => {
                 if let (HlsEvent::Part { msn, part, .. }, Some(last)) = (ev, self.frame_times[0]) {
                     log::debug!(
@@ -610,7 +622,7 @@ impl StreamCore {
         }
     }
 
-    fn on_frame(&mut self, frame: &Frame) {
+    fn on_frame(&mut self, frame: &Frame, ingest: Instant) {
         let now = Instant::now();
         self.frames_in += 1;
         self.frame_times = [self.frame_times[1], Some(now)];
@@ -653,8 +665,8 @@ impl StreamCore {
                 let parts = wire.get(p.format);
                 if frame.sequence_header {
                     q.push_control(parts);
-                } else {
-                    q.push_media(parts, is_start_point(frame, filter, self.has_video));
+                } else if q.push_media(parts, is_start_point(frame, filter, self.has_video)) {
+                    q.mark_ingest(ingest);
                 }
             }
             // Also when the frame is not for this player: what it holds

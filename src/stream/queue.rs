@@ -20,6 +20,12 @@ pub const IOV_BATCH: usize = 64;
 /// few frames, so steady playback does not reallocate.
 const QUEUE_ENTRIES_KEPT: usize = 16;
 
+/// Frames whose ingest time a queue remembers until they are written, for
+/// the fan-out latency histogram (24 bytes each). Past this many frames
+/// waiting, later frames are not timed: a backlog that deep is already
+/// counted as skips.
+pub const INGEST_MARKS_MAX: usize = 128;
+
 /// Where a queue is in its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum QueueState {
@@ -54,6 +60,9 @@ pub struct OutQueue {
     waker: Option<Waker>,
     /// The player's socket, while its writer may be bypassed.
     direct: Option<DirectSocket>,
+    /// (end position in bytes ever queued, ingest time on the owner) of
+    /// live frames not yet fully written, oldest first.
+    ingest_marks: VecDeque<(u64, Instant)>,
 }
 
 /// A socket the fan-out may write to itself while the player's writer task
@@ -76,6 +85,7 @@ impl OutQueue {
             written: 0,
             waker: None,
             direct: None,
+            ingest_marks: VecDeque::new(),
         }
     }
 
@@ -118,6 +128,7 @@ impl OutQueue {
         if !queue {
             if self.state == QueueState::Skipping {
                 self.skipped += 1;
+                crate::metrics::with(|m| m.frame_skipped());
             }
             return false;
         }
@@ -125,7 +136,18 @@ impl OutQueue {
         for p in parts {
             self.push(p.clone());
         }
+        crate::metrics::with(|m| m.frame_out());
         true
+    }
+
+    /// The message just queued was ingested by its owner at `ingest`: when
+    /// its last byte is written, the shard's fan-out latency histogram gets
+    /// the time since (bounded by [`INGEST_MARKS_MAX`]).
+    pub fn mark_ingest(&mut self, ingest: Instant) {
+        if self.ingest_marks.len() < INGEST_MARKS_MAX {
+            let end = self.written + self.bytes as u64;
+            self.ingest_marks.push_back((end, ingest));
+        }
     }
 
     /// Gets queued bytes moving. While the writer task is parked on an
@@ -214,9 +236,28 @@ impl OutQueue {
         self.bufs.is_empty()
     }
 
-    /// Forgets `n` bytes from the front, after they were written.
+    /// Forgets `n` bytes from the front, after they were written (one
+    /// write, for the shard's write-size histogram).
     pub fn advance(&mut self, mut n: usize) {
         self.written += n as u64;
+        let written = self.written;
+        let done = self
+            .ingest_marks
+            .front()
+            .is_some_and(|&(end, _)| end <= written);
+        crate::metrics::with(|m| {
+            m.player_write(n as u64);
+            if done {
+                let now = Instant::now();
+                while let Some(&(end, ingest)) = self.ingest_marks.front() {
+                    if end > written {
+                        break;
+                    }
+                    m.delivered(ingest, now);
+                    self.ingest_marks.pop_front();
+                }
+            }
+        });
         self.bytes -= n.min(self.bytes);
         while n > 0 {
             let Some(front) = self.bufs.front_mut() else {
@@ -234,6 +275,9 @@ impl OutQueue {
         // entries; a player that has caught up needs a handful.
         if self.bufs.is_empty() && self.bufs.capacity() > QUEUE_ENTRIES_KEPT {
             self.bufs.shrink_to(QUEUE_ENTRIES_KEPT);
+        }
+        if self.ingest_marks.is_empty() && self.ingest_marks.capacity() > QUEUE_ENTRIES_KEPT {
+            self.ingest_marks.shrink_to(QUEUE_ENTRIES_KEPT);
         }
     }
 
@@ -474,6 +518,28 @@ pub(crate) mod tests {
         assert!(q.push_media(&b(10), false));
         assert_eq!(q.skipped(), 4);
         assert_eq!(q.written(), 60);
+    }
+
+    #[test]
+    fn a_frame_is_timed_when_its_last_byte_is_written() {
+        let timed = || {
+            let s = crate::metrics::local().snapshot(0, Default::default());
+            (s.fanout_us.count(), s.write_bytes.count())
+        };
+        let before = timed();
+        let mut q = OutQueue::new(1000);
+        assert!(q.push_media(&b(10), true));
+        q.mark_ingest(Instant::now());
+        q.push_control(&b(4));
+        assert!(q.push_media(&b(10), false));
+        q.mark_ingest(Instant::now());
+        q.advance(8);
+        assert_eq!(timed(), (before.0, before.1 + 1), "no frame complete");
+        q.advance(10);
+        assert_eq!(timed().0, before.0 + 1, "the first frame");
+        q.advance(6);
+        assert_eq!(timed(), (before.0 + 2, before.1 + 3));
+        assert!(q.ingest_marks.is_empty());
     }
 
     #[test]
