@@ -473,6 +473,14 @@ fn internal_port_serves_only_the_api() {
     });
     assert_eq!(v["video"]["codec"], "h264", "{v}");
 
+    // HLS players hold no connection: they are counted by requests.
+    let playlist = http_client::get(port, "/live/test.m3u8", Duration::from_secs(15))
+        .expect("playlist request");
+    assert_eq!(playlist.head.status, 200, "{}", playlist.text());
+    stream_when(&server, internal, "the HLS request counted", |v| {
+        v["hls"]["requests"].as_u64() >= Some(1)
+    });
+
     // RTMP on the internal port is refused.
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", internal)).expect("connect");
     sock.write_all(&[3u8; 1537]).expect("write C0C1");

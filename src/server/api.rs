@@ -74,6 +74,21 @@ pub(super) fn bind_internal(shard: &Rc<Shard>) -> Result<Option<glommio::Task<()
     ))))
 }
 
+impl Shard {
+    /// Counts one HLS request (playlist, segment or part) served for
+    /// `key`. Only streams this shard has an entry for are counted, so the
+    /// counts are bounded by the stream table (and go with its entries).
+    pub(super) fn count_hls_request(&self, key: &StreamKey) {
+        if self.streams.borrow().contains_key(key) {
+            *self
+                .hls_requests
+                .borrow_mut()
+                .entry(key.clone())
+                .or_default() += 1;
+        }
+    }
+}
+
 /// Measures a publisher's input: bytes and frames in total, and the
 /// bitrate and video frame rate over the last [`RATE_WINDOW`].
 #[derive(Debug)]
@@ -234,6 +249,7 @@ pub struct StreamPart {
     /// Present on the owner only.
     owner: Option<OwnerPart>,
     players: Vec<PlayerView>,
+    hls_requests: u64,
 }
 
 /// What only the owner of a stream knows.
@@ -314,6 +330,8 @@ struct StreamView {
     bitrate_in_bps: u64,
     bitrate_window_s: u64,
     players: PlayerCounts,
+    /// HLS players hold no connection: they are counted by requests.
+    hls: HlsRequests,
     /// Bytes written to the players attached now.
     bytes_out: u64,
     gop_cache: GopView,
@@ -328,6 +346,13 @@ struct PlayerCounts {
     total: usize,
     rtmp: usize,
     http_flv: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct HlsRequests {
+    /// Playlist, segment and part requests served while the shards
+    /// followed the stream.
+    requests: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -482,12 +507,13 @@ fn stream_part(shard: &Shard, key: &StreamKey, e: &Entry, now: Instant) -> Strea
         key: key.clone(),
         owner,
         players,
+        hls_requests: shard.hls_requests.borrow().get(key).copied().unwrap_or(0),
     }
 }
 
 /// Merges every shard's parts into the live streams, by key.
 fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
-    type Merged = (Option<(usize, OwnerPart)>, Vec<PlayerView>);
+    type Merged = (Option<(usize, OwnerPart)>, Vec<PlayerView>, u64);
     let mut by_key: BTreeMap<StreamKey, Merged> = BTreeMap::new();
     for s in shards {
         for part in s.parts {
@@ -496,11 +522,12 @@ fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
                 slot.0 = Some((s.shard, o));
             }
             slot.1.extend(part.players);
+            slot.2 += part.hls_requests;
         }
     }
     by_key
         .into_iter()
-        .filter_map(|(key, (owner, mut players))| {
+        .filter_map(|(key, (owner, mut players, hls_requests))| {
             let (owner_shard, o) = owner?;
             let publisher = o.publisher?;
             let mut it = key.splitn(3, '/');
@@ -535,6 +562,9 @@ fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
                 bitrate_in_bps: o.bitrate_in_bps,
                 bitrate_window_s: RATE_WINDOW.as_secs(),
                 players: counts,
+                hls: HlsRequests {
+                    requests: hls_requests,
+                },
                 bytes_out: players.iter().map(|p| p.bytes_out).sum(),
                 gop_cache: GopView {
                     frames: o.gop_frames,

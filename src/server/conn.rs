@@ -477,6 +477,7 @@ async fn run_player(
         only.video
     );
 
+    let conn_closed = reg.state.close.clone();
     let session = std::cell::RefCell::new(session);
     let filter_player = player.clone();
     drive_player(
@@ -507,6 +508,8 @@ async fn run_player(
             let mut session = session.borrow_mut();
             session.end_play(if shards::stop_requested() {
                 "Server shutting down."
+            } else if conn_closed.is_raised() {
+                "Closed by the server."
             } else {
                 "No publisher within publisher_grace_s."
             });

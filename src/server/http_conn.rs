@@ -354,7 +354,10 @@ async fn playlist(
         query: &query,
     };
     match shard.with_hls(key, r, |w| w.render(uris, skip)) {
-        Some(text) => (200, text),
+        Some(text) => {
+            shard.count_hls_request(key);
+            (200, text)
+        }
         None => (404, format!("stream {key} is gone\n")),
     }
 }
@@ -383,6 +386,7 @@ async fn media(
             })
             .unwrap_or((None, false));
         if let Some(bytes) = found {
+            shard.count_hls_request(key);
             return Ok(bytes);
         }
         if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {

@@ -201,6 +201,9 @@ pub struct Shard {
     stopping: Signal,
     /// Player library files served at `/assets/`, read on first use.
     assets: RefCell<HashMap<String, Bytes>>,
+    /// HLS requests served per stream this shard has an entry for (HLS
+    /// players hold no connection: the API counts them by requests).
+    hls_requests: RefCell<HashMap<StreamKey, u64>>,
     /// This shard's counters and histograms (also reachable as
     /// `metrics::with` from code that holds no `Shard`: a shard is a thread).
     metrics: Rc<crate::metrics::ShardMetrics>,
@@ -216,6 +219,7 @@ impl Shard {
             conns: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
             assets: RefCell::new(HashMap::new()),
+            hls_requests: RefCell::new(HashMap::new()),
             metrics: crate::metrics::local(),
         }
     }
@@ -874,6 +878,10 @@ impl Shard {
                 }
                 true
             });
+            // HLS request counts go with their streams' entries.
+            self.hls_requests
+                .borrow_mut()
+                .retain(|k, _| streams.contains_key(k));
         }
         for key in unsubscribe {
             self.subscribe(&key, false);
