@@ -206,3 +206,35 @@ fn exposition_is_well_formed() {
     assert!(text.contains("shardcast_write_size_bytes_count{shard=\"0\"} 1\n"));
     assert!(text.contains("shardcast_connections_open{shard=\"1\",protocol=\"rtmp_play\"} 0\n"));
 }
+
+/// Prints what recording costs on the data path (run with `--ignored` in a
+/// release build): a fan-out latency sample, and a write through the
+/// thread-local as a player's queue does it.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn recording_cost() {
+    const N: u32 = 1_000_000;
+    let m = ShardMetrics::new();
+    let t0 = Instant::now();
+    let start = Instant::now();
+    for i in 0..N {
+        m.delivered(t0, t0 + Duration::from_micros(u64::from(i % 5000)));
+    }
+    let per_sample = start.elapsed() / N;
+    let start = Instant::now();
+    for i in 0..N {
+        with(|m| m.player_write(u64::from(i % 65536)));
+    }
+    let per_write = start.elapsed() / N;
+    let snapshot = Instant::now();
+    let s = m.snapshot(0, Gauges::default());
+    let snapshot = snapshot.elapsed();
+    let render = Instant::now();
+    let text = prometheus::render(&ProcessInfo::current(), &[s.clone(), s]);
+    let render = render.elapsed();
+    println!(
+        "fan-out sample {per_sample:?}, player write {per_write:?}, snapshot {snapshot:?}, \
+         render of 2 shards {render:?} ({} bytes)",
+        text.len()
+    );
+}
