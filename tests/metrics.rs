@@ -151,7 +151,7 @@ fn metrics_pass_promtool_and_agree_with_the_api() {
     let server = Server::start();
     let _publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
     let _rtmp = ffmpeg_player("player-rtmp", &server.url("live/test"));
-    let _flv = ffmpeg_player("player-flv", &server.http_url("live/test.flv"));
+    let mut flv = ffmpeg_player("player-flv", &server.http_url("live/test.flv"));
 
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let (stats, shards) = loop {
@@ -271,6 +271,40 @@ fn metrics_pass_promtool_and_agree_with_the_api() {
         .last()
     {
         println!("{line}");
+    }
+
+    // An HLS request counts as an HLS connection.
+    let playlist = get(&server, "/live/test.m3u8");
+    assert!(
+        playlist.text().starts_with("#EXTM3U"),
+        "{}",
+        playlist.text()
+    );
+    let stats = get_json(&server, "/api/v1/stats");
+    assert!(
+        stats["connections_total"]["hls"].as_u64() >= Some(1),
+        "{stats}"
+    );
+
+    // The HTTP-FLV player leaves: its count drops, the others stay.
+    flv.kill();
+    let left = Instant::now();
+    loop {
+        let stats = get_json(&server, "/api/v1/stats");
+        let c = &stats["connections"];
+        if c["http_flv"] == 0 && stats["players"] == 1 {
+            assert_eq!(
+                (&c["rtmp_play"], &c["rtmp_publish"]),
+                (&1.into(), &1.into())
+            );
+            println!("player gone from the counts after {:?}", left.elapsed());
+            break;
+        }
+        assert!(
+            left.elapsed() < Duration::from_secs(5),
+            "the killed HTTP-FLV player is still counted: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
