@@ -188,8 +188,9 @@ fn api_reports_what_the_test_set_up_and_follows_players_leaving() {
     assert!(v["publisher"]["bytes_in"].as_u64() > Some(0), "{v}");
 
     // Codecs and picture from the sequence headers; rates measured.
-    let v = stream_when(&server, port, "a measured frame rate", |v| {
+    let v = stream_when(&server, port, "a measured frame rate and bitrate", |v| {
         v["video"]["fps"].as_f64().is_some_and(|f| f > 25.0)
+            && v["bitrate_in_bps"].as_u64() > Some(100_000)
     });
     assert_eq!(v["video"]["codec"], "h264", "{v}");
     assert_eq!(v["video"]["width"], 640, "{v}");
@@ -451,14 +452,21 @@ fn internal_port_serves_only_the_api() {
     let (status, v) = api(internal, "GET", "/status");
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["config"]["internal_port"], internal, "{v}");
+    // Every API route, the metrics ones included, follows the rule.
     for path in [
         "/api/v1/streams",
         "/status",
         "/api/streams",
         "/api/v1/clients",
+        "/metrics",
+        "/api/v1/stats",
+        "/api/v1/shards",
     ] {
         assert_error(port, "GET", path, 404, &[path, "internal"]);
     }
+    let metrics = http_client::get(internal, "/metrics", REQUEST_TIMEOUT).expect("GET /metrics");
+    assert_eq!(metrics.head.status, 200, "{}", metrics.text());
+    assert!(metrics.text().contains("shardcast_"), "{}", metrics.text());
     assert_error(internal, "GET", "/live/test.flv", 404, &["/live/test.flv"]);
     assert_error(internal, "GET", "/", 404, &["internal"]);
 
