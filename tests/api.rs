@@ -497,3 +497,26 @@ fn internal_port_serves_only_the_api() {
         "RTMP on the internal port was not closed"
     );
 }
+
+/// With `--pin-cores`, `/api/v1/server` names each shard's CPU.
+#[test]
+fn server_reports_pinned_cpus() {
+    let server = Server::builder().arg("--pin-cores").start();
+    let (status, v) = api(server.port, "GET", "/api/v1/server");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["pin_cores"], true, "{v}");
+    let cpus: Vec<u64> = v["pinned_cpus"]
+        .as_array()
+        .expect("pinned_cpus array")
+        .iter()
+        .map(|c| {
+            c.as_u64()
+                .unwrap_or_else(|| panic!("a shard is not pinned: {v}"))
+        })
+        .collect();
+    assert_eq!(cpus.len(), 2, "{v}");
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    if online >= 2 {
+        assert_ne!(cpus[0], cpus[1], "two shards on one CPU: {v}");
+    }
+}
