@@ -344,7 +344,11 @@ async fn playlist(
     // Segment and part requests must reach the same stream: when `?vhost=`
     // chose its vhost, their URIs carry it (a Host header is sent again).
     let query = match req.param("vhost") {
-        Some(v) if key.strip_prefix(v).is_some_and(|rest| rest.starts_with('/')) => {
+        Some(v)
+            if key
+                .strip_prefix(v)
+                .is_some_and(|rest| rest.starts_with('/')) =>
+        {
             crate::query::carry("vhost", v)
         }
         _ => String::new(),
