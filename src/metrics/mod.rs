@@ -585,12 +585,18 @@ pub struct ProcessInfo {
     pub start_time: SystemTime,
 }
 
-static START_TIME: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+static STARTED: std::sync::OnceLock<(std::time::Instant, SystemTime)> = std::sync::OnceLock::new();
 
-/// When the process started (the first call of this function; the server
-/// calls it at startup).
+/// When the process started, on the monotonic clock (for uptime) and the
+/// wall clock: the first call of this function (the server makes it at
+/// startup). The one start time of the API and of /metrics.
+pub fn started() -> (std::time::Instant, SystemTime) {
+    *STARTED.get_or_init(|| (std::time::Instant::now(), SystemTime::now()))
+}
+
+/// When the process started, on the wall clock ([`started`]).
 pub fn start_time() -> SystemTime {
-    *START_TIME.get_or_init(SystemTime::now)
+    started().1
 }
 
 impl ProcessInfo {

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
@@ -39,10 +39,14 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// and the rates cover a shorter span.
 pub const RATE_SAMPLES_MAX: usize = 4096;
 
-/// When the process started: (monotonic, Unix ms). Set by the first shard.
-pub(super) fn started() -> (Instant, u64) {
-    static STARTED: OnceLock<(Instant, u64)> = OnceLock::new();
-    *STARTED.get_or_init(|| (Instant::now(), super::unix_ms()))
+/// When the process started: (monotonic, Unix ms), from
+/// [`crate::metrics::started`], the one start time /metrics reports too.
+fn started() -> (Instant, u64) {
+    let (t0, wall) = crate::metrics::started();
+    let unix_ms = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (t0, unix_ms)
 }
 
 /// Binds this shard's `internal_port` listener (`SO_REUSEPORT`, like the
@@ -662,27 +666,8 @@ async fn gather<T: Send + 'static>(
     ask: impl Fn(flume::Sender<T>) -> ApiMsg,
 ) -> (Vec<T>, usize) {
     let mut answers = vec![local];
-    let (tx, rx) = flume::bounded(shard.ctx.count());
-    let work = async {
-        for peer in (0..shard.ctx.count()).filter(|&p| p != shard.id()) {
-            if let Err(e) = shard.ctx.send(peer, ShardMsg::Api(ask(tx.clone()))).await {
-                log::warn!("api request to shard {peer} failed: {e}");
-            }
-        }
-        drop(tx);
-        while let Ok(a) = rx.recv_async().await {
-            answers.push(a);
-        }
-    };
-    futures_lite::future::or(work, glommio::timer::sleep(GATHER_TIMEOUT)).await;
+    answers.extend(shard.gather("api", |tx| ShardMsg::Api(ask(tx))).await);
     let n = answers.len();
-    if n < shard.ctx.count() {
-        log::warn!(
-            "api gather: {n} of {} shards answered within {} ms (GATHER_TIMEOUT)",
-            shard.ctx.count(),
-            GATHER_TIMEOUT.as_millis()
-        );
-    }
     (answers, n)
 }
 

@@ -921,8 +921,7 @@ fn report_skips(key: &StreamKey, p: &Player) {
 /// Runs one shard until shutdown: binds the listener, serves the inbox,
 /// accepts connections and keeps house.
 pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
-    api::started();
-    crate::metrics::start_time();
+    crate::metrics::started();
     let shard = Rc::new(Shard::new(ctx, config.clone()));
     let inbox_shard = shard.clone();
     shards::serve_inbox(move |from, msg: ShardMsg| inbox_shard.on_message(from, msg));

@@ -32,27 +32,36 @@ impl Shard {
     }
 
     /// Asks every other shard with `ask(reply)` and collects what they send
-    /// on `reply` within [`GATHER_TIMEOUT`]; `what` names the request in
-    /// logs. A shard that does not answer in time is left out.
+    /// on `reply`, sends included, within [`GATHER_TIMEOUT`]; `what` names
+    /// the request in logs. A shard that does not answer in time is left
+    /// out (and logged).
     pub(super) async fn gather<T: Send + 'static>(
         self: &Rc<Self>,
         what: &str,
         ask: impl Fn(flume::Sender<T>) -> ShardMsg,
     ) -> Vec<T> {
         let (tx, rx) = flume::bounded(self.ctx.count());
-        for peer in (0..self.ctx.count()).filter(|&p| p != self.id()) {
-            if let Err(e) = self.ctx.send(peer, ask(tx.clone())).await {
-                log::warn!("{what} request to shard {peer} failed: {e}");
-            }
-        }
-        drop(tx);
         let mut got = Vec::with_capacity(self.ctx.count());
-        let collect = async {
+        let work = async {
+            for peer in (0..self.ctx.count()).filter(|&p| p != self.id()) {
+                if let Err(e) = self.ctx.send(peer, ask(tx.clone())).await {
+                    log::warn!("{what} request to shard {peer} failed: {e}");
+                }
+            }
+            drop(tx);
             while let Ok(one) = rx.recv_async().await {
                 got.push(one);
             }
         };
-        futures_lite::future::or(collect, glommio::timer::sleep(GATHER_TIMEOUT)).await;
+        futures_lite::future::or(work, glommio::timer::sleep(GATHER_TIMEOUT)).await;
+        let others = self.ctx.count() - 1;
+        if got.len() < others {
+            log::warn!(
+                "{what}: {} of {others} other shards answered within {} ms (GATHER_TIMEOUT)",
+                got.len(),
+                GATHER_TIMEOUT.as_millis()
+            );
+        }
         got
     }
 
