@@ -15,10 +15,15 @@
 //! tests there). `scripts/test.sh` installs Chromium and runs `npm ci`; when
 //! either is missing these tests fail and say how to install them.
 //!
-//! Artefacts: the server log, play.mjs's stdout/stderr and a copy of its
+//! `/dashboard` is checked the same way by `tests/browser/dashboard.mjs`,
+//! with two ffmpeg players reading HTTP-FLV: after a few of the page's
+//! refreshes it must show bandwidth out above zero and 2 players for the
+//! stream, and uPlot must have drawn its charts.
+//!
+//! Artefacts: the server log, the script's stdout/stderr and a copy of its
 //! JSON under `target/tmp/logs/<test>/`; a screenshot of the page at
-//! `target/tmp/browser-<proto>.png` and the JSON at
-//! `target/tmp/browser-<proto>.json`.
+//! `target/tmp/browser-<proto>.png` (`browser-dashboard.png`) and the JSON
+//! beside it.
 
 mod common;
 
@@ -76,6 +81,7 @@ fn require_browser_env() {
     for file in [
         "node_modules/hls.js/dist/hls.min.js",
         "node_modules/mpegts.js/dist/mpegts.js",
+        "node_modules/uplot/dist/uPlot.iife.min.js",
         "node_modules/playwright-core/package.json",
     ] {
         assert!(
@@ -109,23 +115,24 @@ impl Played {
     }
 }
 
-/// Starts a server and a publisher of `live/test`, then plays `path` with
-/// `proto` ("hls" or "flv") in Chromium through the `/` page. Panics with
-/// play.mjs's reasons if it reports a failure.
-fn play_in_chromium(proto: &str, path: &str) -> Played {
-    require_browser_env();
-    let server = Server::builder().shards(2).start();
-    let _publisher = publish_and_wait(&server, "ffmpeg-publish");
-
-    let page = format!("http://127.0.0.1:{}/", server.port);
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-{proto}.png"));
-    let stdout_path = artefact_dir().join("play.stdout");
-    let stdout = std::fs::File::create(&stdout_path).expect("create play.stdout");
+/// Runs `tests/browser/{script}` with node and `args` (plus a screenshot
+/// path, `target/tmp/{artefact}.png`), ending it by PID past
+/// [`NODE_DEADLINE`]; returns its exit status and the JSON it printed last
+/// (also kept as `target/tmp/{artefact}.json` and in the artefact dir).
+fn run_node(
+    script: &str,
+    args: &[&str],
+    artefact: &str,
+) -> (std::process::ExitStatus, serde_json::Value, Proc) {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let screenshot = tmp.join(format!("{artefact}.png"));
+    let stdout_path = artefact_dir().join(format!("{script}.stdout"));
+    let stdout = std::fs::File::create(&stdout_path).expect("create node stdout");
     let mut node = Proc::spawn(
-        "play.mjs",
+        script,
         Command::new("node")
-            .arg(package_root().join("tests/browser/play.mjs"))
-            .args([page.as_str(), proto, path])
+            .arg(package_root().join("tests/browser").join(script))
+            .args(args)
             .arg(&screenshot)
             .current_dir(package_root())
             .env("CHROMIUM", chromium_path())
@@ -140,28 +147,42 @@ fn play_in_chromium(proto: &str, path: &str) -> Played {
                 node.kill();
             }
             panic!(
-                "play.mjs did not finish within {NODE_DEADLINE:?}; ended it by PID\n{}",
+                "{script} did not finish within {NODE_DEADLINE:?}; ended it by PID\n{}",
                 node.stderr_tail(40)
             );
         }
     };
-
-    let out = std::fs::read_to_string(&stdout_path).expect("read play.stdout");
+    let out = std::fs::read_to_string(&stdout_path).expect("read node stdout");
     let line = out.lines().rev().find(|l| l.trim_start().starts_with('{'));
     let json: serde_json::Value = match line.map(serde_json::from_str) {
         Some(Ok(v)) => v,
         other => panic!(
-            "play.mjs printed no JSON result (exit {status:?}, parse: {other:?}); stdout:\n{out}\n{}",
+            "{script} printed no JSON result (exit {status:?}, parse: {other:?}); stdout:\n{out}\n{}",
             node.stderr_tail(40)
         ),
     };
     let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
-    let _ = std::fs::write(artefact_dir().join("play.json"), &pretty);
-    let _ = std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-{proto}.json")),
-        &pretty,
+    let _ = std::fs::write(artefact_dir().join(format!("{script}.json")), &pretty);
+    let _ = std::fs::write(tmp.join(format!("{artefact}.json")), &pretty);
+    (status, json, node)
+}
+
+/// Starts a server and a publisher of `live/test`, then plays `path` with
+/// `proto` ("hls" or "flv") in Chromium through the `/` page. Panics with
+/// play.mjs's reasons if it reports a failure.
+fn play_in_chromium(proto: &str, path: &str) -> Played {
+    require_browser_env();
+    let server = Server::builder().shards(2).start();
+    let _publisher = publish_and_wait(&server, "ffmpeg-publish");
+
+    let page = format!("http://127.0.0.1:{}/", server.port);
+    let (status, json, node) = run_node(
+        "play.mjs",
+        &[page.as_str(), proto, path],
+        &format!("browser-{proto}"),
     );
     let failures = json.get("failures").cloned().unwrap_or_default();
+    let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
     assert!(
         status.success() && json.get("ok") == Some(&serde_json::Value::Bool(true)),
         "play.mjs failed (exit {status:?}): {failures}\nresult: {pretty}\n{}",
@@ -230,5 +251,90 @@ fn mpegts_js_plays_http_flv_in_chromium() {
         p.json["buffered_ahead_median_s"],
         p.json["advanced_s"],
         p.json["wall_s"],
+    );
+}
+
+/// An ffmpeg player reading HTTP-FLV and discarding it, until killed by PID
+/// (its guard's drop).
+fn flv_player(name: &str, url: &str) -> Proc {
+    Proc::spawn(
+        name,
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+            .args(["-rw_timeout", "10000000", "-i", url])
+            .args(["-map", "0", "-c", "copy", "-f", "null", "-"])
+            .stdout(Stdio::null()),
+    )
+}
+
+/// How many players the dashboard test starts.
+const DASHBOARD_PLAYERS: u64 = 2;
+
+#[test]
+fn dashboard_shows_bandwidth_and_players_in_chromium() {
+    require_browser_env();
+    let server = Server::builder().shards(2).start();
+    let _publisher = publish_and_wait_opts(&server, "ffmpeg-publish", &PublishOpts::small());
+    let url = server.http_url("live/test.flv");
+    let mut players: Vec<Proc> = (0..DASHBOARD_PLAYERS)
+        .map(|i| flv_player(&format!("ffmpeg-play-{i}"), &url))
+        .collect();
+
+    let page = format!("http://127.0.0.1:{}/dashboard", server.port);
+    let stream = format!("{DEFAULT_VHOST}/live/test");
+    let want = DASHBOARD_PLAYERS.to_string();
+    let (status, json, node) = run_node(
+        "dashboard.mjs",
+        &[page.as_str(), stream.as_str(), want.as_str()],
+        "browser-dashboard",
+    );
+    for p in &mut players {
+        assert!(
+            p.is_running(),
+            "player {} exited early\n{}",
+            p.name,
+            p.stderr_tail(20)
+        );
+        p.kill();
+    }
+    let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
+    let ctx = format!(
+        "dashboard.mjs exit {status:?}; result: {pretty}\n{}",
+        node.stderr_tail(20)
+    );
+    assert_eq!(
+        json["lib_loaded"].as_bool(),
+        Some(true),
+        "uPlot did not load: {ctx}"
+    );
+    assert!(
+        json["refreshes"].as_u64().unwrap_or(0) >= 3,
+        "the page refreshed fewer than 3 times: {ctx}"
+    );
+    assert!(
+        json["out_bps"].as_f64().unwrap_or(0.0) > 0.0,
+        "the page shows no bandwidth out: {ctx}"
+    );
+    assert_eq!(
+        json["players"].as_u64(),
+        Some(DASHBOARD_PLAYERS),
+        "players shown for {stream}: {ctx}"
+    );
+    assert_eq!(json["shards"].as_u64(), Some(2), "shard rows: {ctx}");
+    // Four charts (bandwidth, connections, players, latency), each with
+    // its canvas.
+    assert_eq!(
+        json["charts"].as_u64(),
+        Some(4),
+        "uPlot charts drawn: {ctx}"
+    );
+    assert!(
+        json["chart_canvases"].as_u64().unwrap_or(0) >= 4,
+        "chart canvases: {ctx}"
+    );
+    assert!(status.success(), "dashboard.mjs failed: {ctx}");
+    println!(
+        "dashboard: out {} bit/s, {} players, after {} refreshes ({} ms)",
+        json["out_bps"], json["players"], json["refreshes"], json["waited_ms"]
     );
 }

@@ -220,9 +220,11 @@ pub enum Route {
     ApiStats,
     /// `/api/v1/shards`: per shard gauges, CPU time and percentiles.
     ApiShards,
+    /// `/dashboard`: live charts of the JSON API, for a person.
+    Dashboard,
     /// `/assets/{package}/{path}`: a file of an installed player library.
     Asset {
-        /// npm package name (`hls.js` or `mpegts.js`).
+        /// npm package name, one of [`ASSET_PACKAGES`].
         package: String,
         /// Path inside the package, checked to stay inside it.
         path: String,
@@ -263,11 +265,20 @@ impl Route {
     /// is set (the main port then answers 404), else on the main port.
     /// Every API, metrics or dashboard route is listed here, so the rule
     /// lives in one place.
+    ///
+    /// The dashboard's charting library goes with the dashboard, so the
+    /// page works on whichever port serves it.
     pub fn is_api(&self) -> bool {
-        matches!(
-            self,
-            Route::ApiStreams | Route::Api(_) | Route::Metrics | Route::ApiStats | Route::ApiShards
-        )
+        match self {
+            Route::ApiStreams
+            | Route::Api(_)
+            | Route::Metrics
+            | Route::ApiStats
+            | Route::ApiShards
+            | Route::Dashboard => true,
+            Route::Asset { package, .. } => package == DASHBOARD_PACKAGE,
+            _ => false,
+        }
     }
 }
 
@@ -330,8 +341,17 @@ fn api_route(path: &str) -> Option<ApiRoute> {
 /// with hls.js or mpegts.js served from `/assets/`.
 pub const PAGE: &str = include_str!("page.html");
 
-/// The npm packages `/assets/` serves.
-pub const ASSET_PACKAGES: &[&str] = &["hls.js", "mpegts.js"];
+/// The page at `/dashboard`: charts of `/api/v1/stats`, `/api/v1/streams`
+/// and `/api/v1/shards`, refreshed every second, drawn with uPlot served
+/// from `/assets/`.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The npm package that draws the dashboard's charts.
+pub const DASHBOARD_PACKAGE: &str = "uplot";
+
+/// The npm packages `/assets/` serves: the player libraries and the
+/// dashboard's charting library.
+pub const ASSET_PACKAGES: &[&str] = &["hls.js", "mpegts.js", DASHBOARD_PACKAGE];
 
 /// Maps a decoded path to a route.
 pub fn route(path: &str) -> Route {
@@ -345,6 +365,7 @@ pub fn route(path: &str) -> Route {
         "/metrics" => return Route::Metrics,
         "/api/v1/stats" | "/api/stats" => return Route::ApiStats,
         "/api/v1/shards" => return Route::ApiShards,
+        "/dashboard" | "/dashboard/" => return Route::Dashboard,
         _ => {}
     }
     if let Some(api) = api_route(path) {
@@ -628,6 +649,10 @@ mod tests {
         assert_eq!(route("/api/stats"), Route::ApiStats);
         assert_eq!(route("/api/v1/shards"), Route::ApiShards);
         assert!(route("/metrics").is_api() && route("/api/v1/shards").is_api());
+        assert_eq!(route("/dashboard"), Route::Dashboard);
+        assert!(route("/dashboard").is_api());
+        assert!(route("/assets/uplot/dist/uPlot.iife.min.js").is_api());
+        assert!(!route("/assets/hls.js/dist/hls.min.js").is_api());
     }
 
     #[test]

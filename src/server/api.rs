@@ -741,7 +741,7 @@ pub(super) async fn handle(
     if reg.state.internal && !route.is_api() {
         let msg = format!(
             "{} is not served on the internal port {internal_port}, which serves only the API \
-             (/api/..., /status, /metrics)",
+             (/api/..., /status, /metrics, /dashboard)",
             req.path
         );
         return Some(reply(stream, slot, req, 404, &error_body(&msg), vec![]).await);

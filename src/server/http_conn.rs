@@ -126,14 +126,18 @@ async fn handle(
         }
     }
     match route {
-        Route::Index => {
+        route @ (Route::Index | Route::Dashboard) => {
+            let page = match route {
+                Route::Dashboard => http::DASHBOARD,
+                _ => http::PAGE,
+            };
             let r = respond_body(
                 stream,
                 slot,
                 v,
                 200,
                 "text/html; charset=utf-8",
-                http::PAGE.as_bytes(),
+                page.as_bytes(),
                 keep,
                 head_only,
             )

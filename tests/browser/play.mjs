@@ -19,8 +19,9 @@
 // playwright-core, not playwright). Override its path with CHROMIUM=/path.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+
+import { startRun } from './run.mjs';
 
 const USAGE = 'usage: node tests/browser/play.mjs <page url> <hls|flv> <stream path> [screenshot.png]';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -69,31 +70,12 @@ const median = (xs) => {
 };
 const round3 = (x) => (x === null || x === undefined ? null : Math.round(x * 1000) / 1000);
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardcast-chromium-'));
-const consoleLines = [];
-const failures = [];
 const result = { ok: false, proto, page: pageUrl, stream: streamPath };
-let context = null;
-
-async function finish(code) {
-  result.failures = failures;
-  result.console = consoleLines.slice(-30);
-  if (context) {
-    await context.close().catch(() => {});
-  }
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-  console.log(JSON.stringify(result));
-  process.exit(code);
-}
-
-// A last resort so the script never hangs; the Rust test also kills it.
-setTimeout(() => {
-  failures.push(`watchdog: no result within ${WATCHDOG_MS} ms`);
-  finish(1);
-}, WATCHDOG_MS).unref();
+const run = startRun(result, WATCHDOG_MS);
+const { failures, consoleLines, userDataDir, finish } = run;
 
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
+  const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1280, height: 1100 },
@@ -108,6 +90,7 @@ try {
       '--autoplay-policy=no-user-gesture-required',
     ],
   });
+  run.context = context;
   result.browser = context.browser()?.version() ?? null;
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (m) => {
