@@ -158,11 +158,10 @@ impl OutQueue {
         if self.bufs.is_empty() {
             return;
         }
-        if let (Some(direct), Some(_)) = (&self.direct, &self.waker) {
-            let (fd, last_active) = (direct.fd, direct.last_active.clone());
+        if let (Some(fd), Some(_)) = (self.direct.as_ref().map(|d| d.fd), &self.waker) {
             if let Ok(n) = self.write_to(fd) {
-                if n > 0 {
-                    last_active.set(now);
+                if let (true, Some(d)) = (n > 0, &self.direct) {
+                    d.last_active.set(now);
                 }
                 if self.bufs.is_empty() {
                     return;

@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +27,7 @@ use shardcast::flv::{
 use shardcast::media::{AudioPacket, AudioTagHeader, VideoTagHeader};
 
 use crate::http1::{self, BodyDecoder, Framing};
-use crate::net::{connect, rcvlowat_for_media, READ_BUF_LEN};
+use crate::net::{connect, media_socket, READ_BUF_LEN};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, Window};
 use crate::synth::STAMP_PREFIX_LEN;
@@ -208,12 +207,8 @@ async fn read_media(
         framing,
     } = started;
     let window = ctx.window();
-    rcvlowat_for_media(&stream, ctx.plan.rcvlowat)?;
     // Dropped before the stream: the socket leaves the set before it closes.
-    let media = ctx
-        .sweeper
-        .register(stream.as_raw_fd())
-        .map_err(|e| format!("epoll: {e}"))?;
+    let media = media_socket(&stream, ctx)?;
     let mut body = BodyDecoder::new(framing);
     let mut flv = FlvReader::default();
     loop {

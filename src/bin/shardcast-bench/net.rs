@@ -47,10 +47,19 @@ pub fn set_rcvlowat(stream: &TcpStream, bytes: u32) -> std::io::Result<()> {
     }
 }
 
-/// Sets the plan's SO_RCVLOWAT on a player's socket once media flows.
-pub fn rcvlowat_for_media(stream: &TcpStream, bytes: u32) -> Result<(), String> {
+/// Readies a player's socket for media: the plan's SO_RCVLOWAT, and the
+/// thread's [`crate::sweep::Sweeper`] set, whose registration the caller
+/// must drop before the stream (declare it after).
+pub fn media_socket(
+    stream: &TcpStream,
+    ctx: &crate::runtime::ThreadCtx,
+) -> Result<crate::sweep::Registration, String> {
+    use std::os::fd::AsRawFd;
+    let bytes = ctx.plan.rcvlowat;
     if bytes > 1 {
         set_rcvlowat(stream, bytes).map_err(|e| format!("SO_RCVLOWAT: {e}"))?;
     }
-    Ok(())
+    ctx.sweeper
+        .register(stream.as_raw_fd())
+        .map_err(|e| format!("epoll: {e}"))
 }

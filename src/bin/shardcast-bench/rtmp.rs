@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use shardcast::rtmp::client::{
     ClientConfig, ClientError, ClientEvent, ClientSession, Output, RtmpUrl, StreamMode,
 };
 
-use crate::net::{connect, rcvlowat_for_media, READ_BUF_LEN, START_TIMEOUT};
+use crate::net::{connect, media_socket, READ_BUF_LEN, START_TIMEOUT};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, PublisherRecord};
 use crate::synth::{Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
@@ -115,12 +114,8 @@ async fn read_media(
 ) -> Result<(), String> {
     let mut buf = vec![0u8; READ_BUF_LEN];
     let window = ctx.window();
-    rcvlowat_for_media(&stream, ctx.plan.rcvlowat)?;
     // Dropped before the stream: the socket leaves the set before it closes.
-    let media = ctx
-        .sweeper
-        .register(stream.as_raw_fd())
-        .map_err(|e| format!("epoll: {e}"))?;
+    let media = media_socket(&stream, ctx)?;
     loop {
         let now = Instant::now();
         let mut wall = None;
