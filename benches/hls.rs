@@ -9,8 +9,8 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcast::hls::{HlsConfig, HlsWindow, Segmenter};
-use shardcast::ts::TsMuxer;
+use proto::hls::{HlsConfig, HlsWindow, Segmenter};
+use proto::ts::TsMuxer;
 
 /// Segment `msn` is `{BASE}{msn}.ts`, as the server names the main
 /// rendition of stream `stream`.

@@ -9,9 +9,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcast::flv::frame_tag;
-use shardcast::media::Frame;
-use shardcast::ts::{check_packets, TsMuxer};
+use proto::flv::frame_tag;
+use proto::media::Frame;
+use proto::ts::{check_packets, TsMuxer};
 
 fn flv_mux(c: &mut Criterion) {
     let frames = common::gops(1);

@@ -11,13 +11,13 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardcast::media::{Frame, FrameKind};
-use shardcast::rtmp::amf::{
+use proto::media::{Frame, FrameKind};
+use proto::rtmp::amf::{
     encode_command, encode_data, parse_command, parse_data, Amf0Value, AmfLimits, Command,
 };
-use shardcast::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
-use shardcast::rtmp::message::{msg_type, write_control, ControlMessage};
-use shardcast::rtmp::wire::{media_message, CSID_AUDIO, CSID_VIDEO};
+use proto::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
+use proto::rtmp::message::{msg_type, write_control, ControlMessage};
+use proto::rtmp::wire::{media_message, CSID_AUDIO, CSID_VIDEO};
 
 /// Bytes handed to the decoder per read, as the server's read buffer
 /// (`server::conn::READ_BUF_LEN`).

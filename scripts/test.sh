@@ -8,14 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_tools=(ffmpeg ffprobe rtmpdump)
+need_tools=(ffmpeg ffprobe rtmpdump curl)
 missing=()
 apt_packages=()
 for tool in "${need_tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    apt_packages+=(ffmpeg rtmpdump)
+    apt_packages+=(ffmpeg rtmpdump curl)
 fi
 # The browser tests (tests/browser.rs) drive Debian's Chromium through
 # playwright-core; no browser is downloaded.

@@ -74,7 +74,7 @@ pub struct Config {
     /// Pin shard k to core k. Default false.
     pub pin_cores: bool,
     /// Log filter in env_logger syntax, e.g. "info" or
-    /// "info,shardcast::rtmp=debug". Default "info".
+    /// "info,shardcast::server=debug". Default "info".
     pub log: String,
     /// The vhost of a stream key when the request names none or one not in
     /// `vhosts`. Default "__defaultVhost__".
@@ -195,8 +195,8 @@ impl Default for HlsSettings {
 
 impl HlsSettings {
     /// The segmenter's configuration.
-    pub fn to_hls_config(&self) -> crate::hls::HlsConfig {
-        crate::hls::HlsConfig {
+    pub fn to_hls_config(&self) -> proto::hls::HlsConfig {
+        proto::hls::HlsConfig {
             segment_duration_ms: self.segment_duration_ms,
             part_duration_ms: self.part_duration_ms,
             window_size: self.window_size,

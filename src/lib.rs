@@ -1,15 +1,11 @@
 //! shardcast: a thread-per-core live-streaming server.
 //!
-//! See ARCHITECTURE.md for the map of this crate.
+//! The protocol code is in the `proto` crate (`shardcast-proto`, sans-IO);
+//! this crate is what does IO and holds state. See ARCHITECTURE.md for the
+//! map.
 
 pub mod config;
-pub mod flv;
-pub mod hls;
-pub mod http;
-pub mod media;
 pub mod metrics;
-pub mod query;
-pub mod rtmp;
+pub mod pages;
 pub mod server;
 pub mod stream;
-pub mod ts;

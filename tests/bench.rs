@@ -19,11 +19,25 @@ use serde_json::Value;
 /// Longest a bench run of a few seconds may take before it is killed.
 const BENCH_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The load generator's binary. It is its own crate (`loadgen/`), built by
+/// `cargo build --workspace` into the same target directory as the server,
+/// whose path cargo gives this test.
+fn bench_exe() -> std::path::PathBuf {
+    let exe =
+        std::path::Path::new(env!("CARGO_BIN_EXE_shardcast")).with_file_name("shardcast-bench");
+    assert!(
+        exe.is_file(),
+        "{} is missing: build the workspace first (cargo build --release --workspace, as scripts/test.sh does)",
+        exe.display()
+    );
+    exe
+}
+
 /// Runs `shardcast-bench ARGS --json` and returns its report.
 fn bench(name: &str, args: &[&str]) -> Value {
     let out_path = artefact_dir().join(format!("{name}.json"));
     let out = File::create(&out_path).expect("create bench output");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"));
+    let mut cmd = Command::new(bench_exe());
     cmd.args(args).arg("--json").stdout(Stdio::from(out));
     let mut p = Proc::spawn(name, &mut cmd);
     let status = p.wait_timeout(BENCH_DEADLINE);
@@ -156,7 +170,7 @@ fn play_10_all_ok(name: &str, server: &Server, url: &str) -> (Value, String) {
 #[test]
 fn play_http_flv_against_a_bench_publisher() {
     let server = Server::start();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"));
+    let mut cmd = Command::new(bench_exe());
     cmd.args(["publish", &server.url("live/p"), "--duration", "30"]);
     let _publisher = Proc::spawn("bench-publisher", &mut cmd);
     server.wait_for_publish(
@@ -207,7 +221,7 @@ fn tls_and_unknown_urls_are_refused() {
         ),
         (&["publish", "http://127.0.0.1:1/live/x.flv"], "rtmp://"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_shardcast-bench"))
+        let out = Command::new(bench_exe())
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -2,7 +2,7 @@
 //! binary on a free port with `--shards 2`, ffmpeg publishing over RTMP,
 //! and players that are either ffmpeg's HLS demuxer or this file's
 //! playlist reader, which fetches segments and parts over raw HTTP and
-//! checks them with `shardcast::ts::check_packets` (sync bytes, continuity
+//! checks them with `proto::ts::check_packets` (sync bytes, continuity
 //! counters, PSI CRCs, PES headers).
 //!
 //! Each test starts its own server; every wait has a deadline and every
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::http_client::{self, Response};
 use common::*;
-use shardcast::ts::{
+use proto::ts::{
     check_packets, Pid, TsSummary, PID_AUDIO, PID_VIDEO, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264,
 };
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::Criterion;
-use shardcast::media::Frame;
+use proto::media::Frame;
 
 /// Short runs, so that `cargo bench` finishes in a few minutes on 2 cores.
 pub fn config() -> Criterion {

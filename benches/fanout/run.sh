@@ -378,7 +378,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 
 if [[ $BUILD == 1 ]]; then
     log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --bin shardcast --bin shardcast-bench) >&2
+    (cd "$ROOT" && cargo build --release -p shardcast -p shardcast-bench) >&2
 fi
 [[ -x $BIN/shardcast && -x $BIN/shardcast-bench ]] || die "no binaries in $BIN (BUILD=1)"
 

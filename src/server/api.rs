@@ -27,9 +27,9 @@ use serde::Serialize;
 use super::conn::{write_all, ConnSlot, ConnState, ConnWhat, Registered};
 use super::{Entry, PublisherSlot, Role, Shard, ShardMsg, GATHER_TIMEOUT};
 use crate::config::SHARDS_MAX;
-use crate::http::{ApiRoute, Request, ResponseHead, Route};
-use crate::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
 use crate::stream::{PlayerFormat, StreamKey};
+use proto::http::{ApiRoute, Request, ResponseHead, Route};
+use proto::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
 
 /// How far back the measured ingest bitrate and frame rate look.
 pub const RATE_WINDOW: Duration = Duration::from_secs(5);
@@ -437,7 +437,7 @@ fn audio_view(seq: &Frame) -> AudioView {
         sample_rate: None,
         channels: None,
     };
-    if codec == Some(crate::media::AudioCodec::Aac) {
+    if codec == Some(proto::media::AudioCodec::Aac) {
         if let Some(c) = seq
             .codec_data()
             .ok()

@@ -16,8 +16,8 @@ use shards::MovedConnection;
 
 use super::{writer, PublisherHandoff, Shard, ShardMsg};
 use crate::metrics::{ConnCount, Protocol};
-use crate::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
 use crate::stream::{MediaFilter, Player, PlayerFormat, Signal, StreamEvent, StreamKey};
+use proto::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
 
 /// Bytes read from a socket at once.
 pub const READ_BUF_LEN: usize = 16 * 1024;
@@ -175,7 +175,7 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream, internal: boo
             super::http_conn::run(shard, stream, first, slot, reg).await;
             return;
         }
-        crate::rtmp::handshake::RTMP_VERSION if !internal => {
+        proto::rtmp::handshake::RTMP_VERSION if !internal => {
             *reg.state.what.borrow_mut() = ConnWhat::Rtmp;
         }
         other if internal => {

@@ -11,10 +11,10 @@ use super::conn::{
     drive_player, log_close, read_some, write_all, ConnSlot, Registered, READ_BUF_LEN,
 };
 use super::Shard;
-use crate::hls::Readiness;
-use crate::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
 use crate::metrics::Protocol;
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
+use proto::hls::Readiness;
+use proto::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
 
 /// How often a waiting request re-asserts its interest in the stream (it
 /// also wakes at once on any change of the stream).
@@ -128,8 +128,8 @@ async fn handle(
     match route {
         route @ (Route::Index | Route::Dashboard) => {
             let page = match route {
-                Route::Dashboard => http::DASHBOARD,
-                _ => http::PAGE,
+                Route::Dashboard => crate::pages::DASHBOARD,
+                _ => crate::pages::PAGE,
             };
             let r = respond_body(
                 stream,
@@ -353,11 +353,11 @@ async fn playlist(
                 .strip_prefix(v)
                 .is_some_and(|rest| rest.starts_with('/')) =>
         {
-            crate::query::carry("vhost", v)
+            proto::query::carry("vhost", v)
         }
         _ => String::new(),
     };
-    let uris = crate::hls::UriForm {
+    let uris = proto::hls::UriForm {
         prefix: &base,
         query: &query,
     };
@@ -599,7 +599,7 @@ pub async fn serve_flv(
     {
         let mut q = player.queue.borrow_mut();
         q.push_control(&[Bytes::from(head.render(req.minor_version))]);
-        let header = crate::flv::file_header(filter.audio, filter.video);
+        let header = proto::flv::file_header(filter.audio, filter.video);
         if chunked {
             let mut framed = BytesMut::with_capacity(header.len() + 8);
             framed.extend_from_slice(http::chunk_size_line(header.len()).as_bytes());

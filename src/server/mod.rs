@@ -25,14 +25,14 @@ use bytes::Bytes;
 use shards::{MovedConnection, SendError, ShardCtx};
 
 use crate::config::{Config, Republish};
-use crate::hls::{HlsEvent, HlsWindow, Segmenter};
-use crate::rtmp::amf::AmfLimits;
-use crate::rtmp::chunk::ChunkLimits;
-use crate::rtmp::session::{ServerSession, SessionConfig, StreamRequest};
 use crate::stream::{
     GopLimits, Notify, Player, Rendition, Signal, StreamCore, StreamEvent, StreamKey,
 };
-use crate::ts::TsMuxer;
+use proto::hls::{HlsEvent, HlsWindow, Segmenter};
+use proto::rtmp::amf::AmfLimits;
+use proto::rtmp::chunk::ChunkLimits;
+use proto::rtmp::session::{ServerSession, SessionConfig, StreamRequest};
+use proto::ts::TsMuxer;
 
 pub use conn::ConnSlot;
 

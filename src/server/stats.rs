@@ -11,8 +11,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::{Role, Shard, ShardMsg, GATHER_TIMEOUT};
-use crate::http::Route;
 use crate::metrics::{self, Gauges, ShardStats, Totals};
+use proto::http::Route;
 
 impl Shard {
     /// This shard's numbers now: its metrics and what its stream table holds.

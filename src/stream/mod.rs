@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::media::{Frame, FrameKind};
-use crate::rtmp::wire;
+use proto::media::{Frame, FrameKind};
+use proto::rtmp::wire;
 pub use queue::{Notify, OutQueue, Signal};
 
-use crate::hls::{HlsConfig, HlsEvent, HlsWindow};
+use proto::hls::{HlsConfig, HlsEvent, HlsWindow};
 
 /// An HLS rendition of a stream: the full stream, or one kind of media.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -231,7 +231,7 @@ impl PlayerFormat {
             }
             PlayerFormat::Flv { chunked } => {
                 let start = out.len();
-                crate::flv::frame_tag(frame, out);
+                proto::flv::frame_tag(frame, out);
                 if chunked {
                     http_chunk(&mut out[start..]);
                 }
@@ -247,7 +247,7 @@ impl PlayerFormat {
             }
             PlayerFormat::Flv { chunked } => {
                 let start = out.len();
-                crate::flv::script_tag(body, out);
+                proto::flv::script_tag(body, out);
                 if chunked {
                     http_chunk(&mut out[start..]);
                 }
@@ -265,7 +265,7 @@ fn http_chunk(parts: &mut [Bytes]) {
         return;
     };
     let mut head = bytes::BytesMut::with_capacity(first.len() + 10);
-    head.extend_from_slice(crate::http::chunk_size_line(len).as_bytes());
+    head.extend_from_slice(proto::http::chunk_size_line(len).as_bytes());
     head.extend_from_slice(first);
     parts[0] = head.freeze();
     let last = parts.len() - 1;
@@ -293,7 +293,7 @@ impl MediaFilter {
 
     /// What a play's query asks for (`?only-audio=1` / `?only-video=1`).
     pub fn from_query(query: &[(String, String)]) -> Self {
-        let (audio, video) = crate::query::media_wanted(query);
+        let (audio, video) = proto::query::media_wanted(query);
         MediaFilter { audio, video }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! The chunked decoder is written from RFC 9112 section 7.1, not on top of
 //! the server's code. FLV bodies are split into tags by
-//! `shardcast::flv::{parse_file_header, parse_tag}` (the library parser the
+//! `proto::flv::{parse_file_header, parse_tag}` (the library parser the
 //! tests are asked to use); the tag classification below reads the tag
 //! bytes from the FLV spec (E.4.2, E.4.3) directly.
 //!
@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use shardcast::flv;
+use proto::flv;
 
 /// A response head as received.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //!
 //! It is written from the specifications (Adobe RTMP 1.0 for the handshake
 //! and the chunk stream, Adobe AMF0 for commands), deliberately *not* on top
-//! of `shardcast::rtmp`: a client built from the server's own codec would
+//! of `proto::rtmp`: a client built from the server's own codec would
 //! share its mistakes (an extended timestamp misread on both sides passes).
 //! It is also the tool that builds malformed input, which a correct encoder
 //! refuses to produce.

@@ -4,6 +4,8 @@
 //! The driver (`server::http_conn`) reads bytes, calls [`parse_request`],
 //! and writes what [`ResponseHead`] renders followed by the body.
 
+pub mod client;
+
 use std::fmt::Write as _;
 
 /// Bounds on one request head.
@@ -336,15 +338,6 @@ fn api_route(path: &str) -> Option<ApiRoute> {
         _ => None,
     }
 }
-
-/// The page at `/`: lists live streams (from `/api/streams`) and plays them
-/// with hls.js or mpegts.js served from `/assets/`.
-pub const PAGE: &str = include_str!("page.html");
-
-/// The page at `/dashboard`: charts of `/api/v1/stats`, `/api/v1/streams`
-/// and `/api/v1/shards`, refreshed every second, drawn with uPlot served
-/// from `/assets/`.
-pub const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// The npm package that draws the dashboard's charts.
 pub const DASHBOARD_PACKAGE: &str = "uplot";

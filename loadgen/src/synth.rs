@@ -44,8 +44,8 @@
 //! padded with zeros to the audio bitrate.
 
 use bytes::Bytes;
-use shardcast::media::Frame;
-use shardcast::rtmp::amf::{encode_amf0, Amf0Value};
+use proto::media::Frame;
+use proto::rtmp::amf::{encode_amf0, Amf0Value};
 
 /// SPS of a 1280x720 High profile level 3.1 stream, as x264 wrote it
 /// (`ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=30 -c:v libx264
@@ -288,7 +288,7 @@ fn hex_u64(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardcast::media::{parse_aac_config, parse_avc_config};
+    use proto::media::{parse_aac_config, parse_avc_config};
 
     fn config() -> SynthConfig {
         SynthConfig {

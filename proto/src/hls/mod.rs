@@ -44,6 +44,7 @@
 //!   segments are zero-copy slices of the segment's bytes, so keeping them
 //!   costs only their metadata.
 
+pub mod parse;
 mod playlist;
 mod segmenter;
 #[cfg(test)]

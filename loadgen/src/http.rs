@@ -20,17 +20,17 @@ use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use shardcast::flv::{
+use proto::flv::{
     parse_file_header, Parse, FILE_HEADER_LEN, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
     TAG_TYPE_AUDIO, TAG_TYPE_VIDEO,
 };
-use shardcast::media::{AudioPacket, AudioTagHeader, VideoTagHeader};
+use proto::media::{AudioPacket, AudioTagHeader, VideoTagHeader};
 
-use crate::http1::{self, BodyDecoder, Framing};
 use crate::net::{connect, media_socket, READ_BUF_LEN};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, Window};
 use crate::synth::STAMP_PREFIX_LEN;
+use proto::http::client::{self as http1, BodyDecoder, Framing};
 
 /// An `http://host[:port]/path[?query]` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -521,7 +521,7 @@ mod tests {
     }
 
     use bytes::Bytes;
-    use shardcast::flv::{file_header, frame_tag, script_tag, TAG_TYPE_SCRIPT};
+    use proto::flv::{file_header, frame_tag, script_tag, TAG_TYPE_SCRIPT};
 
     use crate::synth::{read_stamp, Synth, SynthConfig};
 
@@ -567,7 +567,7 @@ mod tests {
             synth.next_video(0, 1_000_000),
             synth.audio_frame(10),
             synth.next_video(40, 1_040_000),
-            shardcast::media::Frame {
+            proto::media::Frame {
                 payload: Bytes::new(),
                 ..synth.next_video(80, 1_080_000)
             },

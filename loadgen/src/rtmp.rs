@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use shardcast::rtmp::client::{
+use proto::rtmp::client::{
     ClientConfig, ClientError, ClientEvent, ClientSession, Output, RtmpUrl, StreamMode,
 };
 
@@ -224,7 +224,7 @@ async fn publish(
     rec.borrow_mut().live = true;
 
     let mut synth = Synth::new(plan.synth);
-    let send = |session: &mut ClientSession, f: &shardcast::media::Frame| {
+    let send = |session: &mut ClientSession, f: &proto::media::Frame| {
         session.send_frame(f).map_err(|e| format!("bug: {e}"))
     };
     session

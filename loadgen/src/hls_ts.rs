@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use shardcast::ts::crc32_mpeg2;
+use proto::ts::crc32_mpeg2;
 
 use crate::synth::read_stamp;
 
@@ -533,8 +533,8 @@ fn flv_prefix(keyframe: bool, sei: &[u8; SEI_NAL_LEN]) -> [u8; FLV_PREFIX_LEN] {
 mod tests {
     use super::*;
     use crate::synth::{Synth, SynthConfig};
-    use shardcast::media::Frame;
-    use shardcast::ts::{TsMuxer, PID_AUDIO, PID_VIDEO};
+    use proto::media::Frame;
+    use proto::ts::{TsMuxer, PID_AUDIO, PID_VIDEO};
 
     fn synth() -> Synth {
         Synth::new(SynthConfig {

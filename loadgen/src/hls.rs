@@ -31,18 +31,18 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::hls_playlist::{parse_media_playlist, MediaPlaylist, PLAYLIST_BYTES_MAX};
 use crate::hls_ts::{TsDemuxer, TsFrame};
 use crate::http::HttpUrl;
-use crate::http1::{parse_response_head, write_get, BodyDecoder, Parse, ResponseHead};
 use crate::net::{connect, READ_BUF_LEN};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, Window, STALL_GAP};
+use proto::hls::parse::{parse_media_playlist, MediaPlaylist, PLAYLIST_BYTES_MAX};
+use proto::http::client::{parse_response_head, write_get, BodyDecoder, Parse, ResponseHead};
 
 /// Bytes of one segment or part a player accepts: twice what shardcast
 /// cuts a segment at. Bodies stream through the demuxer, so this bounds
 /// time, not memory.
-pub const MEDIA_BYTES_MAX: usize = 2 * shardcast::hls::SEGMENT_BYTES_MAX;
+pub const MEDIA_BYTES_MAX: usize = 2 * proto::hls::SEGMENT_BYTES_MAX;
 /// Bytes of an error response's body kept for the error message.
 const ERROR_BODY_MAX: usize = 256;
 /// Longest wait for the next bytes of a response. A blocking reload is
@@ -657,10 +657,10 @@ impl Player<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hls_playlist::parse_media_playlist;
     use crate::synth::{read_stamp, Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
-    use shardcast::hls::{HlsConfig, HlsWindow, Segmenter};
-    use shardcast::ts::TsMuxer;
+    use proto::hls::parse::parse_media_playlist;
+    use proto::hls::{HlsConfig, HlsWindow, Segmenter};
+    use proto::ts::TsMuxer;
 
     /// shardcast's own segmenter and window fed `secs` of the synthetic
     /// stream (30 fps, 2 s GOP, audio) with the default HLS config.

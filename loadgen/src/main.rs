@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Thread-per-core on glommio like the server. The publisher speaks RTMP
-//! on the project's sans-IO client ([`shardcast::rtmp::client`]) and sends
+//! on the project's sans-IO client ([`proto::rtmp::client`]) and sends
 //! a synthetic H.264 + AAC stream ([`synth`]) whose video frames carry a
 //! sequence number and their send time. Players speak what the play URL
 //! says: `rtmp://` RTMP ([`rtmp`]), `http://…/app/stream.flv` HTTP-FLV
@@ -29,10 +29,8 @@
 //! watchdog after it) and connects only to the addresses its URLs name.
 
 mod hls;
-mod hls_playlist;
 mod hls_ts;
 mod http;
-mod http1;
 mod net;
 mod procstat;
 mod rtmp;
@@ -47,8 +45,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use proto::rtmp::client::RtmpUrl;
 use serde::Serialize;
-use shardcast::rtmp::client::RtmpUrl;
 
 use runtime::{Plan, RunResult, Target};
 use stats::{Hists, Percentiles, PlayerState, OK_SHARE};
