@@ -159,6 +159,14 @@ pub struct HttpConfig {
     /// Seconds a request for a stream that is not (yet) published waits for
     /// its publisher before the answer is 404. 0..=300, default 10.
     pub stream_wait_s: u64,
+    /// Seconds a connection may wait for its first request, or between
+    /// requests of a keep-alive connection (a request head or body arriving
+    /// slowly counts too), before it is closed. 1..=3600, default 10.
+    pub keepalive_timeout_s: u64,
+    /// Bytes of request body a request may carry (the API reads none: a
+    /// body is read past and discarded); more is answered 413. 0..=16 MiB,
+    /// default 65536.
+    pub body_bytes_max: u64,
     /// Where the web player libraries (npm packages `hls.js`, `mpegts.js`)
     /// are installed; `/assets/<package>/<path>` serves files from here.
     /// Default "node_modules" (relative to the working directory).
@@ -211,6 +219,8 @@ impl Default for HttpConfig {
             header_bytes_max: 8192,
             headers_max: 64,
             stream_wait_s: 10,
+            keepalive_timeout_s: 10,
+            body_bytes_max: 64 * 1024,
             assets_dir: "node_modules".into(),
         }
     }
@@ -479,6 +489,13 @@ impl Config {
         )?;
         in_range("http.headers_max", self.http.headers_max, 8, 128)?;
         in_range("http.stream_wait_s", self.http.stream_wait_s, 0, 300)?;
+        in_range(
+            "http.keepalive_timeout_s",
+            self.http.keepalive_timeout_s,
+            1,
+            3600,
+        )?;
+        in_range("http.body_bytes_max", self.http.body_bytes_max, 0, 16 << 20)?;
         if let Err(e) = self.hls.to_hls_config().validate() {
             let key = match e.field {
                 "segment_duration_ms" => "hls.segment_duration_ms",

@@ -5,7 +5,9 @@
 //! map.
 
 pub mod config;
+pub mod error;
 pub mod metrics;
+pub mod net;
 pub mod pages;
 pub mod server;
 pub mod stream;

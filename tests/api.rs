@@ -520,3 +520,59 @@ fn server_reports_pinned_cpus() {
         assert_ne!(cpus[0], cpus[1], "two shards on one CPU: {v}");
     }
 }
+
+/// A request body is read past, not taken for the next request: a DELETE
+/// with a body (Content-Length or chunked) on a keep-alive connection is
+/// answered, and so is the request after it; a body over
+/// `http.body_bytes_max` is answered 413 and the connection closed.
+#[test]
+fn request_bodies_are_read_past_on_keep_alive_connections() {
+    let server = Server::with_config("[http]\nbody_bytes_max = 1000\n");
+    let deadline = || Instant::now() + REQUEST_TIMEOUT;
+    let mut c = http_client::HttpConn::connect(server.port).unwrap();
+    let nope = format!("/api/v1/streams/{DEFAULT_VHOST}/live/nope");
+
+    // Content-Length, the body sent in a second write.
+    c.send(
+        format!(
+            "DELETE {nope} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 17\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"{\"reason\":\"test\"}").unwrap();
+    let r = c.read_response(false, deadline()).unwrap();
+    assert_eq!(r.head.status, 404, "{}", r.head.raw);
+    assert!(r.text().contains("nope"), "{}", r.text());
+
+    // Chunked, with the next request pipelined behind it.
+    c.send(
+        format!(
+            "DELETE {nope} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n\
+             GET /api/v1/server HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let r = c.read_response(false, deadline()).unwrap();
+    assert_eq!(r.head.status, 404, "{}", r.head.raw);
+    let r = c.read_response(false, deadline()).unwrap();
+    assert_eq!(r.head.status, 200, "{}\n{}", r.head.raw, r.text());
+    let v: Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(v["shards"], 2, "{v}");
+
+    // Over the bound: 413 naming it, then the server closes.
+    c.send(format!("DELETE {nope} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n").as_bytes())
+        .unwrap();
+    let r = c.read_response(false, deadline()).unwrap();
+    assert_eq!(r.head.status, 413, "{}", r.head.raw);
+    assert!(r.text().contains("http.body_bytes_max"), "{}", r.text());
+    let rest = c.read_to_end(deadline()).unwrap();
+    assert!(
+        rest.is_empty() && c.at_eof(),
+        "connection left open: {rest:?}"
+    );
+}

@@ -15,29 +15,20 @@
 //!
 //! Errors are `{"error": "..."}` with a message naming what was wrong.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpStream;
 use serde::Serialize;
 
-use super::conn::{write_all, ConnSlot, ConnState, ConnWhat, Registered};
 use super::{Entry, PublisherSlot, Role, Shard, ShardMsg, GATHER_TIMEOUT};
 use crate::config::SHARDS_MAX;
-use crate::stream::{PlayerFormat, StreamKey};
-use proto::http::{ApiRoute, Request, ResponseHead, Route};
+use crate::net::{ConnState, ConnWhat, Registered};
+use crate::stream::meter::RATE_WINDOW;
+use crate::stream::{IngestMeter, PlayerFormat, StreamKey};
+use proto::http::{ApiRoute, Request, Response, Route};
 use proto::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
-
-/// How far back the measured ingest bitrate and frame rate look.
-pub const RATE_WINDOW: Duration = Duration::from_secs(5);
-/// Frames a stream's [`IngestMeter`] remembers at most (16 bytes each, so
-/// 64 KiB per published stream at worst). A 5 s window of 30 fps video
-/// and 43 AAC frames/s holds about 365; past the bound the oldest go first
-/// and the rates cover a shorter span.
-pub const RATE_SAMPLES_MAX: usize = 4096;
 
 /// When the process started: (monotonic, Unix ms), from
 /// [`crate::metrics::started`], the one start time /metrics reports too.
@@ -71,7 +62,7 @@ pub(super) fn bind_internal(shard: &Rc<Shard>) -> Result<Option<glommio::Task<()
     if shard.id() == 0 {
         log::info!("api port addr={addr} (internal_port: the API only)");
     }
-    Ok(Some(glommio::spawn_local(super::accept_loop(
+    Ok(Some(glommio::spawn_local(super::accept::accept_loop(
         shard.clone(),
         listener,
         true,
@@ -90,97 +81,6 @@ impl Shard {
                 .entry(key.clone())
                 .or_default() += 1;
         }
-    }
-}
-
-/// Measures a publisher's input: bytes and frames in total, and the
-/// bitrate and video frame rate over the last [`RATE_WINDOW`].
-#[derive(Debug)]
-pub(super) struct IngestMeter {
-    /// When the publish started.
-    started: Instant,
-    started_unix_ms: u64,
-    /// Media payload bytes received.
-    bytes: u64,
-    /// Media frames received.
-    frames: u64,
-    /// The frames of the last [`RATE_WINDOW`], oldest first, at most
-    /// [`RATE_SAMPLES_MAX`].
-    samples: VecDeque<Sample>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    at: Instant,
-    bytes: u32,
-    /// The DTS of a coded video frame.
-    video_ts: Option<u32>,
-}
-
-impl IngestMeter {
-    pub(super) fn new(now: Instant) -> Self {
-        Self {
-            started: now,
-            started_unix_ms: super::unix_ms(),
-            bytes: 0,
-            frames: 0,
-            samples: VecDeque::new(),
-        }
-    }
-
-    /// Counts one frame that arrived at `now`.
-    pub(super) fn record(&mut self, now: Instant, frame: &Frame) {
-        let len = frame.payload.len();
-        self.bytes += len as u64;
-        self.frames += 1;
-        let video_ts = (frame.is_video() && !frame.sequence_header).then_some(frame.timestamp);
-        self.samples.push_back(Sample {
-            at: now,
-            bytes: u32::try_from(len).unwrap_or(u32::MAX),
-            video_ts,
-        });
-        while self.samples.len() > RATE_SAMPLES_MAX
-            || self
-                .samples
-                .front()
-                .is_some_and(|s| now.saturating_duration_since(s.at) > RATE_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    /// Bits per second of media payload over the last [`RATE_WINDOW`] (or
-    /// since the publish started, if later).
-    fn bitrate_bps(&self, now: Instant) -> u64 {
-        let from = now
-            .checked_sub(RATE_WINDOW)
-            .unwrap_or(self.started)
-            .max(self.started);
-        let span = now.saturating_duration_since(from).as_secs_f64();
-        if span < 0.001 {
-            return 0;
-        }
-        let bytes: u64 = self
-            .samples
-            .iter()
-            .filter(|s| s.at >= from)
-            .map(|s| u64::from(s.bytes))
-            .sum();
-        (bytes as f64 * 8.0 / span) as u64
-    }
-
-    /// Video frames per second, from the DTS of the coded video frames of
-    /// the window; None with fewer than two.
-    fn fps(&self) -> Option<f64> {
-        let mut ts = self.samples.iter().filter_map(|s| s.video_ts);
-        let first = ts.next()?;
-        let (n, last) = ts.fold((1u32, first), |(n, _), t| (n + 1, t));
-        let span_ms = last.wrapping_sub(first);
-        if n < 2 || span_ms == 0 || span_ms > u32::MAX / 2 {
-            return None;
-        }
-        let fps = f64::from(n - 1) * 1000.0 / f64::from(span_ms);
-        Some((fps * 100.0).round() / 100.0)
     }
 }
 
@@ -610,12 +510,11 @@ fn client_view(shard: &Shard, id: u64, c: &ConnState, now: Instant) -> ClientVie
 
 fn local_clients(shard: &Shard) -> Vec<ClientView> {
     let now = Instant::now();
+    let mut out = Vec::with_capacity(shard.conns.len());
     shard
         .conns
-        .borrow()
-        .iter()
-        .map(|(id, c)| client_view(shard, *id, c, now))
-        .collect()
+        .for_each(|id, c| out.push(client_view(shard, id, c, now)));
+    out
 }
 
 fn drop_publisher(shard: &Shard, key: &StreamKey) -> Option<PublisherView> {
@@ -650,7 +549,7 @@ fn publisher_view(shard: &Shard, p: &PublisherSlot) -> PublisherView {
 }
 
 fn drop_client(shard: &Shard, id: u64) -> Option<ClientView> {
-    let c = shard.conns.borrow().get(&id).cloned()?;
+    let c = shard.conns.get(id)?;
     log::info!("api: dropping client={id} peer={}", c.peer);
     c.close.raise();
     Some(client_view(shard, id, &c, Instant::now()))
@@ -710,33 +609,19 @@ fn json<T: Serialize>(value: &T) -> (u16, Vec<u8>) {
     }
 }
 
-async fn reply(
-    stream: &mut TcpStream,
-    slot: &mut ConnSlot,
-    req: &Request,
-    status: u16,
-    body: &[u8],
-    extra: Vec<String>,
-) -> io::Result<()> {
-    let mut head = ResponseHead::new(status, Some("application/json"), body.len(), req.keep_alive);
-    head.extra = extra;
-    let mut out = head.render(req.minor_version);
-    if req.method != "HEAD" {
-        out.extend_from_slice(body);
-    }
-    write_all(stream, &out, slot).await
+/// A JSON answer to `req`.
+fn reply(req: &Request, status: u16, body: Vec<u8>) -> Response {
+    Response::new(status, "application/json", body, req.keep_alive)
 }
 
 /// Answers the request if it is the API's, or if the port it came on may
 /// not serve it (`internal_port`); None lets the caller route it.
 pub(super) async fn handle(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
-    slot: &mut ConnSlot,
     reg: &Registered,
     req: &Request,
     route: &Route,
-) -> Option<io::Result<()>> {
+) -> Option<Response> {
     let internal_port = shard.config.internal_port;
     if reg.state.internal && !route.is_api() {
         let msg = format!(
@@ -744,14 +629,14 @@ pub(super) async fn handle(
              (/api/..., /status, /metrics, /dashboard)",
             req.path
         );
-        return Some(reply(stream, slot, req, 404, &error_body(&msg), vec![]).await);
+        return Some(reply(req, 404, error_body(&msg)));
     }
     if internal_port != 0 && !reg.state.internal && route.is_api() {
         let msg = format!(
             "{} is served only on the internal port (internal_port)",
             req.path
         );
-        return Some(reply(stream, slot, req, 404, &error_body(&msg), vec![]).await);
+        return Some(reply(req, 404, error_body(&msg)));
     }
     let Route::Api(api) = route else {
         return None;
@@ -764,17 +649,19 @@ pub(super) async fn handle(
         "GET" | "HEAD" => {}
         "DELETE" if allow.contains("DELETE") => {}
         "OPTIONS" => {
-            let mut h = ResponseHead::new(204, None, 0, req.keep_alive);
-            h.extra
-                .push(format!("Access-Control-Allow-Methods: {allow}"));
-            h.extra.push("Access-Control-Allow-Headers: *".into());
-            h.extra.push("Access-Control-Max-Age: 86400".into());
-            return Some(write_all(stream, &h.render(req.minor_version), slot).await);
+            return Some(Response::empty(
+                204,
+                vec![
+                    format!("Access-Control-Allow-Methods: {allow}"),
+                    "Access-Control-Allow-Headers: *".into(),
+                    "Access-Control-Max-Age: 86400".into(),
+                ],
+                req.keep_alive,
+            ));
         }
         other => {
             let msg = format!("method {other} is not allowed on {}; use {allow}", req.path);
-            let extra = vec![format!("Allow: {allow}")];
-            return Some(reply(stream, slot, req, 405, &error_body(&msg), extra).await);
+            return Some(reply(req, 405, error_body(&msg)).with_header(format!("Allow: {allow}")));
         }
     }
     let delete = req.method == "DELETE";
@@ -808,7 +695,7 @@ pub(super) async fn handle(
             Ok(id) => clients_json(shard, Some(id)).await,
         },
     };
-    Some(reply(stream, slot, req, status, &body, vec![]).await)
+    Some(reply(req, status, body))
 }
 
 #[derive(Serialize)]
@@ -1057,7 +944,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn rfc3339_dates() {
@@ -1065,45 +951,5 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(4_107_542_399_000), "2100-02-28T23:59:59.000Z");
-    }
-
-    fn video(ts: u32, len: usize) -> Frame {
-        let mut body = vec![0x27, 1, 0, 0, 0];
-        body.resize(len, 0);
-        Frame::parse_video(ts, Bytes::from(body)).unwrap()
-    }
-
-    #[test]
-    fn meter_measures_fps_from_timestamps_and_bitrate_over_the_window() {
-        let t0 = Instant::now();
-        let mut m = IngestMeter::new(t0);
-        // 2 s of 30 fps video, 1000-byte frames, arriving in real time.
-        for i in 0..60u32 {
-            let at = t0 + Duration::from_millis(u64::from(i) * 1000 / 30);
-            m.record(at, &video(i * 1000 / 30, 1000));
-        }
-        let now = t0 + Duration::from_secs(2);
-        assert_eq!(m.frames, 60);
-        assert_eq!(m.bytes, 60_000);
-        let fps = m.fps().unwrap();
-        assert!((29.5..=30.5).contains(&fps), "{fps}");
-        // 60 000 bytes over 2 s.
-        assert_eq!(m.bitrate_bps(now), 240_000);
-        // Later, only the last RATE_WINDOW counts.
-        let later = t0 + Duration::from_secs(30);
-        m.record(later, &video(30_000, 1000));
-        assert_eq!(m.samples.len(), 1, "old samples leave the window");
-        assert_eq!(m.bitrate_bps(later), 8000 / RATE_WINDOW.as_secs());
-        assert_eq!(m.fps(), None, "one frame has no rate");
-    }
-
-    #[test]
-    fn meter_is_bounded() {
-        let t0 = Instant::now();
-        let mut m = IngestMeter::new(t0);
-        for i in 0..(RATE_SAMPLES_MAX as u32 + 100) {
-            m.record(t0, &video(i, 10));
-        }
-        assert_eq!(m.samples.len(), RATE_SAMPLES_MAX);
     }
 }

@@ -1,41 +1,47 @@
-//! The HTTP session driver: keep-alive request loop, CORS preflight, and
-//! HTTP-FLV players served from this shard's copy of the stream.
+//! The HTTP session driver: the keep-alive request loop (request bodies
+//! are read past and discarded, under `http.body_bytes_max`), CORS
+//! preflight, pages, HLS, and HTTP-FLV players served from this shard's
+//! copy of the stream. Handlers return [`Response`] values; only
+//! [`run`] writes.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use glommio::net::TcpStream;
 
-use super::conn::{
-    drive_player, log_close, read_some, write_all, ConnSlot, Registered, READ_BUF_LEN,
-};
+use super::decide::{Action, Ask};
+use super::player::{drive_player, log_close};
+use super::rtmp_conn::READ_BUF_LEN;
 use super::Shard;
+use crate::error::{ConnError, Deadline};
 use crate::metrics::Protocol;
+use crate::net::io::{read_some, write_all};
+use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 use proto::hls::Readiness;
-use proto::http::{self, HttpLimits, Parse, Request, ResponseHead, Route};
+use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
 /// How often a waiting request re-asserts its interest in the stream (it
 /// also wakes at once on any change of the stream).
 const WAIT_REFRESH: Duration = Duration::from_secs(1);
 /// Blocking timeout before a window knows its target duration (3 × 2 s).
 const BLOCKING_TIMEOUT_DEFAULT_MS: u64 = 6_000;
+/// A body up to this long is written in one write with its head.
+const BODY_INLINE_MAX: usize = 16 * 1024;
 
-/// What to do after answering a request.
-enum Next {
-    /// Read the next request on this connection.
-    KeepAlive,
-    /// Close the connection.
-    Close,
+/// What a handler decided.
+enum Answer {
+    /// Write this response; then read the next request if both sides keep
+    /// the connection alive.
+    Reply(Response),
     /// Stream FLV on this connection (it takes the connection over).
-    Flv(Request, crate::stream::StreamKey),
+    Flv(Request, StreamKey),
 }
 
-/// Serves HTTP requests on `stream`, starting with the bytes already read.
+/// Serves HTTP requests on `conn`, starting with the bytes already read.
 pub async fn run(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut conn: Transport,
     first: Vec<u8>,
     mut slot: ConnSlot,
     reg: Registered,
@@ -46,181 +52,270 @@ pub async fn run(
         headers_max: shard.config.http.headers_max,
     };
     let mut buf = BytesMut::from(&first[..]);
+    drop(first);
     let mut read_buf = vec![0u8; READ_BUF_LEN];
+    let idle = || {
+        Deadline::after(
+            Duration::from_secs(shard.config.http.keepalive_timeout_s),
+            "http.keepalive_timeout_s",
+            "the next HTTP request",
+        )
+    };
+    let mut deadline = idle();
     let flv = loop {
-        match http::parse_request(&buf, &limits) {
+        let request = match http::parse_request(&buf, &limits) {
             Parse::Incomplete => {
-                let deadline = Instant::now() + shard.config.rtmp.handshake_timeout();
-                match read_some(&mut stream, &mut read_buf, &reg.state.close, Some(deadline)).await
+                match read_more(
+                    &mut conn,
+                    &mut buf,
+                    &mut read_buf,
+                    &mut slot,
+                    &reg,
+                    deadline,
+                )
+                .await
                 {
-                    Ok(Some(n)) => {
-                        slot.bytes_in += n as u64;
-                        reg.state.last_active.set(Instant::now());
-                        buf.extend_from_slice(&read_buf[..n]);
-                    }
-                    Ok(None) => break None,
+                    Ok(true) => continue,
+                    Ok(false) => break None,
                     Err(e) => {
-                        log::debug!("peer={peer} http read: {e}");
+                        log::debug!("peer={peer} http: {e}");
                         break None;
                     }
                 }
             }
             Parse::Invalid { status, what } => {
                 log::warn!("peer={peer} error=bad HTTP request: {what}");
-                let _ = respond(&mut stream, &mut slot, 1, status, &what, false, false).await;
+                let reply = Response::text(status, format!("{what}\n"), false);
+                let _ = write_response(&mut conn, &mut slot, 1, false, &reply).await;
                 break None;
             }
             Parse::Complete { request, consumed } => {
                 buf.advance(consumed);
-                log::debug!("http peer={peer} {} {}", request.method, request.path);
-                match handle(&shard, &mut stream, &mut slot, &reg, request).await {
-                    Next::KeepAlive => continue,
-                    Next::Close => break None,
-                    Next::Flv(request, key) => break Some((request, key)),
-                }
+                request
             }
+        };
+        log::debug!("http peer={peer} {} {}", request.method, request.path);
+        if let Err(refused) = skip_body(
+            &mut conn,
+            &mut buf,
+            &mut read_buf,
+            &mut slot,
+            &reg,
+            &request,
+            shard.config.http.body_bytes_max,
+            deadline,
+        )
+        .await
+        {
+            if let Some(reply) = refused {
+                log::warn!(
+                    "peer={peer} error=bad HTTP request body: {}",
+                    reply_text(&reply)
+                );
+                let _ = write_response(&mut conn, &mut slot, request.minor_version, false, &reply)
+                    .await;
+            }
+            break None;
+        }
+        let (v, head_only) = (request.minor_version, request.method == "HEAD");
+        match handle(&shard, &reg, request).await {
+            Answer::Reply(reply) => {
+                let keep = reply.head.keep_alive;
+                if write_response(&mut conn, &mut slot, v, head_only, &reply)
+                    .await
+                    .is_err()
+                    || !keep
+                {
+                    break None;
+                }
+                deadline = idle();
+            }
+            Answer::Flv(request, key) => break Some((request, key)),
         }
     };
     // A streaming player keeps none of the request buffers.
-    drop((buf, read_buf, first));
+    drop((buf, read_buf));
     if let Some((request, key)) = flv {
-        serve_flv(shard, stream, slot, reg, request, key).await;
+        serve_flv(shard, conn, slot, reg, request, key).await;
         return;
     }
     log_close(peer, None, &slot, None);
 }
 
-/// Answers one request, or says that the connection becomes a player.
-async fn handle(
-    shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+/// Reads more bytes into `buf`; false when the connection closed.
+async fn read_more(
+    conn: &mut Transport,
+    buf: &mut BytesMut,
+    read_buf: &mut [u8],
     slot: &mut ConnSlot,
     reg: &Registered,
-    req: Request,
-) -> Next {
+    deadline: Deadline,
+) -> Result<bool, ConnError> {
+    match read_some(conn, read_buf, &reg.state.close, Some(deadline)).await? {
+        Some(n) => {
+            slot.bytes_in += n as u64;
+            reg.state.last_active.set(Instant::now());
+            buf.extend_from_slice(&read_buf[..n]);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Reads past the request's body, discarding it, so that the next request
+/// of a keep-alive connection starts where it should. Err(Some(reply)):
+/// answer that and close; Err(None): the connection is gone.
+#[allow(clippy::too_many_arguments)]
+async fn skip_body(
+    conn: &mut Transport,
+    buf: &mut BytesMut,
+    read_buf: &mut [u8],
+    slot: &mut ConnSlot,
+    reg: &Registered,
+    req: &Request,
+    body_bytes_max: u64,
+    deadline: Deadline,
+) -> Result<(), Option<Response>> {
+    let too_long = || {
+        Some(Response::text(
+            413,
+            format!("request body over {body_bytes_max} bytes (http.body_bytes_max)\n"),
+            false,
+        ))
+    };
+    if let http::Framing::Length(n) = req.body {
+        if n > body_bytes_max {
+            return Err(too_long());
+        }
+    }
+    let mut body = BodyDecoder::new(req.body);
+    let mut seen = 0u64;
+    while !body.is_done() {
+        if !buf.is_empty() {
+            let (used, data) = body.decode(buf).map_err(|e| {
+                Some(Response::text(
+                    400,
+                    format!("bad request body: {e}\n"),
+                    false,
+                ))
+            })?;
+            seen += data.len() as u64;
+            buf.advance(used);
+            if seen > body_bytes_max {
+                return Err(too_long());
+            }
+            continue;
+        }
+        match read_more(conn, buf, read_buf, slot, reg, deadline).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(None),
+        }
+    }
+    Ok(())
+}
+
+/// The first line of a plain-text reply, for the log.
+fn reply_text(reply: &Response) -> String {
+    String::from_utf8_lossy(&reply.body).trim_end().to_string()
+}
+
+/// Writes `reply` (without its body for HEAD).
+async fn write_response(
+    conn: &mut Transport,
+    slot: &mut ConnSlot,
+    minor_version: u8,
+    head_only: bool,
+    reply: &Response,
+) -> std::io::Result<()> {
+    let mut out = reply.head.render(minor_version);
+    if head_only || reply.body.is_empty() {
+        return write_all(conn, &out, slot).await;
+    }
+    if reply.body.len() <= BODY_INLINE_MAX {
+        out.extend_from_slice(&reply.body);
+        return write_all(conn, &out, slot).await;
+    }
+    write_all(conn, &out, slot).await?;
+    write_all(conn, &reply.body, slot).await
+}
+
+/// Answers one request, or says that the connection becomes a player.
+async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
     let keep = req.keep_alive;
-    let v = req.minor_version;
-    let head_only = req.method == "HEAD";
     let route = http::route(&req.path);
     // The JSON API, and which port may serve what (`internal_port`).
-    if let Some(r) = super::api::handle(shard, stream, slot, reg, &req, &route).await {
-        return finish(r, keep);
+    if let Some(reply) = super::api::handle(shard, reg, &req, &route).await {
+        return Answer::Reply(reply);
     }
     match req.method.as_str() {
         "GET" | "HEAD" => {}
         "OPTIONS" => {
-            let mut h = ResponseHead::new(204, None, 0, keep);
-            h.extra
-                .push("Access-Control-Allow-Methods: GET, HEAD, OPTIONS".into());
-            h.extra.push("Access-Control-Allow-Headers: *".into());
-            h.extra.push("Access-Control-Max-Age: 86400".into());
-            return finish(write_all(stream, &h.render(v), slot).await, keep);
+            return Answer::Reply(Response::empty(
+                204,
+                vec![
+                    "Access-Control-Allow-Methods: GET, HEAD, OPTIONS".into(),
+                    "Access-Control-Allow-Headers: *".into(),
+                    "Access-Control-Max-Age: 86400".into(),
+                ],
+                keep,
+            ))
         }
         other => {
-            let body = format!("method {other} is not allowed; use GET or HEAD\n");
-            let mut h = ResponseHead::new(405, Some("text/plain"), body.len(), keep);
-            h.extra.push("Allow: GET, HEAD, OPTIONS".into());
-            let mut out = h.render(v);
-            out.extend_from_slice(body.as_bytes());
-            return finish(write_all(stream, &out, slot).await, keep);
+            return Answer::Reply(
+                Response::text(
+                    405,
+                    format!("method {other} is not allowed; use GET or HEAD\n"),
+                    keep,
+                )
+                .with_header("Allow: GET, HEAD, OPTIONS".into()),
+            )
         }
     }
-    match route {
-        route @ (Route::Index | Route::Dashboard) => {
-            let page = match route {
-                Route::Dashboard => crate::pages::DASHBOARD,
-                _ => crate::pages::PAGE,
-            };
-            let r = respond_body(
-                stream,
-                slot,
-                v,
-                200,
-                "text/html; charset=utf-8",
-                page.as_bytes(),
-                keep,
-                head_only,
-            )
-            .await;
-            finish(r, keep)
-        }
+    let reply = match route {
+        Route::Index => Response::new(200, "text/html; charset=utf-8", crate::pages::PAGE, keep),
+        Route::Dashboard => Response::new(
+            200,
+            "text/html; charset=utf-8",
+            crate::pages::DASHBOARD,
+            keep,
+        ),
         route @ (Route::Metrics | Route::ApiStats | Route::ApiShards) => {
             let (kind, body) = super::stats::answer(shard, &route)
                 .await
                 .unwrap_or_default();
-            let r = respond_body(stream, slot, v, 200, kind, &body, keep, head_only).await;
-            finish(r, keep)
+            Response::new(200, kind, body, keep)
         }
         Route::ApiStreams => {
-            let body = streams_json(shard, &req).await;
-            let r = respond_body(
-                stream,
-                slot,
-                v,
-                200,
-                "application/json",
-                &body,
-                keep,
-                head_only,
-            )
-            .await;
-            finish(r, keep)
+            Response::new(200, "application/json", streams_json(shard).await, keep)
         }
         Route::Asset { package, path } => match shard.asset(&package, &path) {
-            Some(bytes) => {
-                let r = respond_body(
-                    stream,
-                    slot,
-                    v,
-                    200,
-                    content_type_of(&path),
-                    &bytes,
-                    keep,
-                    head_only,
-                )
-                .await;
-                finish(r, keep)
-            }
-            None => {
-                let body = format!(
+            Some(bytes) => Response::new(200, content_type_of(&path), bytes, keep),
+            None => Response::text(
+                404,
+                format!(
                     "{package}/{path} is not installed: run `npm ci` in the shardcast directory \
                      (http.assets_dir = {:?})\n",
                     shard.config.http.assets_dir
-                );
-                finish(
-                    respond(stream, slot, v, 404, &body, keep, head_only).await,
-                    keep,
-                )
-            }
+                ),
+                keep,
+            ),
         },
         // API routes were answered by `api::handle` above.
         Route::NotFound | Route::Api(_) => {
-            let body = format!("no such path: {}\n", req.path);
-            finish(
-                respond(stream, slot, v, 404, &body, keep, head_only).await,
-                keep,
-            )
+            Response::text(404, format!("no such path: {}\n", req.path), keep)
         }
         Route::Playlist { app, stream: name } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
+                return Answer::Reply(r);
+            }
             let r = Rendition::for_filter(MediaFilter::from_query(&req.query));
             let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
-            let r = if status == 200 {
-                respond_body(
-                    stream,
-                    slot,
-                    v,
-                    200,
-                    "application/vnd.apple.mpegurl",
-                    body.as_bytes(),
-                    keep,
-                    head_only,
-                )
-                .await
+            if status == 200 {
+                Response::new(200, "application/vnd.apple.mpegurl", body, keep)
             } else {
-                respond(stream, slot, v, status, &body, keep, head_only).await
-            };
-            finish(r, keep)
+                Response::text(status, body, keep)
+            }
         }
         Route::Media {
             app,
@@ -235,41 +330,72 @@ async fn handle(
                 "video" => Rendition::VideoOnly,
                 _ => Rendition::Main,
             };
-            let r = match media(shard, &key, r, msn, part, reg).await {
-                Ok(bytes) => {
-                    respond_body(stream, slot, v, 200, "video/mp2t", &bytes, keep, head_only).await
-                }
-                Err((status, what)) => {
-                    respond(stream, slot, v, status, &what, keep, head_only).await
-                }
-            };
-            finish(r, keep)
+            match media(shard, &key, r, msn, part, reg).await {
+                Ok(bytes) => Response::new(200, "video/mp2t", bytes, keep),
+                Err((status, what)) => Response::text(status, what, keep),
+            }
         }
         Route::Flv { app, stream: name } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::HttpFlv).await {
+                return Answer::Reply(r);
+            }
             let wait = Duration::from_secs(shard.config.http.stream_wait_s);
             if !wait_live(shard, &key, wait, reg).await {
-                let body = format!("stream {key} is not published\n");
-                return finish(
-                    respond(stream, slot, v, 404, &body, keep, head_only).await,
+                return Answer::Reply(Response::text(
+                    404,
+                    format!("stream {key} is not published\n"),
                     keep,
-                );
+                ));
             }
-            if head_only {
-                let h = ResponseHead {
+            if req.method == "HEAD" {
+                let head = ResponseHead {
                     status: 200,
                     content_type: Some("video/x-flv"),
                     content_length: None,
-                    chunked: v == 1,
+                    chunked: req.minor_version == 1,
                     keep_alive: false,
                     extra: vec![],
                 };
-                let _ = write_all(stream, &h.render(v), slot).await;
-                return Next::Close;
+                return Answer::Reply(Response {
+                    head,
+                    body: Bytes::new(),
+                });
             }
-            Next::Flv(req, key)
+            return Answer::Flv(req, key);
         }
-    }
+    };
+    Answer::Reply(reply)
+}
+
+/// Asks for the play decision of an HTTP request (before its response's
+/// first byte); Err is the refusal's response.
+async fn decide_play(
+    shard: &Rc<Shard>,
+    reg: &Registered,
+    req: &Request,
+    key: &StreamKey,
+    protocol: Protocol,
+) -> Result<(), Response> {
+    let ask = Ask {
+        action: Action::Play,
+        key,
+        protocol,
+        peer: reg.state.peer,
+        query: &req.query,
+    };
+    shard.decide(&ask).await.map_err(|refusal| {
+        log::warn!(
+            "play refused key={key} peer={} protocol={protocol:?} blame={:?} reason={refusal}",
+            reg.state.peer,
+            refusal.blame
+        );
+        Response::text(
+            refusal.http_status(),
+            format!("{refusal}\n"),
+            req.keep_alive,
+        )
+    })
 }
 
 /// Answers a playlist request: waits for the stream's first segment (up to
@@ -453,7 +579,7 @@ async fn wait_hls(
 }
 
 /// `{"streams":[...]}` for `/api/streams`.
-async fn streams_json(shard: &Rc<Shard>, req: &Request) -> Vec<u8> {
+async fn streams_json(shard: &Rc<Shard>) -> Vec<u8> {
     let keys = shard.all_live_keys().await;
     let streams: Vec<serde_json::Value> = keys
         .iter()
@@ -476,7 +602,6 @@ async fn streams_json(shard: &Rc<Shard>, req: &Request) -> Vec<u8> {
             }))
         })
         .collect();
-    let _ = req;
     serde_json::to_vec(&serde_json::json!({ "streams": streams })).unwrap_or_default()
 }
 
@@ -487,13 +612,6 @@ fn content_type_of(path: &str) -> &'static str {
         Some("map" | "json") => "application/json",
         Some("css") => "text/css",
         _ => "application/octet-stream",
-    }
-}
-
-fn finish(r: std::io::Result<()>, keep: bool) -> Next {
-    match r {
-        Ok(()) if keep => Next::KeepAlive,
-        _ => Next::Close,
     }
 }
 
@@ -527,55 +645,14 @@ async fn wait_live(shard: &Rc<Shard>, key: &StreamKey, wait: Duration, reg: &Reg
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn respond(
-    stream: &mut TcpStream,
-    slot: &mut ConnSlot,
-    v: u8,
-    status: u16,
-    body: &str,
-    keep: bool,
-    head_only: bool,
-) -> std::io::Result<()> {
-    respond_body(
-        stream,
-        slot,
-        v,
-        status,
-        "text/plain; charset=utf-8",
-        body.as_bytes(),
-        keep,
-        head_only,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn respond_body(
-    stream: &mut TcpStream,
-    slot: &mut ConnSlot,
-    v: u8,
-    status: u16,
-    content_type: &'static str,
-    body: &[u8],
-    keep: bool,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let mut out = ResponseHead::new(status, Some(content_type), body.len(), keep).render(v);
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    write_all(stream, &out, slot).await
-}
-
 /// Streams FLV to an HTTP player until the stream or the connection ends.
-pub async fn serve_flv(
+async fn serve_flv(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    conn: Transport,
     slot: ConnSlot,
     reg: Registered,
     req: Request,
-    key: crate::stream::StreamKey,
+    key: StreamKey,
 ) {
     let peer = reg.state.peer;
     let chunked = req.minor_version == 1;
@@ -610,7 +687,7 @@ pub async fn serve_flv(
             q.push_control(&[header]);
         }
     }
-    *reg.state.what.borrow_mut() = super::conn::ConnWhat::Player(key.clone(), "http-flv");
+    reg.set_what(ConnWhat::Player(key.clone(), "http-flv"));
     reg.count.classify(Protocol::HttpFlv);
     let cached = shard.attach_player(&key, player.clone());
     log::info!(
@@ -621,7 +698,7 @@ pub async fn serve_flv(
     );
     drive_player(
         &shard,
-        stream,
+        conn,
         &key,
         player,
         slot,

@@ -7,13 +7,15 @@
 //! session state. A player stays on the shard that accepted it and is fed by
 //! that shard's replica, which the owner feeds with one message per event.
 
+mod accept;
 pub mod api;
-mod conn;
+mod decide;
 mod http_conn;
+mod player;
+mod rtmp_conn;
 mod stats;
-mod writer;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -25,8 +27,11 @@ use bytes::Bytes;
 use shards::{MovedConnection, SendError, ShardCtx};
 
 use crate::config::{Config, Republish};
+use crate::error::Refusal;
+use crate::net::io::{flush_or_wake, DirectWriter};
+use crate::net::{Conns, Registered, Transport};
 use crate::stream::{
-    GopLimits, Notify, Player, Rendition, Signal, StreamCore, StreamEvent, StreamKey,
+    GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamCore, StreamEvent, StreamKey,
 };
 use proto::hls::{HlsEvent, HlsWindow, Segmenter};
 use proto::rtmp::amf::AmfLimits;
@@ -34,7 +39,8 @@ use proto::rtmp::chunk::ChunkLimits;
 use proto::rtmp::session::{ServerSession, SessionConfig, StreamRequest};
 use proto::ts::TsMuxer;
 
-pub use conn::ConnSlot;
+pub use crate::net::ConnSlot;
+pub use decide::{Action, Ask, DECISION_TIMEOUT};
 
 /// How long a replica with no players stays subscribed, so a player that
 /// reconnects at once finds the stream warm.
@@ -97,8 +103,6 @@ const _: fn() = || {
     is_send::<PublisherHandoff>();
 };
 
-/// Connections open in the whole process (for `max_connections`).
-static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 /// Shards that have bound their listener (the last one logs `listening`).
 static SHARDS_LISTENING: AtomicUsize = AtomicUsize::new(0);
 
@@ -137,7 +141,7 @@ struct PublisherSlot {
     conn_id: u64,
     peer: SocketAddr,
     /// Bitrate and frame rate in, and when the publish started.
-    meter: api::IngestMeter,
+    meter: IngestMeter,
 }
 
 /// A shard subscribed to an owned stream.
@@ -195,9 +199,11 @@ pub struct Shard {
     ctx: ShardCtx<ShardMsg>,
     config: Arc<Config>,
     streams: RefCell<HashMap<StreamKey, Entry>>,
-    next_id: Cell<u64>,
-    /// Open connections on this shard, for idle checks and shutdown.
-    conns: RefCell<HashMap<u64, Rc<conn::ConnState>>>,
+    /// Open connections on this shard (ids, idle checks, shutdown, the API).
+    conns: Rc<Conns>,
+    /// Players whose connection the fan-out may write to directly, by
+    /// player id (see `player::DirectWrites`).
+    direct: RefCell<HashMap<u64, DirectWriter>>,
     stopping: Signal,
     /// Player library files served at `/assets/`, read on first use.
     assets: RefCell<HashMap<String, Bytes>>,
@@ -212,11 +218,11 @@ pub struct Shard {
 impl Shard {
     fn new(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) -> Self {
         Self {
+            conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),
             ctx,
             config,
             streams: RefCell::new(HashMap::new()),
-            next_id: Cell::new(1),
-            conns: RefCell::new(HashMap::new()),
+            direct: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
             assets: RefCell::new(HashMap::new()),
             hls_requests: RefCell::new(HashMap::new()),
@@ -230,10 +236,7 @@ impl Shard {
     }
 
     fn next_id(&self) -> u64 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        // Unique across shards: the shard index in the low bits.
-        id * crate::config::SHARDS_MAX as u64 + self.ctx.id() as u64
+        self.conns.next_id()
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -469,7 +472,7 @@ impl Shard {
 
     /// Decides a publish on the owner. Returns the publisher id, or the
     /// reason it is refused.
-    fn start_publish(&self, key: &StreamKey, conn: &conn::Registered) -> Result<u64, String> {
+    fn start_publish(&self, key: &StreamKey, conn: &Registered) -> Result<u64, Refusal> {
         let id = self.next_id();
         let mut streams = self.streams.borrow_mut();
         let entry = streams
@@ -483,12 +486,19 @@ impl Shard {
             ..
         } = &mut entry.role
         else {
-            return Err(format!("shard {} holds {key} as a replica", self.id()));
+            log::error!(
+                "shard {} holds {key} as a replica but was asked to publish it",
+                self.id()
+            );
+            return Err(Refusal::server(format!(
+                "internal: shard {} holds {key} as a replica",
+                self.id()
+            )));
         };
         if let Some(old) = publisher.take() {
             if self.config.stream.republish == Republish::Reject {
                 *publisher = Some(old);
-                return Err(format!("{key} is already being published"));
+                return Err(Refusal::stream(format!("{key} is already being published")));
             }
             log::info!("republish key={key} replacing publisher id={}", old.id);
             old.close.raise();
@@ -498,7 +508,7 @@ impl Shard {
             close: conn.state.close.clone(),
             conn_id: conn.id,
             peer: conn.state.peer,
-            meter: api::IngestMeter::new(Instant::now()),
+            meter: IngestMeter::new(Instant::now()),
         });
         rebase.new_publisher();
         for r in Rendition::ALL {
@@ -552,7 +562,7 @@ impl Shard {
         };
         self.owner_event(key, event);
         if let Some(frame) = frame {
-            let now = unix_ms();
+            let now = crate::stream::unix_ms();
             self.run_segmenters(key, |r, seg| {
                 if r.wants(&frame) {
                     seg.push(&frame, now)
@@ -619,7 +629,7 @@ impl Shard {
         if core.live && segmenters[r.index()].is_none() {
             let mut seg = self.new_segmenter(r);
             // A segmenter started mid-stream has missed the codec configs.
-            let now = unix_ms();
+            let now = crate::stream::unix_ms();
             for f in [&core.video_seq, &core.audio_seq].into_iter().flatten() {
                 if r.wants(f) {
                     let events = seg.push(f, now);
@@ -666,6 +676,7 @@ impl Shard {
         };
         let ingest = Instant::now();
         entry.core.apply_ingested(&event, grace, ingest);
+        self.deliver(&mut entry.core);
         let Role::Owner { replicas, .. } = &mut entry.role else {
             return;
         };
@@ -744,7 +755,20 @@ impl Shard {
         if let Role::Replica { empty_since, .. } = &mut entry.role {
             *empty_since = None;
         }
-        entry.core.add_player(player, grace)
+        let cached = entry.core.add_player(player, grace);
+        self.deliver(&mut entry.core);
+        cached
+    }
+
+    /// Gets the bytes of the players the last event left ready moving:
+    /// written at once to those whose writer is parked and whose connection
+    /// is registered for direct writes, the other writers woken.
+    fn deliver(&self, core: &mut StreamCore) {
+        let direct = self.direct.borrow();
+        let now = Instant::now();
+        for p in core.drain_ready() {
+            flush_or_wake(&mut p.queue.borrow_mut(), direct.get(&p.id), now);
+        }
     }
 
     fn detach_player(&self, key: &StreamKey, player_id: u64) {
@@ -787,8 +811,8 @@ impl Shard {
                 self.metrics.handoff_received();
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    let (stream, handoff) = (*moved).attach();
-                    conn::run_handed_off_publisher(shard, stream, handoff).await;
+                    let (conn, handoff) = Transport::attach(*moved);
+                    rtmp_conn::run_handed_off_publisher(shard, conn, handoff).await;
                 })
                 .detach();
             }
@@ -846,6 +870,7 @@ impl Shard {
                 if let Some(entry) = self.streams.borrow_mut().get_mut(&key) {
                     if matches!(entry.role, Role::Replica { .. }) {
                         entry.core.apply_ingested(&event, grace, ingest);
+                        self.deliver(&mut entry.core);
                     }
                 }
             }
@@ -887,22 +912,14 @@ impl Shard {
             self.subscribe(&key, false);
         }
         if let Some(idle) = self.config.idle_timeout() {
-            for c in self.conns.borrow().values() {
+            self.conns.for_each(|_, c| {
                 if now.duration_since(c.last_active.get()) >= idle {
                     log::info!("idle timeout peer={} after {}s", c.peer, idle.as_secs());
                     c.close.raise();
                 }
-            }
+            });
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (HLS PROGRAM-DATE-TIME).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Logs, at most once per tick, how many frames a slow player has skipped.
@@ -961,56 +978,16 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         })
     };
 
-    accept_loop(shard.clone(), listener, false).await;
+    accept::accept_loop(shard.clone(), listener, false).await;
     if let Some(internal) = internal {
         internal.await;
     }
     ticker.await;
     // Tell every connection to say goodbye, then give them a moment.
-    for c in shard.conns.borrow().values() {
-        c.close.raise();
-    }
+    shard.conns.for_each(|_, c| c.close.raise());
     let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
+    while !shard.conns.is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
     log::debug!("shard {} stopped", shard.id());
-}
-
-/// Accepts connections on `listener` until the shard stops; `internal`:
-/// it is the `internal_port` listener.
-async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, internal: bool) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.stopping.wait().await;
-            None
-        })
-        .await;
-        let Some(accepted) = accepted else { break };
-        match accepted {
-            Ok(stream) => {
-                let shard = shard.clone();
-                glommio::spawn_local(conn::run_accepted(shard, stream, internal)).detach();
-            }
-            Err(e) => {
-                let which = if internal { "internal_port" } else { "port" };
-                log::warn!("accept on shard {} ({which}): {e}", shard.id());
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Reserves a connection slot under `max_connections` (0 = unlimited).
-fn try_reserve_connection(max: usize) -> bool {
-    let prev = OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
-    if max != 0 && prev >= max {
-        OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
-        return false;
-    }
-    true
-}
-
-fn release_connection() {
-    OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
 }

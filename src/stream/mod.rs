@@ -7,6 +7,7 @@
 //! `!Send` on purpose (players are `Rc`), and only the shard that created it
 //! touches it.
 
+pub mod meter;
 pub mod queue;
 
 use std::cell::{Cell, RefCell};
@@ -18,9 +19,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub use meter::IngestMeter;
 use proto::media::{Frame, FrameKind};
 use proto::rtmp::wire;
-pub use queue::{Notify, OutQueue, Signal};
+pub use queue::{Notify, OutQueue, Signal, IOV_BATCH};
+
+/// Milliseconds since the Unix epoch (HLS PROGRAM-DATE-TIME, publish times).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 use proto::hls::{HlsConfig, HlsEvent, HlsWindow};
 
@@ -467,6 +477,8 @@ pub struct StreamCore {
     coalesce: Coalesce,
     /// Since when frames have been held in players' queues.
     held_since: Option<Instant>,
+    /// Players with bytes ready since the last [`StreamCore::drain_ready`].
+    ready: Vec<Rc<Player>>,
 }
 
 impl StreamCore {
@@ -495,6 +507,7 @@ impl StreamCore {
             frame_times: [None, None],
             coalesce,
             held_since: None,
+            ready: Vec::new(),
         }
     }
 
@@ -671,8 +684,8 @@ impl StreamCore {
             }
             // Also when the frame is not for this player: what it holds
             // leaves with everyone else's.
-            if !hold {
-                q.flush_or_wake(now);
+            if !hold && !q.is_empty() {
+                self.ready.push(p.clone());
             }
         }
     }
@@ -691,7 +704,7 @@ impl StreamCore {
         queued
     }
 
-    fn start_player(&self, player: &Player) -> usize {
+    fn start_player(&mut self, player: &Rc<Player>) -> usize {
         let format = player.format;
         let filter = player.filter.get();
         let mut q = player.queue.borrow_mut();
@@ -724,8 +737,17 @@ impl StreamCore {
                 queued += 1;
             }
         }
-        q.flush_or_wake(Instant::now());
+        if !q.is_empty() {
+            self.ready.push(player.clone());
+        }
         queued
+    }
+
+    /// The players with bytes ready to write since the last call: the
+    /// caller writes to those whose writer is parked itself (the direct
+    /// write) and wakes the others' writers.
+    pub fn drain_ready(&mut self) -> std::vec::Drain<'_, Rc<Player>> {
+        self.ready.drain(..)
     }
 
     /// Removes a player; true if it was there.
@@ -801,6 +823,23 @@ mod tests {
         }
     }
 
+    /// Applies `ev` and does what the server does for the players with
+    /// bytes ready when no socket is attached: wakes their writers.
+    fn apply(core: &mut StreamCore, ev: &StreamEvent, deadline: Instant) {
+        core.apply(ev, deadline);
+        for p in core.drain_ready() {
+            p.queue.borrow_mut().wake();
+        }
+    }
+
+    /// Adds a player, as [`apply`] does events.
+    fn add(core: &mut StreamCore, player: &Rc<Player>, deadline: Instant) {
+        core.add_player(player.clone(), deadline);
+        for p in core.drain_ready() {
+            p.queue.borrow_mut().wake();
+        }
+    }
+
     fn video(ts: u32, key: bool) -> StreamEvent {
         let head = if key { 0x17 } else { 0x27 };
         let body = Bytes::from(vec![head, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]);
@@ -832,7 +871,7 @@ mod tests {
             HlsConfig::default(),
             coalesce,
         );
-        core.apply(&StreamEvent::Published, Instant::now());
+        apply(&mut core, &StreamEvent::Published, Instant::now());
         core
     }
 
@@ -853,16 +892,16 @@ mod tests {
         let audio_only = Parked::new(2, AUDIO_ONLY);
         let video_only = Parked::new(3, VIDEO_ONLY);
         for p in [&both, &audio_only, &video_only] {
-            core.add_player(p.player.clone(), deadline);
+            add(&mut core, &p.player, deadline);
             p.drain_and_park();
         }
-        core.apply(&video(0, true), deadline);
+        apply(&mut core, &video(0, true), deadline);
         assert_eq!((both.wakes(), video_only.wakes()), (1, 1));
         both.drain_and_park();
         video_only.drain_and_park();
 
-        core.apply(&audio(10), deadline);
-        core.apply(&audio(20), deadline);
+        apply(&mut core, &audio(10), deadline);
+        apply(&mut core, &audio(20), deadline);
         assert_eq!(both.wakes(), 1, "audio is held for the next video frame");
         assert!(both.queued() > 0, "held audio is queued");
         assert_eq!(
@@ -871,7 +910,7 @@ mod tests {
             "an audio-only player waits for nothing"
         );
 
-        core.apply(&video(33, false), deadline);
+        apply(&mut core, &video(33, false), deadline);
         assert_eq!(both.wakes(), 2, "the video frame takes the audio along");
         assert_eq!(video_only.wakes(), 2);
     }
@@ -882,13 +921,13 @@ mod tests {
         let mut core = core(coalesce);
         let deadline = Instant::now();
         let p = Parked::new(1, MediaFilter::ALL);
-        core.add_player(p.player.clone(), deadline);
-        core.apply(&video(0, true), deadline);
+        add(&mut core, &p.player, deadline);
+        apply(&mut core, &video(0, true), deadline);
         p.drain_and_park();
-        core.apply(&audio(10), deadline);
+        apply(&mut core, &audio(10), deadline);
         assert_eq!(p.wakes(), 0);
         std::thread::sleep(coalesce * 2);
-        core.apply(&audio(20), deadline);
+        apply(&mut core, &audio(20), deadline);
         assert_eq!(p.wakes(), 1, "audio held past audio_coalesce goes out");
     }
 
@@ -903,19 +942,19 @@ mod tests {
         let both = Parked::new(1, MediaFilter::ALL);
         let audio_only = Parked::new(2, AUDIO_ONLY);
         for p in [&both, &audio_only] {
-            core.add_player(p.player.clone(), deadline);
+            add(&mut core, &p.player, deadline);
             p.drain_and_park();
         }
-        core.apply(&video(0, true), deadline);
+        apply(&mut core, &video(0, true), deadline);
         assert_eq!(both.wakes(), 1, "a keyframe never waits");
         both.drain_and_park();
-        core.apply(&audio(10), deadline);
-        core.apply(&video(33, false), deadline);
-        core.apply(&audio(40), deadline);
+        apply(&mut core, &audio(10), deadline);
+        apply(&mut core, &video(33, false), deadline);
+        apply(&mut core, &audio(40), deadline);
         assert_eq!(both.wakes(), 1, "held together");
         assert_eq!(audio_only.wakes(), 0, "audio-only players merge too");
         std::thread::sleep(coalesce * 2);
-        core.apply(&video(66, false), deadline);
+        apply(&mut core, &video(66, false), deadline);
         assert_eq!(
             (both.wakes(), audio_only.wakes()),
             (2, 1),
@@ -928,10 +967,10 @@ mod tests {
         let mut core = core(Duration::ZERO);
         let deadline = Instant::now();
         let p = Parked::new(1, MediaFilter::ALL);
-        core.add_player(p.player.clone(), deadline);
-        core.apply(&video(0, true), deadline);
+        add(&mut core, &p.player, deadline);
+        apply(&mut core, &video(0, true), deadline);
         p.drain_and_park();
-        core.apply(&audio(10), deadline);
+        apply(&mut core, &audio(10), deadline);
         assert_eq!(p.wakes(), 1);
     }
 
@@ -940,14 +979,14 @@ mod tests {
         let mut core = core(Duration::from_secs(10));
         let deadline = Instant::now();
         let p = Parked::new(1, MediaFilter::ALL);
-        core.add_player(p.player.clone(), deadline);
-        core.apply(&video(0, true), deadline);
+        add(&mut core, &p.player, deadline);
+        apply(&mut core, &video(0, true), deadline);
         p.drain_and_park();
-        core.apply(&audio(10), deadline);
+        apply(&mut core, &audio(10), deadline);
         // The player has not started over: a restart makes it wait for a
         // keyframe, so the next inter frame is not queued for it.
         p.player.queue.borrow_mut().restart();
-        core.apply(&video(33, false), deadline);
+        apply(&mut core, &video(33, false), deadline);
         assert_eq!(p.wakes(), 1, "the held audio is written anyway");
     }
 }

@@ -3,10 +3,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
-use std::os::fd::RawFd;
+use std::io::IoSlice;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -58,19 +56,9 @@ pub struct OutQueue {
     written: u64,
     /// The writer task's waker while it is parked on an empty queue.
     waker: Option<Waker>,
-    /// The player's socket, while its writer may be bypassed.
-    direct: Option<DirectSocket>,
     /// (end position in bytes ever queued, ingest time on the owner) of
     /// live frames not yet fully written, oldest first.
     ingest_marks: VecDeque<(u64, Instant)>,
-}
-
-/// A socket the fan-out may write to itself while the player's writer task
-/// is parked, and the connection's activity clock to touch when it does.
-#[derive(Debug)]
-struct DirectSocket {
-    fd: RawFd,
-    last_active: Rc<Cell<Instant>>,
 }
 
 impl OutQueue {
@@ -84,22 +72,8 @@ impl OutQueue {
             skipped: 0,
             written: 0,
             waker: None,
-            direct: None,
             ingest_marks: VecDeque::new(),
         }
-    }
-
-    /// Lets [`OutQueue::flush_or_wake`] write to `fd` itself while the
-    /// writer task is parked. The caller must call
-    /// [`OutQueue::detach_socket`] before `fd` is closed or written by
-    /// anything but this queue.
-    pub fn attach_socket(&mut self, fd: RawFd, last_active: Rc<Cell<Instant>>) {
-        self.direct = Some(DirectSocket { fd, last_active });
-    }
-
-    /// Stops writes from outside the writer task.
-    pub fn detach_socket(&mut self) {
-        self.direct = None;
     }
 
     /// Queues bytes that must arrive whatever the backlog.
@@ -150,55 +124,29 @@ impl OutQueue {
         }
     }
 
-    /// Gets queued bytes moving. While the writer task is parked on an
-    /// empty queue and a socket is attached, they are written here, at
-    /// once, with no task woken; whatever the socket does not take at once
-    /// (or an error) is left to the woken writer.
-    pub fn flush_or_wake(&mut self, now: Instant) {
-        if self.bufs.is_empty() {
-            return;
-        }
-        if let (Some(fd), Some(_)) = (self.direct.as_ref().map(|d| d.fd), &self.waker) {
-            if let Ok(n) = self.write_to(fd) {
-                if let (true, Some(d)) = (n > 0, &self.direct) {
-                    d.last_active.set(now);
-                }
-                if self.bufs.is_empty() {
-                    return;
-                }
-            }
-        }
-        self.wake();
+    /// True while the writer task is parked on an empty queue: whoever
+    /// queued bytes may then write them itself (the fan-out's direct write,
+    /// done by the server, which holds the socket) before waking it.
+    pub fn is_parked(&self) -> bool {
+        self.waker.is_some()
     }
 
-    /// One non-blocking `sendmsg` of the first [`IOV_BATCH`] buffers to
-    /// `fd`; forgets what was written and returns its length.
-    pub fn write_to(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; IOV_BATCH];
+    /// Lends the first queued buffers for one vectored write: fills `out`
+    /// (at most its length, [`IOV_BATCH`] by convention) and returns how
+    /// many it filled. The writer then calls [`OutQueue::advance`] with
+    /// what was written.
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for b in self.bufs.iter().take(IOV_BATCH) {
-            iov[n] = libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            };
+        for (slot, b) in out.iter_mut().zip(self.bufs.iter()) {
+            *slot = IoSlice::new(b);
             n += 1;
         }
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = n as _;
-        // SAFETY: every iovec points into a `Bytes` held by `self.bufs`,
-        // unchanged for the duration of this synchronous call; the kernel
-        // only reads them.
-        let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.advance(r as usize);
-        Ok(r as usize)
+        n
+    }
+
+    /// The first queued buffer (it may be partly written already).
+    pub fn front(&self) -> Option<&Bytes> {
+        self.bufs.front()
     }
 
     /// Waits for a start point again (a new publisher, or a fresh start).
@@ -214,15 +162,11 @@ impl OutQueue {
         self.bufs.push_back(b);
     }
 
-    fn wake(&mut self) {
+    /// Wakes the parked writer task, if any.
+    pub fn wake(&mut self) {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
-    }
-
-    /// Queued buffers, front first (the front may be partly written).
-    pub fn bufs(&self) -> &VecDeque<Bytes> {
-        &self.bufs
     }
 
     /// Bytes queued.
@@ -387,9 +331,6 @@ impl Notify {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::Wake;
@@ -418,76 +359,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn b(n: usize) -> Vec<Bytes> {
+    pub(crate) fn b(n: usize) -> Vec<Bytes> {
         vec![Bytes::from(vec![0u8; n])]
-    }
-
-    /// A queue with a socket attached, and the socket's other end.
-    fn attached() -> (OutQueue, UnixStream, UnixStream, Rc<Cell<Instant>>) {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let mut q = OutQueue::new(1 << 24);
-        let clock = Rc::new(Cell::new(Instant::now()));
-        q.attach_socket(ours.as_raw_fd(), clock.clone());
-        (q, ours, theirs, clock)
-    }
-
-    #[test]
-    fn a_parked_writer_is_bypassed_and_not_woken() {
-        let (mut q, _ours, mut theirs, clock) = attached();
-        let wakes = Arc::new(CountWakes::default());
-        wakes.park(&mut q);
-        assert!(q.push_media(
-            &[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
-            true
-        ));
-        let now = Instant::now();
-        q.flush_or_wake(now);
-        assert_eq!(wakes.get(), 0, "written without the writer task");
-        assert!(q.is_empty());
-        assert_eq!((q.written(), clock.get()), (4, now));
-        let mut got = [0u8; 4];
-        theirs.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"abcd");
-    }
-
-    #[test]
-    fn what_the_socket_does_not_take_wakes_the_writer() {
-        let (mut q, _ours, _theirs, _) = attached();
-        let wakes = Arc::new(CountWakes::default());
-        wakes.park(&mut q);
-        // Far more than a socket pair buffers.
-        for _ in 0..64 {
-            assert!(q.push_media(&b(64 * 1024), true));
-        }
-        q.flush_or_wake(Instant::now());
-        assert_eq!(wakes.get(), 1);
-        assert!(q.len_bytes() > 0 && q.written() > 0);
-    }
-
-    #[test]
-    fn a_busy_writer_is_left_alone() {
-        let (mut q, _ours, _theirs, _) = attached();
-        let wakes = Arc::new(CountWakes::default());
-        wakes.park(&mut q);
-        q.push_control(&b(3));
-        assert_eq!(wakes.get(), 1, "control wakes the writer");
-        // The writer is now between its wake and its write: no one else may
-        // write, or bytes would interleave.
-        assert!(q.push_media(&b(5), true));
-        q.flush_or_wake(Instant::now());
-        assert_eq!((q.len_bytes(), q.written()), (8, 0));
-    }
-
-    #[test]
-    fn a_detached_socket_is_never_written() {
-        let (mut q, _ours, _theirs, _) = attached();
-        let wakes = Arc::new(CountWakes::default());
-        wakes.park(&mut q);
-        q.detach_socket();
-        assert!(q.push_media(&b(5), true));
-        q.flush_or_wake(Instant::now());
-        assert_eq!((wakes.get(), q.written()), (1, 0));
     }
 
     #[test]
@@ -553,8 +426,9 @@ pub(crate) mod tests {
         let mut q = OutQueue::new(1000);
         q.push_control(&[Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]);
         q.advance(4);
-        assert_eq!(q.bufs().len(), 1);
-        assert_eq!(&q.bufs()[0][..], b"efg");
+        let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+        assert_eq!(q.io_slices(&mut slices), 1);
+        assert_eq!(&*slices[0], b"efg");
         q.advance(3);
         assert!(q.is_empty());
         assert_eq!(q.len_bytes(), 0);

@@ -6,6 +6,8 @@
 
 pub mod client;
 
+pub use client::{BodyDecoder, Framing};
+
 use std::fmt::Write as _;
 
 /// Bounds on one request head.
@@ -46,6 +48,9 @@ pub struct Request {
     pub host: Option<String>,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
+    /// How the request's body is framed: the driver reads past it (and
+    /// discards it) before the next request of a keep-alive connection.
+    pub body: Framing,
 }
 
 impl Request {
@@ -149,14 +154,56 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
         .collect();
     let mut host = None;
     let mut connection = None;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<String> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
             let v = String::from_utf8_lossy(h.value);
             host = host_without_port(v.trim());
         } else if h.name.eq_ignore_ascii_case("connection") {
             connection = Some(String::from_utf8_lossy(h.value).to_ascii_lowercase());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let v = String::from_utf8_lossy(h.value);
+            let n = match v.trim().parse::<u64>() {
+                Ok(n) if content_length.is_none_or(|m| m == n) => n,
+                Ok(_) => {
+                    return Parse::Invalid {
+                        status: 400,
+                        what: "conflicting Content-Length headers".into(),
+                    }
+                }
+                Err(_) => {
+                    return Parse::Invalid {
+                        status: 400,
+                        what: format!("bad Content-Length {:?}", v.trim()),
+                    }
+                }
+            };
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            transfer_encoding = Some(match transfer_encoding {
+                Some(t) => format!("{t}, {}", v.trim()),
+                None => v.trim().to_string(),
+            });
         }
     }
+    // RFC 9112 6.3: a Transfer-Encoding whose final coding is chunked
+    // frames the body (and overrides Content-Length); any other is an
+    // unknown length, which a server must refuse.
+    let body = match transfer_encoding {
+        Some(t) if t.rsplit(',').next().map(str::trim) == Some("chunked") => Framing::Chunked,
+        Some(t) => {
+            return Parse::Invalid {
+                status: 400,
+                what: format!("Transfer-Encoding {t:?} does not end in chunked"),
+            }
+        }
+        None => match content_length {
+            Some(n) if n > 0 => Framing::Length(n),
+            _ => Framing::Empty,
+        },
+    };
     let keep_alive = match (minor_version, connection.as_deref()) {
         (_, Some(c)) if c.contains("close") => false,
         (0, Some(c)) => c.contains("keep-alive"),
@@ -171,6 +218,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
             minor_version,
             host,
             keep_alive,
+            body,
         },
         consumed,
     }
@@ -423,6 +471,58 @@ fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
     }
 }
 
+/// A whole response, as a handler builds it and a driver writes it.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// The head.
+    pub head: ResponseHead,
+    /// The body (its length is the head's Content-Length); a response to
+    /// HEAD is written without it.
+    pub body: bytes::Bytes,
+}
+
+impl Response {
+    /// A response with a body of known length.
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<bytes::Bytes>,
+        keep_alive: bool,
+    ) -> Self {
+        let body = body.into();
+        Self {
+            head: ResponseHead::new(status, Some(content_type), body.len(), keep_alive),
+            body,
+        }
+    }
+
+    /// A plain-text response: one line saying what happened.
+    pub fn text(status: u16, message: impl Into<String>, keep_alive: bool) -> Self {
+        Self::new(
+            status,
+            "text/plain; charset=utf-8",
+            message.into().into_bytes(),
+            keep_alive,
+        )
+    }
+
+    /// A response without a body (e.g. 204), with `extra` header lines.
+    pub fn empty(status: u16, extra: Vec<String>, keep_alive: bool) -> Self {
+        let mut head = ResponseHead::new(status, None, 0, keep_alive);
+        head.extra = extra;
+        Self {
+            head,
+            body: bytes::Bytes::new(),
+        }
+    }
+
+    /// Adds a header line (without CRLF).
+    pub fn with_header(mut self, line: String) -> Self {
+        self.head.extra.push(line);
+        self
+    }
+}
+
 /// A response head.
 #[derive(Clone, Debug)]
 pub struct ResponseHead {
@@ -523,6 +623,39 @@ mod tests {
 
     fn parse(s: &str) -> Parse {
         parse_request(s.as_bytes(), &HttpLimits::default())
+    }
+
+    fn body_of(head: &str) -> Result<Framing, (u16, String)> {
+        match parse(&format!("DELETE /api/v1/clients/1 HTTP/1.1\r\n{head}\r\n")) {
+            Parse::Complete { request, .. } => Ok(request.body),
+            Parse::Invalid { status, what } => Err((status, what)),
+            Parse::Incomplete => panic!("incomplete"),
+        }
+    }
+
+    #[test]
+    fn request_bodies_are_framed_by_rfc_9112() {
+        assert_eq!(body_of(""), Ok(Framing::Empty));
+        assert_eq!(body_of("Content-Length: 0\r\n"), Ok(Framing::Empty));
+        assert_eq!(body_of("Content-Length: 17\r\n"), Ok(Framing::Length(17)));
+        assert_eq!(
+            body_of("Content-Length: 17\r\nContent-Length: 17\r\n"),
+            Ok(Framing::Length(17))
+        );
+        assert_eq!(
+            body_of("Transfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n"),
+            Ok(Framing::Chunked),
+            "chunked overrides Content-Length"
+        );
+        let (status, what) = body_of("Content-Length: 3\r\nContent-Length: 4\r\n").unwrap_err();
+        assert_eq!(status, 400);
+        assert!(what.contains("conflicting Content-Length"), "{what}");
+        let (status, what) = body_of("Content-Length: -1\r\n").unwrap_err();
+        assert_eq!(status, 400);
+        assert!(what.contains("bad Content-Length"), "{what}");
+        let (status, what) = body_of("Transfer-Encoding: gzip\r\n").unwrap_err();
+        assert_eq!(status, 400);
+        assert!(what.contains("does not end in chunked"), "{what}");
     }
 
     #[test]

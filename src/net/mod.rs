@@ -1,0 +1,53 @@
+//! Everything between a socket and a session driver: the one
+//! [`Transport`] (plain TCP now, TLS next), protocol sniffing on the one
+//! port, reads and writes with named deadlines, the vectored drain of a
+//! player's queue, and the registry of open connections. Nothing here knows
+//! the shard, its streams or any session: the drivers in `server/` use it.
+
+pub mod io;
+pub mod registry;
+pub mod transport;
+
+pub use registry::{ConnSlot, ConnState, ConnWhat, Conns, Registered};
+pub use transport::{DirectHandle, Transport};
+
+/// What the first byte of a connection says it is (DESIGN.md: one port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniffed {
+    /// RTMP: the C0 version byte, 0x03.
+    Rtmp,
+    /// HTTP/1: an uppercase method letter.
+    Http,
+    /// A TLS record (0x16); served once the TLS issue lands.
+    Tls,
+    /// Nothing we serve.
+    Unknown(u8),
+}
+
+impl Sniffed {
+    /// Classifies a connection by its first byte.
+    pub fn from_first_byte(b: u8) -> Self {
+        match b {
+            proto::rtmp::handshake::RTMP_VERSION => Sniffed::Rtmp,
+            b'A'..=b'Z' => Sniffed::Http,
+            0x16 => Sniffed::Tls,
+            other => Sniffed::Unknown(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sniffed;
+
+    #[test]
+    fn the_first_byte_names_the_protocol() {
+        assert_eq!(Sniffed::from_first_byte(0x03), Sniffed::Rtmp);
+        for b in b"GHPODC" {
+            assert_eq!(Sniffed::from_first_byte(*b), Sniffed::Http);
+        }
+        assert_eq!(Sniffed::from_first_byte(0x16), Sniffed::Tls);
+        assert_eq!(Sniffed::from_first_byte(b'g'), Sniffed::Unknown(b'g'));
+        assert_eq!(Sniffed::from_first_byte(0), Sniffed::Unknown(0));
+    }
+}

@@ -1,0 +1,189 @@
+//! The connections a shard has open: ids unique across shards, what each
+//! is, its close signal and activity clock (for idle checks, shutdown and
+//! the API's client list), and the process-wide `max_connections` slots.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::metrics::{ConnCount, ShardMetrics};
+use crate::stream::{Signal, StreamKey};
+
+/// Connections open in the whole process (for `max_connections`).
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// A connection as its shard sees it.
+pub struct ConnState {
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// When it was accepted (or handed to this shard).
+    pub accepted: Instant,
+    /// Accepted on `internal_port`, which serves only the API.
+    pub internal: bool,
+    /// What it turned out to be so far.
+    pub what: RefCell<ConnWhat>,
+    /// Raised to make the connection close.
+    pub close: Rc<Signal>,
+    /// Last time bytes moved either way (shared with a player's direct
+    /// writes from the fan-out).
+    pub last_active: Rc<Cell<Instant>>,
+}
+
+/// What a connection is, as far as its driver knows.
+#[derive(Clone, Debug, Default)]
+pub enum ConnWhat {
+    /// Its first bytes have not arrived yet.
+    #[default]
+    Sniffing,
+    /// RTMP, before publish or play.
+    Rtmp,
+    /// HTTP requests (API, HLS, pages).
+    Http,
+    /// The publisher of a stream.
+    Publisher(StreamKey),
+    /// A player of a stream, by protocol (`rtmp`, `http-flv`).
+    Player(StreamKey, &'static str),
+}
+
+/// One open connection under `max_connections`, with its counters. It is
+/// `Send`, travels with a handed-off publisher, and releases the slot when
+/// dropped.
+pub struct ConnSlot {
+    /// When the connection was accepted.
+    pub accepted: Instant,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+}
+
+impl ConnSlot {
+    /// Reserves a slot under `max` (0 = unlimited); None when all are taken.
+    pub fn reserve(max: usize) -> Option<Self> {
+        let prev = OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+        if max != 0 && prev >= max {
+            OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self {
+            accepted: Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One shard's open connections.
+pub struct Conns {
+    /// This shard's index, in the low bits of every id it gives out.
+    shard: usize,
+    /// Ids are unique across shards: `n * shards_max + shard`.
+    shards_max: u64,
+    next: Cell<u64>,
+    map: RefCell<HashMap<u64, Rc<ConnState>>>,
+}
+
+impl Conns {
+    /// The registry of shard `shard`, whose ids leave room for `shards_max`
+    /// shards.
+    pub fn new(shard: usize, shards_max: usize) -> Self {
+        Self {
+            shard,
+            shards_max: shards_max as u64,
+            next: Cell::new(1),
+            map: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh id, unique across shards (`id % shards_max` is the shard).
+    pub fn next_id(&self) -> u64 {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        n * self.shards_max + self.shard as u64
+    }
+
+    /// The open connection `id`, if any.
+    pub fn get(&self, id: u64) -> Option<Rc<ConnState>> {
+        self.map.borrow().get(&id).cloned()
+    }
+
+    /// Calls `f` for every open connection.
+    pub fn for_each(&self, mut f: impl FnMut(u64, &ConnState)) {
+        for (id, c) in self.map.borrow().iter() {
+            f(*id, c);
+        }
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    /// True when none is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+}
+
+/// Keeps a connection in its shard's registry while alive.
+pub struct Registered {
+    conns: Rc<Conns>,
+    /// The client id (the API's), unique across shards.
+    pub id: u64,
+    /// What the shard knows of it.
+    pub state: Rc<ConnState>,
+    /// The connection in the shard's connection counts, by protocol.
+    pub count: ConnCount,
+}
+
+impl Registered {
+    /// Registers a connection from `peer`; `closing`: the shard is
+    /// stopping, so it is told to close at once.
+    pub fn new(
+        conns: &Rc<Conns>,
+        metrics: &Rc<ShardMetrics>,
+        peer: SocketAddr,
+        internal: bool,
+        closing: bool,
+    ) -> Self {
+        let id = conns.next_id();
+        let state = Rc::new(ConnState {
+            peer,
+            accepted: Instant::now(),
+            internal,
+            what: RefCell::new(ConnWhat::Sniffing),
+            close: Rc::new(Signal::default()),
+            last_active: Rc::new(Cell::new(Instant::now())),
+        });
+        conns.map.borrow_mut().insert(id, state.clone());
+        if closing {
+            state.close.raise();
+        }
+        Self {
+            conns: conns.clone(),
+            id,
+            state,
+            count: ConnCount::open(metrics.clone()),
+        }
+    }
+
+    /// Records what the connection turned out to be.
+    pub fn set_what(&self, what: ConnWhat) {
+        *self.state.what.borrow_mut() = what;
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.conns.map.borrow_mut().remove(&self.id);
+    }
+}

@@ -1,0 +1,115 @@
+//! Accepting connections on the one port (and `internal_port`), and
+//! handing each to its driver by what its first bytes say it is.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+
+use super::player::log_close;
+use super::Shard;
+use crate::error::Deadline;
+use crate::net::io::read_some;
+use crate::net::{ConnSlot, ConnWhat, Registered, Sniffed, Transport};
+
+/// How long a write may wait for the peer to make room before the
+/// connection is dropped (publishers and the pre-play phase; players have
+/// bounded queues instead).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a connection's first read (the protocol is sniffed from it).
+const FIRST_READ_LEN: usize = super::rtmp_conn::READ_BUF_LEN;
+/// After a failed accept (e.g. out of fds), how long the loop pauses.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// Accepts connections on `listener` until the shard stops; `internal`:
+/// it is the `internal_port` listener.
+pub(super) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, internal: bool) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopping.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { break };
+        match accepted {
+            Ok(stream) => {
+                let shard = shard.clone();
+                glommio::spawn_local(run_accepted(shard, Transport::Tcp(stream), internal))
+                    .detach();
+            }
+            Err(e) => {
+                let which = if internal { "internal_port" } else { "port" };
+                log::warn!("accept on shard {} ({which}): {e}", shard.id());
+                glommio::timer::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Entry point for every accepted connection; `internal`: accepted on
+/// `internal_port` (HTTP only).
+async fn run_accepted(shard: Rc<Shard>, mut conn: Transport, internal: bool) {
+    let peer = match conn.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let Some(mut slot) = ConnSlot::reserve(shard.config.max_connections) else {
+        log::warn!(
+            "refused peer={peer}: max_connections={} reached",
+            shard.config.max_connections
+        );
+        return;
+    };
+    let _ = conn.configure(WRITE_TIMEOUT);
+    let reg = Registered::new(
+        &shard.conns,
+        &shard.metrics,
+        peer,
+        internal,
+        shard.stopping.is_raised(),
+    );
+    log::debug!("accept peer={peer} shard={}", shard.id());
+
+    // Sniff the protocol from the first bytes (DESIGN.md: one port).
+    let deadline = Deadline::after(
+        shard.config.rtmp.handshake_timeout(),
+        "rtmp.handshake_timeout_s",
+        "the first request, publish or play",
+    );
+    let mut first = vec![0u8; FIRST_READ_LEN];
+    let n = match read_some(&mut conn, &mut first, &reg.state.close, Some(deadline)).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => {
+            log::info!("peer={peer} error={e}");
+            return;
+        }
+    };
+    // Keep only what was read: this buffer lives as long as the connection.
+    first.truncate(n);
+    first.shrink_to_fit();
+    slot.bytes_in += n as u64;
+    let error = match Sniffed::from_first_byte(first[0]) {
+        Sniffed::Http => {
+            reg.set_what(ConnWhat::Http);
+            super::http_conn::run(shard, conn, first, slot, reg).await;
+            return;
+        }
+        Sniffed::Rtmp if !internal => {
+            super::rtmp_conn::run(shard, conn, first, slot, reg, deadline).await;
+            return;
+        }
+        other if internal => format!(
+            "{other:?} (first byte 0x{:02x}) on internal_port {}, which serves only the HTTP API",
+            first[0], shard.config.internal_port
+        ),
+        Sniffed::Tls => "TLS (first byte 0x16) is not configured on this port".to_string(),
+        other => format!(
+            "unrecognised protocol: first byte 0x{:02x} ({other:?}) is neither RTMP (0x03) nor \
+             an HTTP method",
+            first[0]
+        ),
+    };
+    log::warn!("peer={peer} error={error}");
+    log_close(peer, None, &slot, None);
+}
