@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Entry, PublisherSlot, Role, Shard, ShardMsg, GATHER_TIMEOUT};
+use super::{Shard, ShardMsg, GATHER_TIMEOUT};
 use crate::config::SHARDS_MAX;
 use crate::net::{ConnState, ConnWhat, Registered};
 use crate::stream::meter::RATE_WINDOW;
+use crate::stream::table::{Entry, PublisherSlot, Role, StreamTable};
 use crate::stream::{IngestMeter, PlayerFormat, StreamKey};
 use proto::http::{ApiRoute, Request, Response, Route};
 use proto::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
@@ -67,21 +68,6 @@ pub(super) fn bind_internal(shard: &Rc<Shard>) -> Result<Option<glommio::Task<()
         listener,
         true,
     ))))
-}
-
-impl Shard {
-    /// Counts one HLS request (playlist, segment or part) served for
-    /// `key`. Only streams this shard has an entry for are counted, so the
-    /// counts are bounded by the stream table (and go with its entries).
-    pub(super) fn count_hls_request(&self, key: &StreamKey) {
-        if self.streams.borrow().contains_key(key) {
-            *self
-                .hls_requests
-                .borrow_mut()
-                .entry(key.clone())
-                .or_default() += 1;
-        }
-    }
 }
 
 /// A request of the API to one shard; the reply goes back on the channel.
@@ -352,11 +338,11 @@ fn audio_view(seq: &Frame) -> AudioView {
 
 fn local_streams(shard: &Shard, only: Option<&StreamKey>) -> ShardStreams {
     let now = Instant::now();
-    let streams = shard.streams.borrow();
-    let parts = streams
+    let table = shard.table.borrow();
+    let parts = table
         .iter()
         .filter(|(k, _)| only.is_none_or(|o| o == *k))
-        .map(|(key, e)| stream_part(shard, key, e, now))
+        .map(|(key, e)| stream_part(shard, &table, key, e, now))
         .collect();
     ShardStreams {
         shard: shard.id(),
@@ -364,7 +350,13 @@ fn local_streams(shard: &Shard, only: Option<&StreamKey>) -> ShardStreams {
     }
 }
 
-fn stream_part(shard: &Shard, key: &StreamKey, e: &Entry, now: Instant) -> StreamPart {
+fn stream_part(
+    shard: &Shard,
+    table: &StreamTable,
+    key: &StreamKey,
+    e: &Entry,
+    now: Instant,
+) -> StreamPart {
     let owner = match &e.role {
         Role::Owner {
             publisher,
@@ -411,7 +403,7 @@ fn stream_part(shard: &Shard, key: &StreamKey, e: &Entry, now: Instant) -> Strea
         key: key.clone(),
         owner,
         players,
-        hls_requests: shard.hls_requests.borrow().get(key).copied().unwrap_or(0),
+        hls_requests: table.hls_requests(key),
     }
 }
 
@@ -518,16 +510,8 @@ fn local_clients(shard: &Shard) -> Vec<ClientView> {
 }
 
 fn drop_publisher(shard: &Shard, key: &StreamKey) -> Option<PublisherView> {
-    let streams = shard.streams.borrow();
-    let Some(Entry {
-        role: Role::Owner {
-            publisher: Some(p), ..
-        },
-        ..
-    }) = streams.get(key)
-    else {
-        return None;
-    };
+    let table = shard.table.borrow();
+    let p = table.publisher(key)?;
     log::info!(
         "api: dropping publisher key={key} peer={} client={}",
         p.peer,

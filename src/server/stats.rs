@@ -10,15 +10,16 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{Role, Shard, ShardMsg, GATHER_TIMEOUT};
+use super::{Shard, ShardMsg, GATHER_TIMEOUT};
 use crate::metrics::{self, Gauges, ShardStats, Totals};
+use crate::stream::table::Role;
 use proto::http::Route;
 
 impl Shard {
     /// This shard's numbers now: its metrics and what its stream table holds.
     pub(super) fn stats_snapshot(&self) -> ShardStats {
         let mut g = Gauges::default();
-        for e in self.streams.borrow().values() {
+        for (_, e) in self.table.borrow().iter() {
             match &e.role {
                 Role::Owner { publisher, .. } => {
                     g.streams_owned += 1;

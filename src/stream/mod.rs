@@ -9,6 +9,7 @@
 
 pub mod meter;
 pub mod queue;
+pub mod table;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -535,16 +536,18 @@ impl StreamCore {
     /// `grace_deadline` is when players give up if the event unpublishes.
     /// A frame counts as ingested now (see [`StreamCore::apply_ingested`]).
     pub fn apply(&mut self, event: &StreamEvent, grace_deadline: Instant) {
-        self.apply_ingested(event, grace_deadline, Instant::now());
+        let now = Instant::now();
+        self.apply_at(event, grace_deadline, now, now);
     }
 
-    /// [`StreamCore::apply`] for an event its owner took in at `ingest`:
-    /// the fan-out latency of its frame is counted from then.
-    pub fn apply_ingested(
+    /// [`StreamCore::apply`] at `now`, for an event its owner took in at
+    /// `ingest`: the fan-out latency of its frame is counted from then.
+    pub fn apply_at(
         &mut self,
         event: &StreamEvent,
         grace_deadline: Instant,
         ingest: Instant,
+        now: Instant,
     ) {
         match event {
             StreamEvent::Published => {
@@ -589,13 +592,13 @@ impl StreamCore {
                 }
                 self.metadata = Some(meta);
             }
-            StreamEvent::Frame(frame) => self.on_frame(frame, ingest),
+            StreamEvent::Frame(frame) => self.on_frame(frame, ingest, now),
             StreamEvent::Hls(r, ev) => {
                 if let (HlsEvent::Part { msn, part, .. }, Some(last)) = (ev, self.frame_times[0]) {
                     log::debug!(
                         "hls part ready key={} rendition={r:?} msn={msn} part={part} since_last_frame_us={}",
                         self.key,
-                        last.elapsed().as_micros()
+                        now.saturating_duration_since(last).as_micros()
                     );
                 }
                 let config = self.hls_config;
@@ -635,8 +638,7 @@ impl StreamCore {
         }
     }
 
-    fn on_frame(&mut self, frame: &Frame, ingest: Instant) {
-        let now = Instant::now();
+    fn on_frame(&mut self, frame: &Frame, ingest: Instant, now: Instant) {
         self.frames_in += 1;
         self.frame_times = [self.frame_times[1], Some(now)];
         if frame.is_video() {
