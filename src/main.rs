@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use shardcast::config::{Config, Flags};
-use shardcast::server::{self, CHANNEL_CAPACITY, SHUTDOWN_GRACE};
+use shardcast::server::{
+    self, CHANNEL_CAPACITY, CONTROL_BACKLOG_MAX, CONTROL_CHANNEL_CAPACITY, SHUTDOWN_GRACE,
+};
 
 /// After a stop signal, how long the process waits for shards before exiting anyway.
 const EXIT_DEADLINE: Duration = Duration::from_secs(5);
@@ -34,7 +36,9 @@ fn main() {
     let pool = shards::PoolConfig {
         shards,
         pin_cores: config.pin_cores,
-        channel_capacity: CHANNEL_CAPACITY,
+        media_capacity: CHANNEL_CAPACITY,
+        control_capacity: CONTROL_CHANNEL_CAPACITY,
+        control_backlog_max: CONTROL_BACKLOG_MAX,
         name: "shard".into(),
     };
     let config = Arc::new(config);

@@ -118,25 +118,7 @@ fn players_on_both_shards(server: &Server, max: usize) -> Vec<(BgPlayer, usize)>
     let mut players = Vec::new();
     let mut seen = BTreeSet::new();
     for _ in 0..max {
-        let p = BgPlayer::start(server.port, "live", "test").expect("player connects");
-        let line = server
-            .wait_for_play(p.local_port, Duration::from_secs(10))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no `play key=... peer=127.0.0.1:{}` line\n{}",
-                    p.local_port,
-                    server.log_tail(60)
-                )
-            });
-        assert_eq!(kv(&line, "key"), Some(key().as_str()), "play line: {line}");
-        let shard: usize = kv(&line, "shard")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("play line without shard=K: {line}"));
-        assert!(
-            shard < server.shards,
-            "shard {shard} out of range for --shards {}: {line}",
-            server.shards
-        );
+        let (p, shard) = player_and_shard(server);
         seen.insert(shard);
         players.push((p, shard));
         if seen.len() == 2 {
@@ -150,6 +132,31 @@ fn players_on_both_shards(server: &Server, max: usize) -> Vec<(BgPlayer, usize)>
         players.len()
     );
     players
+}
+
+/// Connects a test-client player of `live/test` and returns it with the
+/// shard that accepted it (from its `play ... shard=K` line).
+fn player_and_shard(server: &Server) -> (BgPlayer, usize) {
+    let p = BgPlayer::start(server.port, "live", "test").expect("player connects");
+    let line = server
+        .wait_for_play(p.local_port, Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "no `play key=... peer=127.0.0.1:{}` line\n{}",
+                p.local_port,
+                server.log_tail(60)
+            )
+        });
+    assert_eq!(kv(&line, "key"), Some(key().as_str()), "play line: {line}");
+    let shard: usize = kv(&line, "shard")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("play line without shard=K: {line}"));
+    assert!(
+        shard < server.shards,
+        "shard {shard} out of range for --shards {}: {line}",
+        server.shards
+    );
+    (p, shard)
 }
 
 /// Players are accepted by both shards (the kernel spreads SO_REUSEPORT
@@ -1127,4 +1134,103 @@ fn vhost_query_parameter_overrides_default_vhost() {
         failures.join("\n"),
         server.log_tail(30)
     );
+}
+
+/// Connects test-client players of `live/test` until one is accepted by
+/// `shard` (at most `tries`), stopping the others.
+fn player_on_shard(server: &Server, shard: usize, tries: usize) -> BgPlayer {
+    for _ in 0..tries {
+        let (p, on) = player_and_shard(server);
+        if on == shard {
+            return p;
+        }
+        let _ = p.stop();
+    }
+    panic!("none of {tries} players landed on shard {shard}");
+}
+
+fn coded_video(msgs: &[Message]) -> usize {
+    msgs.iter().filter(|m| m.is_coded_video()).count()
+}
+
+/// A replica's last player leaves; right after the replica's shard
+/// unsubscribes (`REPLICA_LINGER` later) a new player there makes it
+/// subscribe again, while the stream is live. The owner must take the
+/// Unsubscribe before the Subscribe (both go on the ordered control lane),
+/// and the new player must keep getting live video after its start burst:
+/// a replica the owner dropped would get its snapshot and then nothing.
+/// Twice, so the second round starts from a resubscribed replica.
+///
+/// This drives the sequence through the real binary; it cannot make the
+/// shards' control channel full from outside, which the shards crate's
+/// tests do (`subscribe_after_unsubscribe_arrives_while_media_lane_is_full`).
+#[test]
+fn replica_resubscribed_right_after_unsubscribe_keeps_its_player_fed() {
+    const LINGER: Duration = Duration::from_secs(5); // server::REPLICA_LINGER
+    let server = Server::start();
+    let _publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
+    let line = server.wait_for_publish(&key(), 1, Duration::from_secs(10));
+    let owner: usize = kv(&line, "shard")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("publish line without shard=K: {line}"));
+    let replica = 1 - owner;
+    let (key, replica_s) = (key(), replica.to_string());
+    let mut player = player_on_shard(&server, replica, 32);
+    for round in 1..=2 {
+        assert!(
+            player.wait_until(Duration::from_secs(10), |m| coded_video(m) > 0),
+            "round {round}: the replica's player got no video\n{}",
+            server.log_tail(60)
+        );
+        let from = server.log_len();
+        let _ = player.stop();
+        let unsubscribed = server.wait_for_log_from(from, LINGER + Duration::from_secs(5), |l| {
+            l.contains("subscription ")
+                && has_kvs(
+                    l,
+                    &[("key", &key), ("subscribe", "false"), ("shard", &replica_s)],
+                )
+        });
+        assert!(
+            unsubscribed.is_some(),
+            "round {round}: shard {replica} did not unsubscribe within {LINGER:?} + 5 s\n{}",
+            server.log_tail(60)
+        );
+        // At once: the new replica's Subscribe follows the Unsubscribe.
+        player = player_on_shard(&server, replica, 32);
+        assert!(
+            player.wait_until(Duration::from_secs(10), |m| coded_video(m) > 0),
+            "round {round}: the resubscribed replica's player got no video\n{}",
+            server.log_tail(60)
+        );
+        // Past the start burst (at most one 2 s GOP), live video at 30 fps.
+        std::thread::sleep(Duration::from_millis(500));
+        let burst = coded_video(&player.snapshot());
+        let live = player.wait_until(Duration::from_secs(5), |m| coded_video(m) >= burst + 45);
+        assert!(
+            live,
+            "round {round}: after its start burst of {burst} video frames the player got {} \
+             more in 5 s (want 45)\n{}",
+            coded_video(&player.snapshot()) - burst,
+            server.log_tail(60)
+        );
+        let owner_saw: Vec<String> = server.logs()[from..]
+            .iter()
+            .filter(|l| {
+                (l.contains("replica subscribed ") || l.contains("replica unsubscribed "))
+                    && has_kvs(l, &[("key", &key), ("shard", &replica_s)])
+            })
+            .cloned()
+            .collect();
+        let order: Vec<bool> = owner_saw
+            .iter()
+            .map(|l| l.contains("replica subscribed "))
+            .collect();
+        assert_eq!(
+            order,
+            [false, true],
+            "round {round}: the owner took, in order (true: subscribe): {owner_saw:#?}"
+        );
+    }
+    let _ = player.stop();
 }

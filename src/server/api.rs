@@ -564,8 +564,7 @@ async fn ask_one<T: Send + 'static>(
     let work = async {
         shard
             .ctx
-            .send(to, ShardMsg::Api(ask(tx)))
-            .await
+            .post_control(to, ShardMsg::Api(ask(tx)))
             .map_err(|e| format!("request to shard {to} failed: {e}"))?;
         rx.recv_async()
             .await

@@ -47,10 +47,17 @@ pub use decide::{Action, Ask, DECISION_TIMEOUT};
 /// Period of each shard's housekeeping (idle connections, expired waits,
 /// replica linger, skip reports, shutdown).
 pub const TICK: Duration = Duration::from_millis(250);
-/// Messages each shard-to-shard channel holds. At 30 fps video plus ~43 fps
-/// audio this is about 14 s of one stream: a replica is only this far behind
-/// if its shard is stuck, and then it is resynchronised at a keyframe.
+/// Messages each shard-to-shard media channel (`PeerMsg::Event`) holds. At
+/// 30 fps video plus ~43 fps audio this is about 14 s of one stream: a
+/// replica is only this far behind if its shard is stuck, and then it is
+/// resynchronised at a keyframe.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// Messages each shard-to-shard control channel (every other `ShardMsg`)
+/// holds; more wait, in order, in the sender's outbox.
+pub const CONTROL_CHANNEL_CAPACITY: usize = 256;
+/// Control messages one shard may have waiting for another beyond that
+/// channel; posting more fails (logged): the receiving shard is stuck.
+pub const CONTROL_BACKLOG_MAX: usize = 16384;
 /// The largest player-library file `/assets/` serves (hls.js is ~0.5 MB).
 pub const ASSET_BYTES_MAX: u64 = 8 << 20;
 /// How long a gather across shards (e.g. the stream list) waits for replies.
@@ -228,6 +235,14 @@ impl Shard {
             }
         }
         for (to, msg) in actions.send.drain(..) {
+            match &msg {
+                PeerMsg::Subscribe(key) | PeerMsg::Unsubscribe(key) => log::debug!(
+                    "subscription key={key} subscribe={} shard={} owner={to}",
+                    matches!(msg, PeerMsg::Subscribe(_)),
+                    self.id()
+                ),
+                _ => {}
+            }
             match msg.lane() {
                 Lane::Media => self.send_media(to, msg),
                 Lane::Control => self.send_control(to, ShardMsg::Peer(msg)),
@@ -239,7 +254,7 @@ impl Shard {
     /// lag (resynchronised at its next keyframe).
     fn send_media(&self, to: usize, msg: PeerMsg) {
         let key = msg.key().clone();
-        match self.ctx.try_send(to, ShardMsg::Peer(msg)) {
+        match self.ctx.try_send_media(to, ShardMsg::Peer(msg)) {
             Ok(()) => self.metrics.replica_event_sent(),
             Err(SendError::Full) => {
                 self.metrics.replica_event_dropped();
@@ -253,15 +268,12 @@ impl Shard {
         }
     }
 
-    /// Sends a control message, waiting while the channel is full.
-    fn send_control(self: &Rc<Self>, to: usize, msg: ShardMsg) {
-        let shard = self.clone();
-        glommio::spawn_local(async move {
-            if let Err(e) = shard.ctx.send(to, msg).await {
-                log::warn!("control message to shard {to} failed: {e}");
-            }
-        })
-        .detach();
+    /// Posts a control message: never lost to a full channel, delivered
+    /// in posting order (an unsubscribe never overtakes a later subscribe).
+    fn send_control(&self, to: usize, msg: ShardMsg) {
+        if let Err(e) = self.ctx.post_control(to, msg) {
+            log::warn!("control message to shard {to} failed: {e}");
+        }
     }
 
     /// Is the stream live, as this shard sees it? (Follows it.)
@@ -381,8 +393,15 @@ impl Shard {
                 .detach();
             }
             ShardMsg::Peer(msg) => {
-                if msg.lane() == Lane::Media {
-                    self.metrics.replica_event_received();
+                match &msg {
+                    PeerMsg::Event(..) => self.metrics.replica_event_received(),
+                    PeerMsg::Subscribe(key) => {
+                        log::debug!("replica subscribed key={key} shard={from}")
+                    }
+                    PeerMsg::Unsubscribe(key) => {
+                        log::debug!("replica unsubscribed key={key} shard={from}")
+                    }
+                    PeerMsg::WantRendition(..) => {}
                 }
                 self.with_table(|t| t.on_peer(from, msg, Instant::now(), crate::stream::unix_ms()));
             }
@@ -417,7 +436,7 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
     crate::metrics::started();
     let shard = Rc::new(Shard::new(ctx, config.clone()));
     let inbox_shard = shard.clone();
-    shards::serve_inbox(move |from, msg: ShardMsg| inbox_shard.on_message(from, msg));
+    shards::serve_inbox(move |from, _lane, msg: ShardMsg| inbox_shard.on_message(from, msg));
 
     let addr = format!("{}:{}", config.listen, config.port);
     let listener = match glommio::net::TcpListener::bind(&addr) {

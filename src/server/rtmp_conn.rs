@@ -169,8 +169,7 @@ async fn hand_off(
     let err = match conn.detach(handoff) {
         Ok(moved) => match shard
             .ctx
-            .send(owner, ShardMsg::Publisher(Box::new(moved)))
-            .await
+            .post_control(owner, ShardMsg::Publisher(Box::new(moved)))
         {
             Ok(()) => return,
             Err(e) => ConnError::Internal(format!("handoff to shard {owner}: {e}")),

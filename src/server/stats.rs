@@ -45,7 +45,7 @@ impl Shard {
         let mut got = Vec::with_capacity(self.ctx.count());
         let work = async {
             for peer in (0..self.ctx.count()).filter(|&p| p != self.id()) {
-                if let Err(e) = self.ctx.send(peer, ask(tx.clone())).await {
+                if let Err(e) = self.ctx.post_control(peer, ask(tx.clone())) {
                     log::warn!("{what} request to shard {peer} failed: {e}");
                 }
             }
