@@ -26,7 +26,7 @@ use super::{Shard, ShardMsg, GATHER_TIMEOUT};
 use crate::config::SHARDS_MAX;
 use crate::net::{ConnState, ConnWhat, Registered};
 use crate::stream::meter::RATE_WINDOW;
-use crate::stream::table::{Entry, PublisherSlot, Role, StreamTable};
+use crate::stream::table::{Entry, PublisherSlot, Role, Source, StreamTable};
 use crate::stream::{IngestMeter, PlayerFormat, StreamKey};
 use proto::http::{ApiRoute, Request, Response, Route};
 use proto::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
@@ -512,20 +512,26 @@ fn local_clients(shard: &Shard) -> Vec<ClientView> {
 fn drop_publisher(shard: &Shard, key: &StreamKey) -> Option<PublisherView> {
     let table = shard.table.borrow();
     let p = table.publisher(key)?;
+    let view = publisher_view(shard, p);
     log::info!(
         "api: dropping publisher key={key} peer={} client={}",
-        p.peer,
-        p.conn_id
+        view.peer,
+        view.id
     );
     p.close.raise();
-    Some(publisher_view(shard, p))
+    Some(view)
 }
 
 fn publisher_view(shard: &Shard, p: &PublisherSlot) -> PublisherView {
+    let Source::Client {
+        conn_id,
+        peer,
+        protocol,
+    } = &p.source;
     PublisherView {
-        id: p.conn_id,
-        peer: p.peer.to_string(),
-        protocol: "rtmp",
+        id: *conn_id,
+        peer: peer.to_string(),
+        protocol,
         shard: shard.id(),
         bytes_in: p.meter.bytes,
         frames_in: p.meter.frames,

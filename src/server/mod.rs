@@ -32,7 +32,9 @@ use crate::config::Config;
 use crate::error::Refusal;
 use crate::net::io::{flush_or_wake, DirectWriter};
 use crate::net::{Conns, Registered, Transport};
-use crate::stream::table::{Actions, Lane, PeerMsg, PublisherSlot, StreamTable, TableConfig};
+use crate::stream::table::{
+    Actions, Lane, PeerMsg, PublisherSlot, Source, StreamTable, TableConfig,
+};
 use crate::stream::{
     Coalesce, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamEvent, StreamKey,
 };
@@ -342,8 +344,11 @@ impl Shard {
         let publisher = PublisherSlot {
             id,
             close: conn.state.close.clone(),
-            conn_id: conn.id,
-            peer: conn.state.peer,
+            source: Source::Client {
+                conn_id: conn.id,
+                peer: conn.state.peer,
+                protocol: "rtmp",
+            },
             meter: IngestMeter::new(now),
         };
         self.with_table(|t| t.start_publish(key, publisher, now))

@@ -9,6 +9,7 @@
 
 pub mod meter;
 pub mod queue;
+pub mod sink;
 pub mod table;
 
 use std::cell::{Cell, RefCell};
@@ -459,6 +460,8 @@ pub struct StreamCore {
     pub has_video: bool,
     /// Players on this shard.
     pub players: Vec<Rc<Player>>,
+    /// Sinks on this shard (recorders, pushes): every frame, in order.
+    pub sinks: Vec<Rc<sink::Sink>>,
     /// Outgoing RTMP chunk size (what players were told at connect).
     chunk_size: u32,
     /// Frames received, for logs.
@@ -500,6 +503,7 @@ impl StreamCore {
             gop: GopCache::new(gop),
             has_video: false,
             players: Vec::new(),
+            sinks: Vec::new(),
             chunk_size,
             frames_in: 0,
             hls: [None, None, None],
@@ -551,6 +555,7 @@ impl StreamCore {
     ) {
         match event {
             StreamEvent::Published => {
+                self.to_sinks(sink::SinkItem::Published);
                 self.changed.notify();
                 self.live = true;
                 self.metadata = None;
@@ -569,6 +574,7 @@ impl StreamCore {
                 }
             }
             StreamEvent::Unpublished => {
+                self.to_sinks(sink::SinkItem::Unpublished);
                 self.changed.notify();
                 self.live = false;
                 self.gop.clear();
@@ -582,6 +588,7 @@ impl StreamCore {
                 }
             }
             StreamEvent::Metadata(body) => {
+                self.to_sinks(sink::SinkItem::Metadata(body.clone()));
                 let meta = Metadata::new(body.clone());
                 let mut parts = Vec::with_capacity(3);
                 for p in &self.players {
@@ -634,6 +641,12 @@ impl StreamCore {
                     }
                 }
                 self.players = players;
+                if self.live && !was_live {
+                    for s in &self.sinks {
+                        s.push(sink::SinkItem::Published);
+                        self.start_sink(s);
+                    }
+                }
             }
         }
     }
@@ -666,6 +679,7 @@ impl StreamCore {
             }
         }
         self.gop.push(frame);
+        self.to_sinks(sink::SinkItem::Frame(frame.clone()));
         let mut wire = WireCache::new(frame, self.chunk_size);
         for p in &self.players {
             let filter = p.filter.get();
@@ -750,6 +764,45 @@ impl StreamCore {
     /// write) and wakes the others' writers.
     pub fn drain_ready(&mut self) -> std::vec::Drain<'_, Rc<Player>> {
         self.ready.drain(..)
+    }
+
+    /// Adds a sink and queues its start: metadata, codec configs and the
+    /// GOP, if the stream is live.
+    pub fn add_sink(&mut self, sink: Rc<sink::Sink>) {
+        if self.live {
+            self.start_sink(&sink);
+        }
+        self.sinks.push(sink);
+    }
+
+    fn start_sink(&self, sink: &sink::Sink) {
+        if let Some(meta) = &self.metadata {
+            sink.push(sink::SinkItem::Metadata(meta.body.clone()));
+        }
+        for f in [&self.video_seq, &self.audio_seq].into_iter().flatten() {
+            sink.push(sink::SinkItem::Frame(f.clone()));
+        }
+        for f in self.gop.frames() {
+            sink.push(sink::SinkItem::Frame(f.clone()));
+        }
+    }
+
+    /// Removes a sink; true if it was there.
+    pub fn remove_sink(&mut self, id: u64) -> bool {
+        let before = self.sinks.len();
+        self.sinks.retain(|s| s.id != id);
+        before != self.sinks.len()
+    }
+
+    /// True when players or sinks follow the stream on this shard.
+    pub fn has_subscribers(&self) -> bool {
+        !self.players.is_empty() || !self.sinks.is_empty()
+    }
+
+    fn to_sinks(&self, item: sink::SinkItem) {
+        for s in &self.sinks {
+            s.push(item.clone());
+        }
     }
 
     /// Removes a player; true if it was there.
@@ -990,5 +1043,49 @@ mod tests {
         p.player.queue.borrow_mut().restart();
         apply(&mut core, &video(33, false), deadline);
         assert_eq!(p.wakes(), 1, "the held audio is written anyway");
+    }
+
+    #[test]
+    fn sinks_get_the_start_and_then_every_frame_in_order() {
+        use super::sink::{FullPolicy, Sink, SinkItem};
+        let mut core = core(Duration::from_secs(10));
+        let deadline = Instant::now();
+        let early = Rc::new(Sink::new(1, "record", FullPolicy::SkipToKeyframe, 1 << 20));
+        core.add_sink(early.clone());
+        let seq = Frame::parse_video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]))
+            .unwrap();
+        apply(&mut core, &StreamEvent::Frame(seq), deadline);
+        apply(&mut core, &video(0, true), deadline);
+        apply(&mut core, &audio(10), deadline);
+        apply(&mut core, &video(33, false), deadline);
+        let late = Rc::new(Sink::new(2, "push", FullPolicy::Close, 1 << 20));
+        core.add_sink(late.clone());
+        apply(&mut core, &video(66, false), deadline);
+        apply(&mut core, &StreamEvent::Unpublished, deadline);
+        let got = |s: &Sink| {
+            let mut q = s.queue.borrow_mut();
+            std::iter::from_fn(|| q.pop())
+                .map(|i| match i {
+                    SinkItem::Frame(f) if f.sequence_header => "seq".to_string(),
+                    SinkItem::Frame(f) => {
+                        format!("{}{}", if f.is_video() { "v" } else { "a" }, f.timestamp)
+                    }
+                    SinkItem::Metadata(_) => "meta".into(),
+                    SinkItem::Published => "published".into(),
+                    SinkItem::Unpublished => "unpublished".into(),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got(&early),
+            ["seq", "v0", "a10", "v33", "v66", "unpublished"]
+        );
+        assert_eq!(
+            got(&late),
+            ["seq", "v0", "a10", "v33", "v66", "unpublished"],
+            "a late sink starts with the codec config and the GOP"
+        );
+        assert!(core.remove_sink(1) && !core.remove_sink(1));
+        assert!(core.has_subscribers(), "the late sink is still there");
     }
 }

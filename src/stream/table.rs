@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::sink::Sink;
 use super::{
     Coalesce, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamCore, StreamEvent,
     StreamKey,
@@ -146,18 +147,31 @@ impl Rebase {
     }
 }
 
+/// Where a stream's media comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A client publishing on a connection (RTMP today).
+    Client {
+        /// Its connection's client id (the API's).
+        conn_id: u64,
+        /// Where it publishes from.
+        peer: SocketAddr,
+        /// The protocol it publishes with, as the API names it.
+        protocol: &'static str,
+    },
+}
+
 /// The live publisher of an owned stream: a source with its own close
-/// signal (a client session today; an upstream pull in the edge).
+/// signal (a client session today; an upstream pull in the edge, a second
+/// [`Source`]).
 #[derive(Debug)]
 pub struct PublisherSlot {
     /// Unique per publish.
     pub id: u64,
     /// Raised to make the publisher stop (a replace, the API).
     pub close: Rc<Signal>,
-    /// Its connection's client id (the API's).
-    pub conn_id: u64,
-    /// Where it publishes from.
-    pub peer: SocketAddr,
+    /// What publishes.
+    pub source: Source,
     /// Bitrate and frame rate in, and when the publish started.
     pub meter: IngestMeter,
 }
@@ -219,7 +233,7 @@ impl Entry {
                 replicas,
                 keep_until,
                 ..
-            } => self.core.players.is_empty() && replicas.is_empty() && now >= *keep_until,
+            } => !self.core.has_subscribers() && replicas.is_empty() && now >= *keep_until,
             _ => false,
         }
     }
@@ -714,9 +728,38 @@ impl StreamTable {
             return;
         };
         entry.core.remove_player(player_id);
+        self.maybe_unfollow(key, now);
+    }
+
+    /// Adds a sink (a recorder, an upstream push) to this shard's copy of
+    /// the stream: it gets the start (metadata, codec configs, GOP) and
+    /// then every frame, in order.
+    pub fn attach_sink(&mut self, key: &StreamKey, sink: Rc<Sink>, now: Instant) {
+        self.entry(key, now, None);
+        let entry = self.entries.get_mut(key).expect("created above");
         if let Role::Replica { empty_since, .. } = &mut entry.role {
-            if entry.core.players.is_empty() {
-                *empty_since = Some(now);
+            *empty_since = None;
+        }
+        entry.core.add_sink(sink);
+    }
+
+    /// Removes a sink.
+    pub fn detach_sink(&mut self, key: &StreamKey, sink_id: u64, now: Instant) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        entry.core.remove_sink(sink_id);
+        self.maybe_unfollow(key, now);
+    }
+
+    /// After a subscriber left: a replica with none starts lingering, an
+    /// idle owned entry goes.
+    fn maybe_unfollow(&mut self, key: &StreamKey, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            if let Role::Replica { empty_since, .. } = &mut entry.role {
+                if !entry.core.has_subscribers() {
+                    *empty_since = Some(now);
+                }
             }
         }
         self.maybe_drop_owned(key, now);
