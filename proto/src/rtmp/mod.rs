@@ -3,6 +3,7 @@
 pub mod amf;
 pub mod chunk;
 pub mod client;
+pub mod conn;
 pub mod handshake;
 pub mod message;
 pub mod session;
