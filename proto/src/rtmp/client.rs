@@ -765,20 +765,12 @@ mod tests {
     use crate::rtmp::amf::{encode_command, parse_command};
     use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, Message};
     use crate::rtmp::message::{msg_type, parse_control, write_control};
-    use crate::rtmp::session::{
-        Output as ServerOutput, ServerSession, SessionConfig, SessionEvent,
+    use crate::rtmp::session::{Output as ServerOutput, ServerSession, SessionEvent};
+    use crate::rtmp::test_util::{
+        audio_frame, decode_with, on_metadata, sample_frames, server_config, video_frame,
     };
     use crate::rtmp::wire;
     use bytes::BytesMut;
-
-    fn server_config() -> SessionConfig {
-        SessionConfig {
-            chunk: ChunkLimits::default(),
-            amf: AmfLimits::default(),
-            chunk_size_out: 4096,
-            window_ack_size: 2_500_000,
-        }
-    }
 
     fn client(mode: StreamMode) -> ClientSession {
         let config = ClientConfig::from_url("rtmp://127.0.0.1:8079/live/cam?k=v", mode).unwrap();
@@ -855,29 +847,6 @@ mod tests {
             .collect()
     }
 
-    /// AVC sequence header: key + AVC, packet type 0, a tiny record.
-    fn video_seq() -> Frame {
-        let body = [
-            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00,
-            0x1f, 0x01, 0x00, 0x02, 0x68, 0xee,
-        ];
-        Frame::parse_video(0, Bytes::copy_from_slice(&body)).unwrap()
-    }
-
-    fn video_frame(ts: u32, key: bool, len: usize) -> Frame {
-        let mut body = vec![if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
-        body.extend(std::iter::repeat_n(0xAB, len));
-        Frame::parse_video(ts, Bytes::from(body)).unwrap()
-    }
-
-    fn audio_frame(ts: u32) -> Frame {
-        Frame::parse_audio(
-            ts,
-            Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60]),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn publish_against_the_server_session() {
         let mut c = client(StreamMode::Publish);
@@ -903,21 +872,9 @@ mod tests {
         assert_eq!(req.tc_url_host.as_deref(), Some("127.0.0.1"));
 
         // Frames and metadata arrive intact, with their timestamps.
-        let mut meta = Vec::new();
-        encode_amf0(&Amf0Value::String("onMetaData".into()), &mut meta);
-        encode_amf0(
-            &Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(1280.0))]),
-            &mut meta,
-        );
+        let meta = on_metadata(1280.0);
         c.send_metadata(&meta).unwrap();
-        let sent = [
-            video_seq(),
-            video_frame(0, true, 9000),
-            audio_frame(23),
-            video_frame(33, false, 100),
-            audio_frame(46),
-            video_frame(0x0100_0000, false, 5000),
-        ];
+        let sent = sample_frames();
         for f in &sent {
             c.send_frame(f).unwrap();
         }
@@ -1107,16 +1064,6 @@ mod tests {
                 out.extend_from_slice(&b);
             }
         }
-        out
-    }
-
-    fn decode_with(dec: &mut ChunkDecoder, bytes: &[u8]) -> Vec<Message> {
-        let mut buf = BytesMut::from(bytes);
-        let mut out = Vec::new();
-        while let Some(m) = dec.decode(&mut buf).unwrap() {
-            out.push(m);
-        }
-        assert!(buf.is_empty(), "a partial chunk left over");
         out
     }
 

@@ -570,3 +570,407 @@ fn media(msg: Message) -> Option<Incoming> {
         Err(e) => Incoming::BadMedia(e),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::FrameKind;
+    use crate::rtmp::amf::encode_amf0;
+    use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession, StreamMode};
+    use crate::rtmp::session::{ServerSession, SessionEvent};
+    use crate::rtmp::test_util::{decode_with, hex, on_metadata, sample_frames, server_config};
+
+    fn limits() -> ConnConfig {
+        ConnConfig::default()
+    }
+
+    /// Moves everything `from` has to send into `to`; returns what `to`
+    /// read from it.
+    fn shuttle(from: &mut Connection, to: &mut Connection) -> Vec<Incoming> {
+        let mut got = Vec::new();
+        while let Some(bytes) = from.take_transmit() {
+            to.handle_input(&bytes);
+            while let Some(m) = to.poll_message().expect("valid input") {
+                got.push(m);
+            }
+        }
+        got
+    }
+
+    /// A client core and a server core with the handshake done between
+    /// them; the server acknowledges every `server_window` bytes.
+    fn pair(server_window: u32) -> (Connection, Connection) {
+        let mut c = Connection::new(Role::Client, limits(), 7, 0);
+        let server = ConnConfig {
+            ack_window: server_window,
+            ..limits()
+        };
+        let mut s = Connection::new(Role::Server, server, 9, 0);
+        assert_eq!((c.role(), s.role()), (Role::Client, Role::Server));
+        assert!(!c.handshake_done() && !s.handshake_done());
+        // C0C1 is waiting before any input; S0S1S2 answers it; C2 ends it.
+        let c0c1 = c.take_transmit().expect("C0C1");
+        assert_eq!((c0c1.len(), c0c1[0]), (1 + 1536, 3));
+        s.handle_input(&c0c1);
+        assert!(s.poll_message().unwrap().is_none());
+        let s012 = s.take_transmit().expect("S0S1S2");
+        assert_eq!(s012.len(), 1 + 2 * 1536);
+        c.handle_input(&s012);
+        assert!(matches!(
+            c.poll_message(),
+            Ok(Some(Incoming::HandshakeDone))
+        ));
+        assert!(c.poll_message().unwrap().is_none());
+        let got = shuttle(&mut c, &mut s);
+        assert!(matches!(got.as_slice(), [Incoming::HandshakeDone]));
+        assert!(c.handshake_done() && s.handshake_done());
+        (c, s)
+    }
+
+    #[test]
+    fn client_answers_set_peer_bandwidth_once_and_pings() {
+        let (mut c, mut s) = pair(0);
+        for ctl in [
+            ControlMessage::WindowAckSize(1_000_000),
+            ControlMessage::SetPeerBandwidth {
+                size: 1_000_000,
+                limit_type: 2,
+            },
+            ControlMessage::SetPeerBandwidth {
+                size: 1_000_000,
+                limit_type: 2,
+            },
+            ControlMessage::UserControl(UserControl::PingRequest(0x0102_0304)),
+            ControlMessage::UserControl(UserControl::StreamBegin(1)),
+        ] {
+            s.send_control(&ctl).unwrap();
+        }
+        let got = shuttle(&mut s, &mut c);
+        // Only the event the core does not answer reaches the session.
+        assert!(matches!(
+            got.as_slice(),
+            [Incoming::UserControl(UserControl::StreamBegin(1))]
+        ));
+        let answer = c.take_transmit().expect("answers");
+        // Window Ack Size 1000000 (fmt 0 on csid 2, type 5), once for the
+        // two equal Set Peer Bandwidth; then the ping response (fmt 1:
+        // delta 0, length 6, type 4; event 7 and the echoed timestamp).
+        assert_eq!(
+            &answer[..],
+            &hex("02 000000 000004 05 00000000 000f4240
+                 42 000000 000006 04 0007 01020304")[..]
+        );
+        s.handle_input(&answer);
+        assert!(matches!(
+            s.poll_message(),
+            Ok(Some(Incoming::UserControl(UserControl::PingResponse(
+                0x0102_0304
+            ))))
+        ));
+    }
+
+    #[test]
+    fn server_ignores_a_clients_window_and_answers_pings() {
+        let (mut c, mut s) = pair(0);
+        c.send_control(&ControlMessage::SetPeerBandwidth {
+            size: 500,
+            limit_type: 0,
+        })
+        .unwrap();
+        c.send_control(&ControlMessage::WindowAckSize(100)).unwrap();
+        c.send_control(&ControlMessage::UserControl(UserControl::PingRequest(5)))
+            .unwrap();
+        assert!(shuttle(&mut c, &mut s).is_empty());
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let msgs = decode_with(&mut dec, &s.take_transmit().expect("pong"));
+        let ctls: Vec<_> = msgs
+            .iter()
+            .map(|m| parse_control(m.type_id, &m.payload).unwrap())
+            .collect();
+        assert_eq!(
+            ctls,
+            [ControlMessage::UserControl(UserControl::PingResponse(5))]
+        );
+    }
+
+    #[test]
+    fn acknowledgement_windows_by_role() {
+        // The server acknowledges by its own window from the start.
+        let (mut c, mut s) = pair(5000);
+        c.send_data(5, 1, &[0x02; 1000]).unwrap();
+        assert!(shuttle(&mut c, &mut s).is_empty(), "data not taken");
+        // C0C1, C2 and 1019 bytes of chunks: 4092 of 5000.
+        assert_eq!(s.bytes_in(), 4092);
+        assert!(s.take_transmit().is_none(), "window not full");
+        c.send_data(5, 1, &[0x02; 1000]).unwrap();
+        shuttle(&mut c, &mut s);
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let msgs = decode_with(&mut dec, &s.take_transmit().expect("ack"));
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            parse_control(msgs[0].type_id, &msgs[0].payload).unwrap(),
+            ControlMessage::Acknowledgement(s.bytes_in() as u32)
+        );
+
+        // The client waits for the server's window, then acknowledges by it.
+        let (mut c, mut s) = pair(0);
+        s.send_data(5, 1, &[0x02; 2000]).unwrap();
+        shuttle(&mut s, &mut c);
+        assert!(c.take_transmit().is_none(), "no window announced yet");
+        s.send_control(&ControlMessage::WindowAckSize(1000))
+            .unwrap();
+        s.send_data(5, 1, &[0x02; 10]).unwrap();
+        shuttle(&mut s, &mut c);
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let msgs = decode_with(&mut dec, &c.take_transmit().expect("ack"));
+        assert_eq!(
+            parse_control(msgs[0].type_id, &msgs[0].payload).unwrap(),
+            ControlMessage::Acknowledgement(c.bytes_in() as u32)
+        );
+    }
+
+    #[test]
+    fn media_is_taken_only_when_asked_and_aggregates_split() {
+        let (mut c, mut s) = pair(0);
+        let audio = [0xAF, 0x01, 0x21, 0x10, 0x04, 0x60];
+        c.send_data(5, 1, &audio).unwrap();
+        c.send(4, 10, msg_type::AUDIO, 1, &audio);
+        assert!(shuttle(&mut c, &mut s).is_empty(), "media off");
+
+        s.set_media_in(true);
+        // An aggregate at timestamp 1000 holding audio (sub-timestamp 100)
+        // and video (133, so 1033 once rebased) with their back pointers.
+        let aggregate = hex("08 000006 000064 00 000000 af0121100460 00000011
+             09 000005 000085 00 000000 2701000000   00000010");
+        c.send(6, 1000, msg_type::AGGREGATE, 1, &aggregate);
+        c.send(4, 20, msg_type::AUDIO, 1, &[]); // empty: dropped
+        c.send(4, 30, msg_type::AUDIO, 1, &[0xAF]); // truncated AAC
+        let got = shuttle(&mut c, &mut s);
+        match got.as_slice() {
+            [Incoming::Media(a), Incoming::Media(v), Incoming::BadMedia(_)] => {
+                assert_eq!((a.kind, a.timestamp), (FrameKind::Audio, 1000));
+                assert_eq!(&a.payload[..], &audio);
+                assert_eq!((v.kind, v.timestamp), (FrameKind::Video, 1033));
+                assert_eq!(&v.payload[..], &hex("2701000000")[..]);
+            }
+            other => panic!("expected two frames and a bad one, got {other:?}"),
+        }
+
+        // A truncated aggregate is the peer's error, naming the offset.
+        c.send(6, 0, msg_type::AGGREGATE, 1, &hex("08 000006 000000"));
+        s.handle_input(&c.take_transmit().unwrap());
+        let err = s.poll_message().unwrap_err();
+        assert!(matches!(err, ConnError::Aggregate(_)), "{err}");
+        assert_eq!(err.blame(), Blame::Peer);
+        assert!(err.to_string().starts_with("aggregate message: "), "{err}");
+    }
+
+    impl Connection {
+        /// Test shorthand: a message, unwrapped.
+        fn send(&mut self, csid: u32, ts: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+            let out = &mut self.output;
+            self.encoder
+                .write(csid, ts, type_id, stream_id, payload, out)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn metadata_is_raised_without_set_data_frame_and_bounded() {
+        let server = ConnConfig {
+            chunk: ChunkLimits {
+                message_len_max: 4096,
+                ..ChunkLimits::default()
+            },
+            ..limits()
+        };
+        let (mut c, _) = pair(0);
+        let mut s = Connection::new(Role::Server, server, 1, 0);
+        s.handle_input(&[3]);
+        s.poll_message().unwrap();
+        let _ = s.take_transmit();
+        s.handle_input(&[0; 1536 * 2]);
+        assert!(matches!(
+            s.poll_message(),
+            Ok(Some(Incoming::HandshakeDone))
+        ));
+        s.set_media_in(true);
+
+        let mut body = Vec::new();
+        encode_amf0(&Amf0Value::String("@setDataFrame".into()), &mut body);
+        let players_body = body.len();
+        encode_amf0(&Amf0Value::String("onMetaData".into()), &mut body);
+        encode_amf0(
+            &Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+            &mut body,
+        );
+        c.send_data(5, 1, &body).unwrap();
+        let got = shuttle(&mut c, &mut s);
+        assert!(matches!(got.as_slice(), [Incoming::Metadata(m)] if m[..] == body[players_body..]));
+
+        // An object of 1000 bytes, then five AMF0 references to it: 1.1 KB
+        // on the wire, 6 KB once copied out for players.
+        let mut body = Vec::new();
+        encode_amf0(&Amf0Value::String("onMetaData".into()), &mut body);
+        encode_amf0(
+            &Amf0Value::Object(vec![("x".into(), Amf0Value::String("y".repeat(1000)))]),
+            &mut body,
+        );
+        for _ in 0..5 {
+            body.extend_from_slice(&[0x07, 0x00, 0x00]);
+        }
+        c.send_data(5, 1, &body).unwrap();
+        s.handle_input(&c.take_transmit().unwrap());
+        let err = s.poll_message().unwrap_err();
+        assert!(
+            matches!(err, ConnError::MetadataTooLong { len, max: 4096 } if len > 6000),
+            "{err}"
+        );
+        assert!(err.to_string().contains("message_len_max 4096"), "{err}");
+    }
+
+    #[test]
+    fn a_send_that_does_not_fit_is_refused_and_can_be_deferred() {
+        let (mut c, _) = pair(0);
+        let too_long = vec![0u8; 0x100_0000];
+        let err = c.send_data(5, 1, &too_long).unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::MessageTooLong {
+                len: 0x100_0000,
+                max: 0xFF_FFFF,
+                csid: 5,
+                type_id: msg_type::DATA_AMF0
+            }
+        );
+        assert!(c.take_transmit().is_none(), "nothing written");
+        c.defer(Err(err));
+        c.defer(Ok(()));
+        let reported = c.poll_message().unwrap_err();
+        assert_eq!(reported, ConnError::Encode(err));
+        assert_eq!(reported.blame(), Blame::Local);
+        assert!(c.poll_message().unwrap().is_none(), "reported once");
+    }
+
+    #[test]
+    fn handshake_errors_name_the_byte() {
+        let mut s = Connection::new(Role::Server, limits(), 1, 0);
+        s.handle_input(&[6]);
+        let err = s.poll_message().unwrap_err();
+        assert!(matches!(err, ConnError::Handshake(_)), "{err}");
+        assert!(err.to_string().starts_with("handshake: "), "{err}");
+    }
+
+    /// Pumps a client session against a server session until both are
+    /// quiet, accepting publish and play; returns the events of each.
+    fn pump(c: &mut ClientSession, s: &mut ServerSession) -> (Vec<ClientEvent>, Vec<SessionEvent>) {
+        let (mut client, mut server) = (Vec::new(), Vec::new());
+        loop {
+            let mut quiet = true;
+            while let Some(o) = c.poll_output() {
+                quiet = false;
+                match o {
+                    Output::Transmit(b) => s.handle_input(&b).expect("server accepts"),
+                    Output::Event(e) => client.push(e),
+                }
+            }
+            while let Some(o) = s.poll_output() {
+                quiet = false;
+                match o {
+                    Output::Transmit(b) => c.handle_input(&b).expect("client accepts"),
+                    Output::Event(e) => {
+                        match e {
+                            SessionEvent::PublishRequested(_) => s.accept_publish(),
+                            SessionEvent::PlayRequested(_) => s.accept_play(),
+                            _ => {}
+                        }
+                        server.push(e);
+                    }
+                }
+            }
+            if quiet {
+                return (client, server);
+            }
+        }
+    }
+
+    fn session(mode: StreamMode, seed: u64) -> ClientSession {
+        let url = "rtmp://127.0.0.1:8079/live/cam";
+        ClientSession::new(ClientConfig::from_url(url, mode).unwrap(), seed, 0)
+    }
+
+    /// A publisher and a player, each a ClientSession against its own
+    /// ServerSession, joined as the server joins them: the ingest side's
+    /// media events go to the player through `wire`, as the fan-out does.
+    #[test]
+    fn publisher_to_player_through_the_server_sessions() {
+        let mut publisher = session(StreamMode::Publish, 1);
+        let mut ingest = ServerSession::new(server_config(), 2, 0);
+        let (events, requests) = pump(&mut publisher, &mut ingest);
+        assert!(matches!(events.first(), Some(ClientEvent::Connected)));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::PublishStarted { stream_id: 1 })));
+        assert!(requests
+            .iter()
+            .any(|e| matches!(e, SessionEvent::PublishRequested(r) if r.name == "cam")));
+
+        let mut player = session(StreamMode::Play, 3);
+        let mut egress = ServerSession::new(server_config(), 4, 0);
+        let (events, _) = pump(&mut player, &mut egress);
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::PlayStarted { stream_id: 1 })));
+        let play_id = egress.play_stream_id().expect("playing");
+
+        let meta = on_metadata(1280.0);
+        publisher.send_metadata(&meta).unwrap();
+        let sent = sample_frames();
+        for f in &sent {
+            publisher.send_frame(f).unwrap();
+        }
+        let (_, ingested) = pump(&mut publisher, &mut ingest);
+
+        // What the fan-out sends each player, built from what was ingested.
+        let mut parts = Vec::new();
+        for e in &ingested {
+            match e {
+                SessionEvent::Metadata(body) => {
+                    wire::metadata_message(body, play_id, egress.chunk_size_out(), &mut parts)
+                }
+                SessionEvent::Media(f) => {
+                    wire::media_message(f, play_id, egress.chunk_size_out(), &mut parts)
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            .unwrap();
+        }
+        for p in &parts {
+            player.handle_input(p).unwrap();
+        }
+        let (got, _) = pump(&mut player, &mut egress);
+        let mut got = got.iter();
+        assert!(matches!(got.next(), Some(ClientEvent::Metadata(m)) if m[..] == meta[..]));
+        for want in &sent {
+            match got.next() {
+                Some(ClientEvent::Media(f)) => {
+                    assert_eq!((f.kind, f.timestamp), (want.kind, want.timestamp));
+                    assert_eq!(f.payload, want.payload);
+                }
+                other => panic!("expected media, got {other:?}"),
+            }
+        }
+        assert!(got.next().is_none());
+
+        // The publisher leaves; the server ends the play.
+        publisher.close();
+        let (_, ended) = pump(&mut publisher, &mut ingest);
+        assert!(ended.iter().any(|e| matches!(e, SessionEvent::Unpublished)));
+        egress.end_play("Stream is over.");
+        let (got, _) = pump(&mut player, &mut egress);
+        assert!(got
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Status(s) if s.code == "NetStream.Play.Stop")));
+        assert!(got.iter().any(|e| matches!(e, ClientEvent::StreamEof)));
+    }
+}

@@ -704,16 +704,8 @@ mod tests {
     use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder};
     use crate::rtmp::handshake::ClientHandshake;
     use crate::rtmp::message::{msg_type, parse_control, write_control};
+    use crate::rtmp::test_util::{hex, server_config as config};
     use bytes::BytesMut;
-
-    fn config() -> SessionConfig {
-        SessionConfig {
-            chunk: ChunkLimits::default(),
-            amf: AmfLimits::default(),
-            chunk_size_out: 4096,
-            window_ack_size: 2_500_000,
-        }
-    }
 
     /// A scripted client: handshake, then chunked commands.
     struct Client {
@@ -759,24 +751,26 @@ mod tests {
             args: Vec<Amf0Value>,
             stream_id: u32,
         ) -> Vec<SessionEvent> {
-            let mut body = Vec::new();
-            encode_command(
-                &Command {
-                    name: name.into(),
-                    transaction_id: txn,
-                    object,
-                    args,
-                },
-                &mut body,
-            );
+            let body = command_body(name, txn, object, args);
+            self.send_body(session, &body, stream_id).unwrap()
+        }
+
+        /// Sends a command body; the session's verdict, and what it
+        /// answered.
+        fn send_body(
+            &mut self,
+            session: &mut ServerSession,
+            body: &[u8],
+            stream_id: u32,
+        ) -> Result<Vec<SessionEvent>, SessionError> {
             let mut out = BytesMut::new();
             self.enc
-                .write(3, 0, msg_type::COMMAND_AMF0, stream_id, &body, &mut out)
+                .write(3, 0, msg_type::COMMAND_AMF0, stream_id, body, &mut out)
                 .unwrap();
-            session.handle_input(&out).unwrap();
+            session.handle_input(&out)?;
             let (bytes, events) = drain(session);
             self.inbuf.extend_from_slice(&bytes);
-            events
+            Ok(events)
         }
 
         /// Commands received so far (name, first arg's code if any).
@@ -796,6 +790,18 @@ mod tests {
             }
             got
         }
+    }
+
+    fn command_body(name: &str, txn: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Vec<u8> {
+        let mut body = Vec::new();
+        let command = Command {
+            name: name.into(),
+            transaction_id: txn,
+            object,
+            args,
+        };
+        encode_command(&command, &mut body);
+        body
     }
 
     fn drain(session: &mut ServerSession) -> (Vec<u8>, Vec<SessionEvent>) {
@@ -972,6 +978,89 @@ mod tests {
         assert_eq!(
             parse_control(m.type_id, &m.payload).unwrap(),
             ControlMessage::UserControl(UserControl::PingResponse(42))
+        );
+    }
+
+    /// With `message_len_max` at the 24-bit maximum, an FCPublish may carry
+    /// a name so long that the onFCPublish echoing it cannot be sent: that
+    /// is an error naming the command and the bound, not a panic.
+    #[test]
+    fn fcpublish_whose_echo_does_not_fit_is_an_error() {
+        let config = SessionConfig {
+            chunk: ChunkLimits {
+                message_len_max: crate::rtmp::chunk::MESSAGE_LEN_FIELD_MAX,
+                ..ChunkLimits::default()
+            },
+            ..config()
+        };
+        let mut s = ServerSession::new(config, 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        // "FCPublish", 0.0, null, then an AMF0 long string (0x0C) filling
+        // the message up to 16777215 bytes.
+        let mut body = hex("02 0009 4643507562 6c697368 00 0000000000000000 05");
+        let name_len = 0xFF_FFFF - body.len() - 5;
+        body.push(0x0C);
+        body.extend_from_slice(&(name_len as u32).to_be_bytes());
+        body.resize(0xFF_FFFF, b'n');
+        let mut out = BytesMut::new();
+        c.enc
+            .write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut out)
+            .unwrap();
+        let err = s.handle_input(&out).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SessionError::EchoTooLong {
+                    command: "FCPublish",
+                    error: EncodeError::MessageTooLong { max: 0xFF_FFFF, .. }
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.blame(), Blame::Peer);
+        let text = err.to_string();
+        assert!(
+            text.contains("FCPublish") && text.contains("MESSAGE_LEN_FIELD_MAX"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn command_flow_errors_are_typed() {
+        let mut s = ServerSession::new(config(), 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        let mut send = |s: &mut ServerSession, name: &str, args: Vec<Amf0Value>, id: u32| {
+            let body = command_body(name, 0.0, Amf0Value::Null, args);
+            c.send_body(s, &body, id).map(drop)
+        };
+        assert_eq!(
+            send(&mut s, "connect", vec![], 0),
+            Err(SessionError::SecondConnect)
+        );
+        assert_eq!(
+            send(&mut s, "publish", vec![], 1),
+            Err(SessionError::NoStreamName { command: "publish" })
+        );
+        assert_eq!(
+            send(&mut s, "play", vec![Amf0Value::String("?a=1".into())], 1),
+            Err(SessionError::EmptyStreamName { command: "play" })
+        );
+        let cam = || vec![Amf0Value::String("cam".into())];
+        assert_eq!(send(&mut s, "play", cam(), 1), Ok(()));
+        let err = send(&mut s, "publish", cam(), 1).unwrap_err();
+        assert_eq!(err, SessionError::AlreadyActive { command: "publish" });
+        assert_eq!(
+            err.to_string(),
+            "'publish' while already publishing or playing"
+        );
+        for _ in 0..STREAMS_PER_CONNECTION_MAX {
+            send(&mut s, "createStream", vec![], 0).unwrap();
+        }
+        let err = send(&mut s, "createStream", vec![], 0).unwrap_err();
+        assert_eq!(err, SessionError::TooManyStreams { max: 16 });
+        assert!(
+            err.to_string().contains("STREAMS_PER_CONNECTION_MAX"),
+            "{err}"
         );
     }
 
