@@ -17,7 +17,8 @@ use shards::MovedConnection;
 use super::{writer, PublisherHandoff, Shard, ShardMsg};
 use crate::metrics::{ConnCount, Protocol};
 use crate::stream::{MediaFilter, Player, PlayerFormat, Signal, StreamEvent, StreamKey};
-use proto::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
+use proto::rtmp::conn::Blame;
+use proto::rtmp::session::{Output, ServerSession, SessionError, SessionEvent, StreamRequest};
 
 /// Bytes read from a socket at once.
 pub const READ_BUF_LEN: usize = 16 * 1024;
@@ -215,7 +216,7 @@ pub async fn run_accepted(shard: Rc<Shard>, mut stream: TcpStream, internal: boo
             return;
         }
         Err(e) => {
-            log::warn!("peer={peer} error={e}");
+            log::warn!("peer={peer} blame={} error={e}", blame(&*e));
             log_close(peer, None, &slot, None);
             return;
         }
@@ -269,6 +270,16 @@ pub async fn run_handed_off_publisher(shard: Rc<Shard>, stream: TcpStream, h: Pu
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let reg = Registered::new(&shard, h.peer, false);
     run_publisher(shard, stream, h.session, h.request, h.key, h.slot, reg).await;
+}
+
+/// Who caused a connection's error, for its log line: a session error says
+/// (the client, or our own message not fitting); I/O errors and timeouts
+/// are the peer's or the network's, `peer` as well.
+fn blame(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    match e.downcast_ref::<SessionError>().map(SessionError::blame) {
+        Some(Blame::Local) => "local",
+        _ => "peer",
+    }
 }
 
 /// Reads one chunk of input, or None when the connection should close
@@ -419,7 +430,7 @@ async fn run_publisher(
     .await;
     shard.end_publish(&key, id);
     if let Err(e) = result {
-        log::warn!("peer={peer} key={key} error={e}");
+        log::warn!("peer={peer} key={key} blame={} error={e}", blame(&*e));
     } else if shards::stop_requested() {
         session.send_status(
             "status",
