@@ -7,7 +7,9 @@
 //! `FCPublish`, `createStream` and `publish` (the sequence OBS and FFmpeg
 //! send), for a player `createStream`, `play` and a buffer length. No
 //! socket, clock or lock inside: time reaches it only as the timestamps of
-//! the frames it is given.
+//! the frames it is given. Only the command sequence lives here; the rest
+//! is the [`Connection`] core the server session
+//! runs too, in [`Role::Client`].
 //!
 //! ```text
 //!  ExpectHandshake ──S0 S1 S2──▶ ExpectConnectResult ──_result──▶ ExpectStreamId

@@ -7,6 +7,10 @@
 //! [`ServerSession::accept_play`], by whichever shard owns the stream. No
 //! socket, clock or lock inside, so the session can move between shards.
 //!
+//! Only the command flow lives here; the handshake, chunk stream, control
+//! messages, acknowledgements and aggregates are the
+//! [`Connection`] core's, in [`Role::Server`].
+//!
 //! ```text
 //!  ExpectHandshake ──C0C1/C2──▶ ExpectConnect ──connect──▶ Connected
 //!                                                   │
