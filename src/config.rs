@@ -16,8 +16,11 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 /// The largest RTMP message length: the chunk header's message length field
-/// is 24 bits (RTMP 1.0, 5.3.1.2).
-pub const RTMP_MESSAGE_LEN_LIMIT: u32 = 0xff_ffff;
+/// is 24 bits (RTMP 1.0, 5.3.1.2). The chunk encoder refuses anything
+/// longer, so `rtmp.message_len_max` (what a peer may send, and so what we
+/// may relay) must not exceed it.
+pub const RTMP_MESSAGE_LEN_LIMIT: u32 = proto::rtmp::chunk::MESSAGE_LEN_FIELD_MAX;
+const _: () = assert!(RTMP_MESSAGE_LEN_LIMIT == 0xff_ffff);
 /// The largest chunk size a Set Chunk Size message may carry: 31 bits
 /// (RTMP 1.0, 5.4.1).
 pub const RTMP_CHUNK_SIZE_LIMIT: u32 = 0x7fff_ffff;
@@ -818,6 +821,21 @@ mod tests {
         assert_eq!(
             msg,
             "config b.toml: rtmp.chunk_size_out: 100 is outside 128..=16777215"
+        );
+    }
+
+    /// `rtmp.message_len_max` may be as large as the 24-bit length field
+    /// carries and no larger; the error names the key and the bound.
+    #[test]
+    fn message_len_max_is_bounded_by_the_24_bit_field() {
+        let c = Config::from_toml_str("[rtmp]\nmessage_len_max = 16777215", "a.toml").unwrap();
+        assert_eq!(c.rtmp.message_len_max, RTMP_MESSAGE_LEN_LIMIT);
+        let msg = Config::from_toml_str("[rtmp]\nmessage_len_max = 16777216", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "config a.toml: rtmp.message_len_max: 16777216 is outside 4096..=16777215"
         );
     }
 

@@ -65,7 +65,11 @@ impl ConnError {
     /// Whose fault it is.
     pub fn blame(&self) -> Blame {
         match self {
-            ConnError::Rtmp(_) | ConnError::Deadline { .. } | ConnError::Io(_) => Blame::Peer,
+            ConnError::Rtmp(e) => match e.blame() {
+                proto::rtmp::conn::Blame::Peer => Blame::Peer,
+                proto::rtmp::conn::Blame::Local => Blame::Server,
+            },
+            ConnError::Deadline { .. } | ConnError::Io(_) => Blame::Peer,
             ConnError::Internal(_) => Blame::Server,
         }
     }

@@ -60,7 +60,7 @@ pub async fn run(
             return;
         }
         Err(e) => {
-            log::warn!("peer={peer} error={e}");
+            log::warn!("peer={peer} blame={:?} error={e}", e.blame());
             log_close(peer, None, &slot, None);
             return;
         }
@@ -302,7 +302,7 @@ async fn run_publisher(
     .await;
     shard.end_publish(&key, id);
     if let Err(e) = result {
-        log::warn!("peer={peer} key={key} error={e}");
+        log::warn!("peer={peer} key={key} blame={:?} error={e}", e.blame());
     } else if shards::stop_requested() {
         session.send_status(
             "status",

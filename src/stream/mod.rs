@@ -239,7 +239,11 @@ impl PlayerFormat {
     fn frame(self, frame: &Frame, chunk_size: u32, out: &mut Vec<Bytes>) {
         match self {
             PlayerFormat::Rtmp { stream_id } => {
-                wire::media_message(frame, stream_id, chunk_size, out)
+                // A frame is a message the chunk decoder took, so it fits the
+                // 24-bit length field; one that does not is left out.
+                if let Err(e) = wire::media_message(frame, stream_id, chunk_size, out) {
+                    log::error!("fan-out: frame left out: {e}");
+                }
             }
             PlayerFormat::Flv { chunked } => {
                 let start = out.len();
@@ -255,7 +259,11 @@ impl PlayerFormat {
     fn metadata(self, body: &Bytes, chunk_size: u32, out: &mut Vec<Bytes>) {
         match self {
             PlayerFormat::Rtmp { stream_id } => {
-                wire::metadata_message(body, stream_id, chunk_size, out)
+                // The session refuses metadata over message_len_max, which
+                // the config keeps within the 24-bit length field.
+                if let Err(e) = wire::metadata_message(body, stream_id, chunk_size, out) {
+                    log::error!("fan-out: onMetaData left out: {e}");
+                }
             }
             PlayerFormat::Flv { chunked } => {
                 let start = out.len();
@@ -366,14 +374,18 @@ impl Player {
             return;
         };
         let mut parts = Vec::with_capacity(2);
-        wire::status_message(
+        // Our own code and description: a few dozen bytes.
+        if let Err(e) = wire::status_message(
             stream_id,
             "status",
             code,
             description,
             chunk_size,
             &mut parts,
-        );
+        ) {
+            log::error!("player {}: {code} not sent: {e}", self.id);
+            return;
+        }
         self.queue.borrow_mut().push_control(&parts);
     }
 }

@@ -185,7 +185,9 @@ pub struct ReplicaLink {
     pub lagging: bool,
 }
 
-/// What this shard is for a stream.
+/// What this shard is for a stream. (One per stream, not on a hot path:
+/// the owner's larger variant is not boxed.)
+#[allow(clippy::large_enum_variant)]
 pub enum Role {
     /// The stream's owner.
     Owner {

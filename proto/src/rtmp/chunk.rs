@@ -42,8 +42,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const INITIAL_CHUNK_SIZE: u32 = 128;
 /// A timestamp field with this value means an extended timestamp follows.
 const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
-/// The message length field has 24 bits.
-const MESSAGE_LEN_FIELD_MAX: u32 = 0xFF_FFFF;
+/// The largest message the 24-bit message length field of a chunk header
+/// can carry (spec 5.3.1.2): 16 777 215 bytes. No limit on messages in or
+/// out may exceed it.
+pub const MESSAGE_LEN_FIELD_MAX: u32 = 0xFF_FFFF;
 /// The largest chunk stream id a 3-byte basic header can carry.
 pub const CSID_MAX: u32 = 65599;
 /// The smallest chunk stream id (0 and 1 only mark longer basic headers).
@@ -632,13 +634,54 @@ fn put_extended(out: &mut impl BufMut, ts: u32) {
     }
 }
 
-fn payload_len_u32(payload: &[u8]) -> u32 {
+/// A message the encoder cannot chunk. Unlike [`ChunkError`] it concerns
+/// what we send; which side is to blame depends on where the payload came
+/// from (an echo of the peer's input, or our own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The payload does not fit the 24-bit message length field
+    /// ([`MESSAGE_LEN_FIELD_MAX`]).
+    MessageTooLong {
+        /// Payload length in bytes.
+        len: usize,
+        /// [`MESSAGE_LEN_FIELD_MAX`].
+        max: u32,
+        /// Chunk stream it was to go out on.
+        csid: u32,
+        /// Its message type id.
+        type_id: u8,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::MessageTooLong {
+                len,
+                max,
+                csid,
+                type_id,
+            } => write!(
+                f,
+                "outgoing message type {type_id} on chunk stream {csid} has {len} bytes, over \
+                 the 24-bit message length field (MESSAGE_LEN_FIELD_MAX {max})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// The payload's length as the 24-bit length field, or the error naming it.
+fn payload_len_u32(payload: &[u8], csid: u32, type_id: u8) -> Result<u32, EncodeError> {
     match u32::try_from(payload.len()) {
-        Ok(len) if len <= MESSAGE_LEN_FIELD_MAX => len,
-        _ => panic!(
-            "message of {} bytes does not fit the 24-bit length field",
-            payload.len()
-        ),
+        Ok(len) if len <= MESSAGE_LEN_FIELD_MAX => Ok(len),
+        _ => Err(EncodeError::MessageTooLong {
+            len: payload.len(),
+            max: MESSAGE_LEN_FIELD_MAX,
+            csid,
+            type_id,
+        }),
     }
 }
 
@@ -695,10 +738,12 @@ impl ChunkEncoder {
         self.chunk_size
     }
 
-    /// Appends the message, chunked, to `out`.
+    /// Appends the message, chunked, to `out`. A payload over the 24-bit
+    /// length field is refused with nothing written and the encoder's state
+    /// unchanged.
     ///
-    /// Panics if `csid` is outside 2..=65599 or `payload` exceeds the 24-bit
-    /// length field: those are bugs of the caller.
+    /// Panics if `csid` is outside 2..=65599: the chunk stream ids are the
+    /// caller's constants, so that is a bug of the caller.
     pub fn write(
         &mut self,
         csid: u32,
@@ -707,8 +752,8 @@ impl ChunkEncoder {
         stream_id: u32,
         payload: &[u8],
         out: &mut BytesMut,
-    ) {
-        let len = payload_len_u32(payload);
+    ) -> Result<(), EncodeError> {
+        let len = payload_len_u32(payload, csid, type_id)?;
         let slot = self.streams.iter().position(|s| s.csid == csid);
         let (fmt, ts_field) = match slot.and_then(|i| self.streams.get(i)) {
             // fmt 0 on first use, on a stream id change and when time goes
@@ -761,16 +806,18 @@ impl ChunkEncoder {
             Some(prev) => *prev = state,
             None => self.streams.push(state),
         }
+        Ok(())
     }
 }
 
 /// Stateless fmt 0 chunking for fan-out: pushes a header `Bytes`, then the
 /// payload as zero-copy slices with one shared fmt 3 header (repeating the
 /// extended timestamp when `timestamp` >= 0xFFFFFF) between them. Many
-/// players can share the pieces.
+/// players can share the pieces. A payload over the 24-bit length field is
+/// refused with nothing pushed.
 ///
-/// Panics if `chunk_size` is 0, `csid` is outside 2..=65599 or `payload`
-/// exceeds the 24-bit length field: those are bugs of the caller.
+/// Panics if `chunk_size` is 0 or `csid` is outside 2..=65599: those are
+/// the caller's constants, so bugs of the caller.
 pub fn chunk_message_shared(
     csid: u32,
     timestamp: u32,
@@ -779,9 +826,9 @@ pub fn chunk_message_shared(
     payload: &Bytes,
     chunk_size: u32,
     out: &mut Vec<Bytes>,
-) {
+) -> Result<(), EncodeError> {
     assert!(chunk_size > 0, "chunk size 0");
-    let len = payload_len_u32(payload);
+    let len = payload_len_u32(payload, csid, type_id)?;
     let mut header = BytesMut::with_capacity(CHUNK_HEADER_LEN_MAX);
     put_basic_header(&mut header, 0, csid);
     put_ts_field(&mut header, timestamp);
@@ -807,6 +854,7 @@ pub fn chunk_message_shared(
         out.push(payload.slice(start..end));
         start = end;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1130,14 +1178,16 @@ mod tests {
         stream.extend_from_slice(&extended_message_bytes(false).0);
         let mut enc = ChunkEncoder::new();
         let mut out = BytesMut::new();
-        enc.write(9, 5, 8, 1, &[1, 2, 3], &mut out);
-        enc.write(9, 10, 8, 1, &[4, 5, 6], &mut out);
-        enc.write(9, 15, 8, 1, &[7, 8, 9], &mut out);
-        enc.write(300, 0xFFFF_FF00, 9, 1, &[0x5A; 400], &mut out);
-        enc.write(2, 0, 1, 0, &[0, 0, 0, 64], &mut out);
+        enc.write(9, 5, 8, 1, &[1, 2, 3], &mut out).unwrap();
+        enc.write(9, 10, 8, 1, &[4, 5, 6], &mut out).unwrap();
+        enc.write(9, 15, 8, 1, &[7, 8, 9], &mut out).unwrap();
+        enc.write(300, 0xFFFF_FF00, 9, 1, &[0x5A; 400], &mut out)
+            .unwrap();
+        enc.write(2, 0, 1, 0, &[0, 0, 0, 64], &mut out).unwrap();
         enc.set_chunk_size(64);
-        enc.write(70_000 - 5000, 0x0100_0000, 9, 1, &[0xA5; 200], &mut out);
-        enc.write(9, 20, 8, 1, &[0; 100], &mut out);
+        enc.write(70_000 - 5000, 0x0100_0000, 9, 1, &[0xA5; 200], &mut out)
+            .unwrap();
+        enc.write(9, 20, 8, 1, &[0; 100], &mut out).unwrap();
         stream.extend_from_slice(&out);
         let expected = decode_fresh(&stream).expect("valid");
         assert_eq!(expected.len(), 10, "{expected:?}");
@@ -1381,11 +1431,11 @@ mod tests {
     fn encoder_uses_compressed_headers() {
         let mut enc = ChunkEncoder::new();
         let mut out = BytesMut::new();
-        enc.write(4, 100, 8, 1, &[1, 2], &mut out);
-        enc.write(4, 120, 8, 1, &[3, 4], &mut out); // fmt 2, delta 20
-        enc.write(4, 140, 8, 1, &[5, 6], &mut out); // fmt 3, same delta
-        enc.write(4, 150, 9, 1, &[7], &mut out); // fmt 1
-        enc.write(4, 150, 9, 2, &[8], &mut out); // fmt 0, new stream id
+        enc.write(4, 100, 8, 1, &[1, 2], &mut out).unwrap();
+        enc.write(4, 120, 8, 1, &[3, 4], &mut out).unwrap(); // fmt 2, delta 20
+        enc.write(4, 140, 8, 1, &[5, 6], &mut out).unwrap(); // fmt 3, same delta
+        enc.write(4, 150, 9, 1, &[7], &mut out).unwrap(); // fmt 1
+        enc.write(4, 150, 9, 2, &[8], &mut out).unwrap(); // fmt 0, new stream id
         #[rustfmt::skip]
         let expected = [
             0x04, 0, 0, 100, 0, 0, 2, 8, 1, 0, 0, 0, 1, 2,
@@ -1408,6 +1458,63 @@ mod tests {
     }
 
     #[test]
+    fn encoder_refuses_a_payload_over_24_bits() {
+        let mut enc = ChunkEncoder::new();
+        let mut out = BytesMut::new();
+        enc.write(4, 100, 8, 1, &[1, 2], &mut out).unwrap();
+        let before = out.clone();
+        let big = vec![0u8; MESSAGE_LEN_FIELD_MAX as usize + 1];
+        let err = enc.write(4, 120, 8, 1, &big, &mut out).unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::MessageTooLong {
+                len: 16_777_216,
+                max: 16_777_215,
+                csid: 4,
+                type_id: 8
+            }
+        );
+        assert!(
+            err.to_string().contains("MESSAGE_LEN_FIELD_MAX 16777215"),
+            "{err}"
+        );
+        assert_eq!(out, before, "nothing written");
+        // The refused message left the header state alone: the next one is
+        // still fmt 2 against the first (delta 20).
+        enc.write(4, 120, 8, 1, &[3, 4], &mut out).unwrap();
+        assert_eq!(&out[before.len()..], &[0x84, 0, 0, 20, 3, 4]);
+        let mut pieces = Vec::new();
+        let err = chunk_message_shared(6, 0, 9, 1, &Bytes::from(big), 4096, &mut pieces);
+        assert!(matches!(
+            err,
+            Err(EncodeError::MessageTooLong {
+                len: 16_777_216,
+                csid: 6,
+                type_id: 9,
+                ..
+            })
+        ));
+        assert!(pieces.is_empty());
+    }
+
+    #[test]
+    fn encoder_carries_the_largest_24_bit_payload() {
+        let mut enc = ChunkEncoder::new();
+        enc.set_chunk_size(0x80_0000);
+        let payload = vec![0x5Au8; MESSAGE_LEN_FIELD_MAX as usize];
+        let mut out = BytesMut::new();
+        enc.write(6, 0, 9, 1, &payload, &mut out).unwrap();
+        // fmt 0 on csid 6, timestamp 0, length 0xFFFFFF, type 9, stream 1.
+        assert_eq!(
+            &out[..12],
+            &[0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]
+        );
+        // Two chunks: 0x800000 bytes, a fmt 3 header, the rest.
+        assert_eq!(out.len(), 12 + payload.len() + 1);
+        assert_eq!(out[12 + 0x80_0000], 0xC6);
+    }
+
+    #[test]
     fn encoder_decoder_round_trip_random() {
         let mut rng = Rng::from_env();
         for round in 0..40 {
@@ -1419,7 +1526,8 @@ mod tests {
             for _ in 0..30 {
                 if rng.below(8) == 0 {
                     let size = 1 + rng.below(70_000).min(65_535) as u32;
-                    enc.write(2, 0, 1, 0, &size.to_be_bytes(), &mut wire);
+                    enc.write(2, 0, 1, 0, &size.to_be_bytes(), &mut wire)
+                        .unwrap();
                     enc.set_chunk_size(size);
                     expected.push(msg(2, 0, 1, 0, &size.to_be_bytes()));
                     continue;
@@ -1440,7 +1548,8 @@ mod tests {
                 let type_id = [8, 9, 18][rng.below(3) as usize];
                 let stream_id = 1 + rng.below(2) as u32;
                 let payload = rng.bytes(len);
-                enc.write(csid, clocks[lane], type_id, stream_id, &payload, &mut wire);
+                enc.write(csid, clocks[lane], type_id, stream_id, &payload, &mut wire)
+                    .unwrap();
                 expected.push(msg(csid, clocks[lane], type_id, stream_id, &payload));
             }
             // Feed in random pieces.
@@ -1471,12 +1580,13 @@ mod tests {
         ] {
             let payload = Bytes::from(rng.bytes(len));
             let mut pieces = Vec::new();
-            chunk_message_shared(csid, timestamp, 9, 1, &payload, chunk_size, &mut pieces);
+            chunk_message_shared(csid, timestamp, 9, 1, &payload, chunk_size, &mut pieces).unwrap();
             let shared: Vec<u8> = pieces.iter().flat_map(|b| b.iter().copied()).collect();
             let mut enc = ChunkEncoder::new();
             enc.set_chunk_size(chunk_size);
             let mut out = BytesMut::new();
-            enc.write(csid, timestamp, 9, 1, &payload, &mut out);
+            enc.write(csid, timestamp, 9, 1, &payload, &mut out)
+                .unwrap();
             assert_eq!(
                 shared,
                 &out[..],
@@ -1486,7 +1596,9 @@ mod tests {
             let mut dec = ChunkDecoder::new(limits);
             let mut wire = BytesMut::new();
             let size = chunk_size.to_be_bytes();
-            ChunkEncoder::new().write(2, 0, 1, 0, &size, &mut wire);
+            ChunkEncoder::new()
+                .write(2, 0, 1, 0, &size, &mut wire)
+                .unwrap();
             wire.extend_from_slice(&shared);
             let got = decode_all(&mut dec, &wire).expect("valid");
             assert_eq!(got.get(1), Some(&msg(csid, timestamp, 9, 1, &payload)));

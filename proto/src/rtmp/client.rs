@@ -7,7 +7,9 @@
 //! `FCPublish`, `createStream` and `publish` (the sequence OBS and FFmpeg
 //! send), for a player `createStream`, `play` and a buffer length. No
 //! socket, clock or lock inside: time reaches it only as the timestamps of
-//! the frames it is given.
+//! the frames it is given. Only the command sequence lives here; the rest
+//! is the [`Connection`] core the server session
+//! runs too, in [`Role::Client`].
 //!
 //! ```text
 //!  ExpectHandshake ──S0 S1 S2──▶ ExpectConnectResult ──_result──▶ ExpectStreamId
@@ -27,20 +29,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::amf::{
-    encode_amf0, encode_command, parse_command, parse_data, Amf0Value, AmfLimits, Command,
-    CommandError,
-};
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message};
-use super::handshake::{ClientHandshake, HandshakeError};
-use super::message::{
-    msg_type, parse_control, split_aggregate, write_control, ControlError, ControlMessage,
-    UserControl,
-};
-use super::wire::{self, CSID_AUDIO, CSID_COMMAND, CSID_DATA, CSID_VIDEO};
-use crate::media::{Frame, FrameKind, MediaError};
+use super::amf::{encode_amf0, Amf0Value, AmfLimits, Command};
+use super::chunk::{ChunkLimits, EncodeError};
+use super::conn::{Blame, ConnConfig, ConnError, Connection, Incoming, Role};
+use super::message::{ControlMessage, UserControl};
+use super::wire::CSID_DATA;
+use crate::media::{Frame, MediaError};
 
 /// The RTMP port when a URL names none (IANA registration for RTMP).
 pub const DEFAULT_PORT: u16 = 1935;
@@ -257,32 +253,18 @@ pub enum ClientEvent {
     Closed,
 }
 
-/// What the driver does next.
-#[derive(Debug)]
-pub enum Output {
-    /// An event to act on.
-    Event(ClientEvent),
-    /// Bytes to send, in order.
-    Transmit(Bytes),
-}
+/// What the driver does next: `Output::Event` or `Output::Transmit`.
+pub type Output = super::conn::Output<ClientEvent>;
 
-/// Why the connection must close. Everything except [`ClientError::Rejected`]
-/// is the server breaking the protocol; `Rejected` is the server's policy.
-#[derive(Debug)]
+/// Why the connection must close. [`ClientError::blame`] says whether the
+/// server caused it: everything but a message of ours that does not fit is
+/// the server breaking the protocol, or ([`ClientError::Rejected`]) its
+/// policy.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientError {
-    /// The handshake was malformed.
-    Handshake(HandshakeError),
-    /// The chunk stream broke a rule or a bound.
-    Chunk(ChunkError),
-    /// A protocol control message was malformed.
-    Control(ControlError),
-    /// A command or data message could not be decoded.
-    Command {
-        /// Message type id.
-        type_id: u8,
-        /// The decoder's error.
-        error: CommandError,
-    },
+    /// Below the commands: handshake, chunk stream, control messages, AMF
+    /// decoding, aggregates, metadata size, or a message we could not send.
+    Connection(ConnError),
     /// The server answered `connect` or `createStream` with `_error` or an
     /// unsuccessful status.
     Rejected {
@@ -291,19 +273,37 @@ pub enum ClientError {
         /// The info object's code and description, if it had them.
         status: Option<Status>,
     },
-    /// A reply that makes no sense (e.g. a stream id that is not a number).
-    Protocol(String),
+    /// `createStream` was answered with a stream id that is not an integer
+    /// in 1..=2^32-1 (`None`: no number at all).
+    BadStreamId {
+        /// The number the `_result` carried.
+        value: Option<f64>,
+    },
+    /// A command of ours does not fit the 24-bit message length field
+    /// (a stream name or URL of that size in our config).
+    CommandTooLong {
+        /// The command.
+        command: &'static str,
+        /// The encoder's error.
+        error: EncodeError,
+    },
+}
+
+impl ClientError {
+    /// Who caused it.
+    pub fn blame(&self) -> Blame {
+        match self {
+            ClientError::Connection(e) => e.blame(),
+            ClientError::CommandTooLong { .. } => Blame::Local,
+            ClientError::Rejected { .. } | ClientError::BadStreamId { .. } => Blame::Peer,
+        }
+    }
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Handshake(e) => write!(f, "handshake: {e}"),
-            ClientError::Chunk(e) => write!(f, "chunk stream: {e}"),
-            ClientError::Control(e) => write!(f, "control message: {e}"),
-            ClientError::Command { type_id, error } => {
-                write!(f, "command message (type {type_id}): {error}")
-            }
+            ClientError::Connection(e) => e.fmt(f),
             ClientError::Rejected {
                 command,
                 status: Some(s),
@@ -316,25 +316,44 @@ impl fmt::Display for ClientError {
                 command,
                 status: None,
             } => write!(f, "server refused '{command}'"),
-            ClientError::Protocol(what) => f.write_str(what),
+            ClientError::BadStreamId { value } => write!(
+                f,
+                "createStream answered with stream id {value:?}, not an integer in 1..=2^32-1"
+            ),
+            ClientError::CommandTooLong { command, error } => {
+                write!(f, "our '{command}' does not fit: {error}")
+            }
         }
     }
 }
 
 impl std::error::Error for ClientError {}
 
-/// [`ClientSession::send_frame`] or `send_metadata` before
-/// `PublishStarted` or after `close`: a bug of the driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotPublishing;
-
-impl fmt::Display for NotPublishing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("frame sent while not publishing")
+impl From<ConnError> for ClientError {
+    fn from(e: ConnError) -> Self {
+        ClientError::Connection(e)
     }
 }
 
-impl std::error::Error for NotPublishing {}
+/// Why [`ClientSession::send_frame`] or `send_metadata` sent nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// Before `PublishStarted` or after `close`: a bug of the driver.
+    NotPublishing,
+    /// The payload does not fit the 24-bit message length field.
+    TooLong(EncodeError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NotPublishing => f.write_str("frame sent while not publishing"),
+            SendError::TooLong(e) => write!(f, "frame not sent: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
 
 /// Where the session is, named for what it waits for (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,9 +370,9 @@ pub enum ClientPhase {
     Closed,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    ExpectHandshake(Box<ClientHandshake>),
+    ExpectHandshake,
     ExpectConnectResult,
     ExpectStreamId,
     ExpectPublishStart { stream_id: u32 },
@@ -364,85 +383,62 @@ enum State {
     Closed,
 }
 
-/// The client side of one RTMP connection.
+/// The client side of one RTMP connection: the command sequence over a
+/// [`Connection`] in [`Role::Client`].
+#[derive(Debug)]
 pub struct ClientSession {
     config: ClientConfig,
+    conn: Connection,
     state: State,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    /// Input not yet consumed.
-    input: BytesMut,
-    /// Output not yet taken by the driver.
-    output: BytesMut,
     events: VecDeque<ClientEvent>,
-    bytes_in: u64,
-    bytes_acked: u64,
-    /// The server's Window Acknowledgement Size; 0 until it sends one (no
-    /// acknowledgements before that, spec 5.4.4).
-    ack_window: u32,
-    /// The last Window Acknowledgement Size we sent, in answer to Set Peer
-    /// Bandwidth (spec 5.4.5).
-    window_sent: Option<u32>,
 }
 
 impl ClientSession {
     /// A session whose C0C1 is already waiting in the output. `random`
     /// and `epoch_ms` seed the handshake's C1.
     ///
-    /// Panics if `config.chunk_size_out` is 0 or above 0x7FFFFFFF.
+    /// Panics, once the handshake is done, if `config.chunk_size_out` is 0
+    /// or above 0x7FFFFFFF.
     pub fn new(config: ClientConfig, random: u64, epoch_ms: u32) -> Self {
-        let mut hs = Box::new(ClientHandshake::new(random, epoch_ms));
-        let mut output = BytesMut::with_capacity(4096);
-        if let Some(c0c1) = hs.poll_transmit() {
-            output.extend_from_slice(&c0c1);
-        }
-        ClientSession {
-            decoder: ChunkDecoder::new(config.limits.chunk),
-            encoder: ChunkEncoder::new(),
-            config,
-            state: State::ExpectHandshake(hs),
-            input: BytesMut::with_capacity(4096),
-            output,
-            events: VecDeque::new(),
-            bytes_in: 0,
-            bytes_acked: 0,
+        let conn_config = ConnConfig {
+            chunk: config.limits.chunk,
+            amf: config.limits.amf,
+            // No acknowledgements before the server's Window
+            // Acknowledgement Size (spec 5.4.4).
             ack_window: 0,
-            window_sent: None,
+        };
+        ClientSession {
+            conn: Connection::new(Role::Client, conn_config, random, epoch_ms),
+            config,
+            state: State::ExpectHandshake,
+            events: VecDeque::new(),
         }
     }
 
     /// Feeds bytes read from the socket.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.bytes_in += bytes.len() as u64;
-        if matches!(self.state, State::Closed) {
+        if self.state == State::Closed {
+            self.conn.discard_input(bytes.len());
             return Ok(());
         }
-        self.input.extend_from_slice(bytes);
-        if let State::ExpectHandshake(hs) = &mut self.state {
-            let used = hs
-                .handle_input(&self.input)
-                .map_err(ClientError::Handshake)?;
-            let _ = self.input.split_to(used.min(self.input.len()));
-            if let Some(c2) = hs.poll_transmit() {
-                self.output.extend_from_slice(&c2);
+        self.conn.handle_input(bytes);
+        while let Some(incoming) = self.conn.poll_message()? {
+            match incoming {
+                Incoming::HandshakeDone => {
+                    self.set_state(State::ExpectConnectResult);
+                    self.send_connect()?;
+                }
+                Incoming::Command { command, .. } => self.handle_command(command)?,
+                Incoming::Media(frame) => self.events.push_back(ClientEvent::Media(frame)),
+                Incoming::BadMedia(e) => self.events.push_back(ClientEvent::BadMedia(e)),
+                Incoming::Metadata(body) => self.events.push_back(ClientEvent::Metadata(body)),
+                Incoming::UserControl(UserControl::StreamEof(id))
+                    if Some(id) == self.stream_id() =>
+                {
+                    self.events.push_back(ClientEvent::StreamEof);
+                }
+                Incoming::UserControl(_) => {}
             }
-            if !hs.is_done() {
-                return Ok(());
-            }
-            self.state = State::ExpectConnectResult;
-            self.send_connect();
-        }
-        while let Some(msg) = self
-            .decoder
-            .decode(&mut self.input)
-            .map_err(ClientError::Chunk)?
-        {
-            self.handle_message(msg)?;
-        }
-        if self.ack_window > 0 && self.bytes_in - self.bytes_acked >= u64::from(self.ack_window) {
-            self.bytes_acked = self.bytes_in;
-            // The sequence number is the byte count modulo 2^32 (spec 5.4.3).
-            self.control(&ControlMessage::Acknowledgement(self.bytes_in as u32));
         }
         Ok(())
     }
@@ -451,21 +447,18 @@ impl ClientSession {
     /// input produced are batched into one transmit.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        if let Some(e) = self.events.pop_front() {
-            return Some(Output::Event(e));
-        }
-        self.take_transmit().map(Output::Transmit)
+        self.conn.poll_output(&mut self.events)
     }
 
     /// Takes the bytes waiting to be sent, leaving events in place.
     pub fn take_transmit(&mut self) -> Option<Bytes> {
-        (!self.output.is_empty()).then(|| self.output.split().freeze())
+        self.conn.take_transmit()
     }
 
     /// Where the session is.
     pub fn phase(&self) -> ClientPhase {
         match self.state {
-            State::ExpectHandshake(_) => ClientPhase::ExpectHandshake,
+            State::ExpectHandshake => ClientPhase::ExpectHandshake,
             State::ExpectConnectResult => ClientPhase::ExpectConnectResult,
             State::ExpectStreamId => ClientPhase::ExpectStreamId,
             State::ExpectPublishStart { .. } => ClientPhase::ExpectPublishStart,
@@ -479,7 +472,7 @@ impl ClientSession {
 
     /// Bytes read so far (handshake included).
     pub fn bytes_in(&self) -> u64 {
-        self.bytes_in
+        self.conn.bytes_in()
     }
 
     /// The message stream id of our publish or play, once created.
@@ -495,44 +488,27 @@ impl ClientSession {
 
     /// Appends one audio, video or data frame, chunked with header
     /// compression on chunk stream 4 (audio), 6 (video) or 5 (data).
-    pub fn send_frame(&mut self, frame: &Frame) -> Result<(), NotPublishing> {
+    pub fn send_frame(&mut self, frame: &Frame) -> Result<(), SendError> {
         let State::Publishing { stream_id } = self.state else {
-            return Err(NotPublishing);
+            return Err(SendError::NotPublishing);
         };
-        let (csid, type_id) = match frame.kind {
-            FrameKind::Audio => (CSID_AUDIO, msg_type::AUDIO),
-            FrameKind::Video => (CSID_VIDEO, msg_type::VIDEO),
-            FrameKind::Data => (CSID_DATA, msg_type::DATA_AMF0),
-        };
-        self.encoder.write(
-            csid,
-            frame.timestamp,
-            type_id,
-            stream_id,
-            &frame.payload,
-            &mut self.output,
-        );
-        Ok(())
+        self.conn
+            .send_frame(stream_id, frame)
+            .map_err(SendError::TooLong)
     }
 
     /// Appends `@setDataFrame` + `body`, where `body` is the AMF0 of
     /// `["onMetaData", props]` (as [`ClientEvent::Metadata`] carries it).
-    pub fn send_metadata(&mut self, body: &[u8]) -> Result<(), NotPublishing> {
+    pub fn send_metadata(&mut self, body: &[u8]) -> Result<(), SendError> {
         let State::Publishing { stream_id } = self.state else {
-            return Err(NotPublishing);
+            return Err(SendError::NotPublishing);
         };
         let mut payload = Vec::with_capacity(16 + body.len());
         encode_amf0(&Amf0Value::String("@setDataFrame".into()), &mut payload);
         payload.extend_from_slice(body);
-        self.encoder.write(
-            CSID_DATA,
-            0,
-            msg_type::DATA_AMF0,
-            stream_id,
-            &payload,
-            &mut self.output,
-        );
-        Ok(())
+        self.conn
+            .send_data(CSID_DATA, stream_id, &payload)
+            .map_err(SendError::TooLong)
     }
 
     /// Ends the session politely: `FCUnpublish` and `deleteStream` for a
@@ -542,53 +518,61 @@ impl ClientSession {
         let stream_id = match self.state {
             State::Closed => return,
             State::Publishing { stream_id } | State::ExpectPublishStart { stream_id } => {
-                self.command("FCUnpublish", 0.0, vec![self.stream_name()], 0);
+                // Smaller than the `publish` that carried the same name, so
+                // it fits whenever that did.
+                let _ = self.command("FCUnpublish", 0.0, vec![self.stream_name()], 0);
                 Some(stream_id)
             }
             State::Playing { stream_id } | State::ExpectPlayStart { stream_id } => Some(stream_id),
             _ => None,
         };
         if let Some(id) = stream_id {
-            self.command("deleteStream", 0.0, vec![Amf0Value::Number(id.into())], 0);
+            // A few bytes: always fits.
+            let _ = self.command("deleteStream", 0.0, vec![Amf0Value::Number(id.into())], 0);
         }
-        self.state = State::Closed;
+        self.set_state(State::Closed);
         self.events.push_back(ClientEvent::Closed);
+    }
+
+    /// Moves on; media and data reach us only from our `play` on (the
+    /// server sends Play.Start and the GOP cache in one write, so media
+    /// can follow the status in the same input).
+    fn set_state(&mut self, state: State) {
+        self.state = state;
+        self.conn.set_media_in(matches!(
+            state,
+            State::Playing { .. } | State::ExpectPlayStart { .. }
+        ));
     }
 
     fn stream_name(&self) -> Amf0Value {
         Amf0Value::String(self.config.stream.clone())
     }
 
-    fn control(&mut self, msg: &ControlMessage) {
-        write_control(&mut self.encoder, msg, &mut self.output);
+    fn command(
+        &mut self,
+        name: &'static str,
+        txn: f64,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<(), ClientError> {
+        self.conn
+            .send_command(stream_id, name, txn, Amf0Value::Null, args)
+            .map_err(|error| ClientError::CommandTooLong {
+                command: name,
+                error,
+            })
     }
 
-    fn command(&mut self, name: &str, txn: f64, args: Vec<Amf0Value>, stream_id: u32) {
-        let cmd = Command {
-            name: name.into(),
-            transaction_id: txn,
-            object: Amf0Value::Null,
-            args,
-        };
-        self.write_command(&cmd, stream_id);
-    }
-
-    fn write_command(&mut self, cmd: &Command, stream_id: u32) {
-        let mut body = Vec::with_capacity(128);
-        encode_command(cmd, &mut body);
-        self.encoder.write(
-            CSID_COMMAND,
-            0,
-            msg_type::COMMAND_AMF0,
-            stream_id,
-            &body,
-            &mut self.output,
-        );
+    fn control(&mut self, msg: &ControlMessage) -> Result<(), ClientError> {
+        self.conn
+            .send_control(msg)
+            .map_err(|e| ClientError::Connection(ConnError::Encode(e)))
     }
 
     /// Set Chunk Size, then `connect` (right after C2, as OBS does).
-    fn send_connect(&mut self) {
-        self.control(&ControlMessage::SetChunkSize(self.config.chunk_size_out));
+    fn send_connect(&mut self) -> Result<(), ClientError> {
+        self.control(&ControlMessage::SetChunkSize(self.config.chunk_size_out))?;
         let s = |v: &str| Amf0Value::String(v.into());
         let mut props = vec![
             ("app".into(), s(&self.config.app)),
@@ -611,111 +595,18 @@ impl ClientSession {
                 ("videoFunction".into(), Amf0Value::Number(1.0)),
             ]);
         }
-        let cmd = Command {
-            name: "connect".into(),
-            transaction_id: txn::CONNECT,
-            object: Amf0Value::Object(props),
-            args: Vec::new(),
-        };
-        self.write_command(&cmd, 0);
-    }
-
-    fn handle_message(&mut self, msg: Message) -> Result<(), ClientError> {
-        match msg.type_id {
-            msg_type::SET_CHUNK_SIZE | msg_type::ABORT | msg_type::ACK => {
-                // The decoder applied chunk size and abort already.
-                parse_control(msg.type_id, &msg.payload).map_err(ClientError::Control)?;
-            }
-            msg_type::WINDOW_ACK_SIZE | msg_type::SET_PEER_BANDWIDTH | msg_type::USER_CONTROL => {
-                let ctl = parse_control(msg.type_id, &msg.payload).map_err(ClientError::Control)?;
-                self.handle_control(ctl);
-            }
-            msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
-                let amf3 = msg.type_id == msg_type::COMMAND_AMF3;
-                let cmd = parse_command(&msg.payload, amf3, &self.config.limits.amf).map_err(
-                    |error| ClientError::Command {
-                        type_id: msg.type_id,
-                        error,
-                    },
-                )?;
-                self.handle_command(cmd)?;
-            }
-            msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
-                if !self.receiving() {
-                    return Ok(());
-                }
-                let amf3 = msg.type_id == msg_type::DATA_AMF3;
-                let values =
-                    parse_data(&msg.payload, amf3, &self.config.limits.amf).map_err(|error| {
-                        ClientError::Command {
-                            type_id: msg.type_id,
-                            error,
-                        }
-                    })?;
-                // `|RtmpSampleAccess` and other data messages need nothing.
-                if let Some(body) = wire::metadata_body(&values) {
-                    self.events.push_back(ClientEvent::Metadata(body));
-                }
-            }
-            msg_type::AUDIO | msg_type::VIDEO => self.handle_media(msg),
-            msg_type::AGGREGATE if self.receiving() => {
-                let parts = split_aggregate(&msg)
-                    .map_err(|e| ClientError::Protocol(format!("aggregate message: {e}")))?;
-                for part in parts {
-                    if matches!(part.type_id, msg_type::AUDIO | msg_type::VIDEO) {
-                        self.handle_media(part);
-                    }
-                }
-            }
-            // Shared objects and unknown types mean nothing to a client.
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn handle_control(&mut self, ctl: ControlMessage) {
-        match ctl {
-            ControlMessage::WindowAckSize(size) => self.ack_window = size,
-            ControlMessage::SetPeerBandwidth { size, .. } if self.window_sent != Some(size) => {
-                self.window_sent = Some(size);
-                self.control(&ControlMessage::WindowAckSize(size));
-            }
-            ControlMessage::UserControl(UserControl::PingRequest(t)) => {
-                self.control(&ControlMessage::UserControl(UserControl::PingResponse(t)));
-            }
-            ControlMessage::UserControl(UserControl::StreamEof(id))
-                if Some(id) == self.stream_id() =>
-            {
-                self.events.push_back(ClientEvent::StreamEof);
-            }
-            _ => {}
-        }
-    }
-
-    /// True while media for us may arrive: from `play` on (the server sends
-    /// Play.Start and the GOP cache in one write, so media can follow the
-    /// status in the same input).
-    fn receiving(&self) -> bool {
-        matches!(
-            self.state,
-            State::Playing { .. } | State::ExpectPlayStart { .. }
-        )
-    }
-
-    fn handle_media(&mut self, msg: Message) {
-        if !self.receiving() || msg.payload.is_empty() {
-            // Some servers send empty audio/video messages; nothing to play.
-            return;
-        }
-        let parsed = if msg.type_id == msg_type::AUDIO {
-            Frame::parse_audio(msg.timestamp, msg.payload)
-        } else {
-            Frame::parse_video(msg.timestamp, msg.payload)
-        };
-        self.events.push_back(match parsed {
-            Ok(frame) => ClientEvent::Media(frame),
-            Err(e) => ClientEvent::BadMedia(e),
-        });
+        self.conn
+            .send_command(
+                0,
+                "connect",
+                txn::CONNECT,
+                Amf0Value::Object(props),
+                Vec::new(),
+            )
+            .map_err(|error| ClientError::CommandTooLong {
+                command: "connect",
+                error,
+            })
     }
 
     fn handle_command(&mut self, cmd: Command) -> Result<(), ClientError> {
@@ -733,7 +624,7 @@ impl ClientSession {
     }
 
     fn on_result(&mut self, cmd: &Command) -> Result<(), ClientError> {
-        match (&self.state, cmd.transaction_id) {
+        match (self.state, cmd.transaction_id) {
             (State::ExpectConnectResult, t) if t == txn::CONNECT => {
                 let status = info_status(cmd);
                 if let Some(s) = status.as_ref().filter(|s| s.level == "error") {
@@ -743,13 +634,13 @@ impl ClientSession {
                     });
                 }
                 self.events.push_back(ClientEvent::Connected);
-                self.state = State::ExpectStreamId;
+                self.set_state(State::ExpectStreamId);
                 if self.config.mode == StreamMode::Publish {
                     let name = self.stream_name();
-                    self.command("releaseStream", txn::RELEASE_STREAM, vec![name.clone()], 0);
-                    self.command("FCPublish", txn::FC_PUBLISH, vec![name], 0);
+                    self.command("releaseStream", txn::RELEASE_STREAM, vec![name.clone()], 0)?;
+                    self.command("FCPublish", txn::FC_PUBLISH, vec![name], 0)?;
                 }
-                self.command("createStream", txn::CREATE_STREAM, Vec::new(), 0);
+                self.command("createStream", txn::CREATE_STREAM, Vec::new(), 0)?;
             }
             (State::ExpectStreamId, t) if t == txn::CREATE_STREAM => {
                 let id = cmd.args.iter().find_map(Amf0Value::as_f64);
@@ -757,12 +648,7 @@ impl ClientSession {
                     Some(v) if v.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(&v) => {
                         v as u32
                     }
-                    other => {
-                        return Err(ClientError::Protocol(format!(
-                            "createStream answered with stream id {other:?}, not an integer \
-                             in 1..=2^32-1"
-                        )))
-                    }
+                    value => return Err(ClientError::BadStreamId { value }),
                 };
                 let name = self.stream_name();
                 match self.config.mode {
@@ -772,8 +658,8 @@ impl ClientSession {
                             txn::PUBLISH_OR_PLAY,
                             vec![name, Amf0Value::String("live".into())],
                             stream_id,
-                        );
-                        self.state = State::ExpectPublishStart { stream_id };
+                        )?;
+                        self.set_state(State::ExpectPublishStart { stream_id });
                     }
                     StreamMode::Play => {
                         // Start -2: live if there is one, else recorded;
@@ -783,12 +669,12 @@ impl ClientSession {
                             txn::PUBLISH_OR_PLAY,
                             vec![name, Amf0Value::Number(-2.0), Amf0Value::Number(-1.0)],
                             stream_id,
-                        );
+                        )?;
                         self.control(&ControlMessage::UserControl(UserControl::SetBufferLength {
                             stream_id,
                             buffer_ms: self.config.buffer_ms,
-                        }));
-                        self.state = State::ExpectPlayStart { stream_id };
+                        }))?;
+                        self.set_state(State::ExpectPlayStart { stream_id });
                     }
                 }
             }
@@ -817,7 +703,7 @@ impl ClientSession {
                     code: String::new(),
                     description: "_error without an info object".into(),
                 });
-                self.state = State::Refused;
+                self.set_state(State::Refused);
                 self.events.push_back(ClientEvent::Refused(status));
                 Ok(())
             }
@@ -834,19 +720,19 @@ impl ClientSession {
         self.events.push_back(ClientEvent::Status(status.clone()));
         match self.state {
             State::ExpectPublishStart { stream_id } if status.code == "NetStream.Publish.Start" => {
-                self.state = State::Publishing { stream_id };
+                self.set_state(State::Publishing { stream_id });
                 self.events
                     .push_back(ClientEvent::PublishStarted { stream_id });
             }
             State::ExpectPlayStart { stream_id } if status.code == "NetStream.Play.Start" => {
-                self.state = State::Playing { stream_id };
+                self.set_state(State::Playing { stream_id });
                 self.events
                     .push_back(ClientEvent::PlayStarted { stream_id });
             }
             State::ExpectPublishStart { .. } | State::ExpectPlayStart { .. }
                 if status.level == "error" =>
             {
-                self.state = State::Refused;
+                self.set_state(State::Refused);
                 self.events.push_back(ClientEvent::Refused(status));
             }
             _ => {}
@@ -878,18 +764,15 @@ fn info_status(cmd: &Command) -> Option<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::session::{
-        Output as ServerOutput, ServerSession, SessionConfig, SessionEvent,
+    use crate::rtmp::amf::{encode_command, parse_command};
+    use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, Message};
+    use crate::rtmp::message::{msg_type, parse_control, write_control};
+    use crate::rtmp::session::{Output as ServerOutput, ServerSession, SessionEvent};
+    use crate::rtmp::test_util::{
+        audio_frame, decode_with, on_metadata, sample_frames, server_config, video_frame,
     };
-
-    fn server_config() -> SessionConfig {
-        SessionConfig {
-            chunk: ChunkLimits::default(),
-            amf: AmfLimits::default(),
-            chunk_size_out: 4096,
-            window_ack_size: 2_500_000,
-        }
-    }
+    use crate::rtmp::wire;
+    use bytes::BytesMut;
 
     fn client(mode: StreamMode) -> ClientSession {
         let config = ClientConfig::from_url("rtmp://127.0.0.1:8079/live/cam?k=v", mode).unwrap();
@@ -966,29 +849,6 @@ mod tests {
             .collect()
     }
 
-    /// AVC sequence header: key + AVC, packet type 0, a tiny record.
-    fn video_seq() -> Frame {
-        let body = [
-            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00,
-            0x1f, 0x01, 0x00, 0x02, 0x68, 0xee,
-        ];
-        Frame::parse_video(0, Bytes::copy_from_slice(&body)).unwrap()
-    }
-
-    fn video_frame(ts: u32, key: bool, len: usize) -> Frame {
-        let mut body = vec![if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
-        body.extend(std::iter::repeat_n(0xAB, len));
-        Frame::parse_video(ts, Bytes::from(body)).unwrap()
-    }
-
-    fn audio_frame(ts: u32) -> Frame {
-        Frame::parse_audio(
-            ts,
-            Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60]),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn publish_against_the_server_session() {
         let mut c = client(StreamMode::Publish);
@@ -1014,21 +874,9 @@ mod tests {
         assert_eq!(req.tc_url_host.as_deref(), Some("127.0.0.1"));
 
         // Frames and metadata arrive intact, with their timestamps.
-        let mut meta = Vec::new();
-        encode_amf0(&Amf0Value::String("onMetaData".into()), &mut meta);
-        encode_amf0(
-            &Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(1280.0))]),
-            &mut meta,
-        );
+        let meta = on_metadata(1280.0);
         c.send_metadata(&meta).unwrap();
-        let sent = [
-            video_seq(),
-            video_frame(0, true, 9000),
-            audio_frame(23),
-            video_frame(33, false, 100),
-            audio_frame(46),
-            video_frame(0x0100_0000, false, 5000),
-        ];
+        let sent = sample_frames();
         for f in &sent {
             c.send_frame(f).unwrap();
         }
@@ -1054,7 +902,7 @@ mod tests {
             .server
             .iter()
             .any(|e| matches!(e, SessionEvent::Unpublished)));
-        assert_eq!(c.send_frame(&sent[1]), Err(NotPublishing));
+        assert_eq!(c.send_frame(&sent[1]), Err(SendError::NotPublishing));
     }
 
     #[test]
@@ -1082,8 +930,8 @@ mod tests {
         // Media as the server's fan-out sends it (fmt 0 on csid 4/6).
         let mut bufs = Vec::new();
         let f = video_frame(0x0123_4567, true, 10_000);
-        wire::media_message(&f, 1, s.chunk_size_out(), &mut bufs);
-        wire::media_message(&audio_frame(40), 1, s.chunk_size_out(), &mut bufs);
+        wire::media_message(&f, 1, s.chunk_size_out(), &mut bufs).unwrap();
+        wire::media_message(&audio_frame(40), 1, s.chunk_size_out(), &mut bufs).unwrap();
         for b in &bufs {
             c.handle_input(b).unwrap();
         }
@@ -1126,14 +974,7 @@ mod tests {
 
     /// Decodes the client's output after the C0C1/C2 bytes.
     fn client_messages(bytes: &[u8]) -> Vec<Message> {
-        let mut dec = ChunkDecoder::new(ChunkLimits::default());
-        let mut buf = BytesMut::from(bytes);
-        let mut out = Vec::new();
-        while let Some(m) = dec.decode(&mut buf).unwrap() {
-            out.push(m);
-        }
-        assert!(buf.is_empty(), "a partial chunk left over");
-        out
+        decode_with(&mut ChunkDecoder::new(ChunkLimits::default()), bytes)
     }
 
     #[test]
@@ -1228,16 +1069,6 @@ mod tests {
         out
     }
 
-    fn decode_with(dec: &mut ChunkDecoder, bytes: &[u8]) -> Vec<Message> {
-        let mut buf = BytesMut::from(bytes);
-        let mut out = Vec::new();
-        while let Some(m) = dec.decode(&mut buf).unwrap() {
-            out.push(m);
-        }
-        assert!(buf.is_empty(), "a partial chunk left over");
-        out
-    }
-
     #[test]
     fn media_headers_are_compressed() {
         let (mut c, _s, mut dec) = started(StreamMode::Publish);
@@ -1268,10 +1099,12 @@ mod tests {
             &mut enc,
             &ControlMessage::UserControl(UserControl::PingRequest(77)),
             &mut input,
-        );
-        write_control(&mut enc, &ControlMessage::WindowAckSize(1000), &mut input);
+        )
+        .unwrap();
+        write_control(&mut enc, &ControlMessage::WindowAckSize(1000), &mut input).unwrap();
         // 1200 bytes of video on the play stream push us past the window.
-        enc.write(6, 0, msg_type::VIDEO, 1, &[0x27; 1200], &mut input);
+        enc.write(6, 0, msg_type::VIDEO, 1, &[0x27; 1200], &mut input)
+            .unwrap();
         c.handle_input(&input).unwrap();
         let msgs = decode_with(&mut dec, &drain_transmit(&mut c));
         let controls: Vec<_> = msgs
@@ -1318,7 +1151,9 @@ mod tests {
             &mut body,
         );
         let mut input = BytesMut::new();
-        ChunkEncoder::new().write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut input);
+        ChunkEncoder::new()
+            .write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut input)
+            .unwrap();
         let err = c.handle_input(&input).unwrap_err();
         assert!(
             err.to_string().contains("NetConnection.Connect.Rejected"),

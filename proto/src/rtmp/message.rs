@@ -9,7 +9,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::chunk::{ChunkEncoder, Message, CHUNK_SIZE_SPEC_MAX};
+use super::chunk::{ChunkEncoder, EncodeError, Message, CHUNK_SIZE_SPEC_MAX};
 
 /// Message type ids (spec 5.4 and 7.1).
 pub mod msg_type {
@@ -249,8 +249,15 @@ impl ControlMessage {
 /// it is written, so it and the following messages use the new size in the
 /// order the peer reads them.
 ///
+/// Only a user control event of unknown type carries a payload the caller
+/// chooses, so only that one can be refused for its length.
+///
 /// Panics on a Set Chunk Size of 0 or above 0x7FFFFFFF (a local bug).
-pub fn write_control(enc: &mut ChunkEncoder, msg: &ControlMessage, out: &mut bytes::BytesMut) {
+pub fn write_control(
+    enc: &mut ChunkEncoder,
+    msg: &ControlMessage,
+    out: &mut bytes::BytesMut,
+) -> Result<(), EncodeError> {
     let mut payload = Vec::with_capacity(10);
     msg.encode_payload(&mut payload);
     enc.write(
@@ -260,10 +267,11 @@ pub fn write_control(enc: &mut ChunkEncoder, msg: &ControlMessage, out: &mut byt
         CONTROL_STREAM_ID,
         &payload,
         out,
-    );
+    )?;
     if let ControlMessage::SetChunkSize(size) = msg {
         enc.set_chunk_size(*size);
     }
+    Ok(())
 }
 
 /// An aggregate message that could not be split. Always the peer's.
@@ -524,7 +532,8 @@ mod tests {
             &mut enc,
             &ControlMessage::WindowAckSize(2_500_000),
             &mut out,
-        );
+        )
+        .unwrap();
         #[rustfmt::skip]
         let expected: &[u8] = &[
             0x02, 0, 0, 0, 0, 0, 4, 0x05, 0, 0, 0, 0, 0x00, 0x26, 0x25, 0xA0,
@@ -532,7 +541,7 @@ mod tests {
         assert_eq!(&out[..], expected);
         out.clear();
         let ping = ControlMessage::UserControl(UserControl::PingRequest(7));
-        write_control(&mut enc, &ping, &mut out);
+        write_control(&mut enc, &ping, &mut out).unwrap();
         // fmt 1 on csid 2: delta 0, length 6, type 4.
         assert_eq!(&out[..], &[0x42, 0, 0, 0, 0, 0, 6, 0x04, 0, 6, 0, 0, 0, 7]);
     }
@@ -557,12 +566,13 @@ mod tests {
         let mut enc = ChunkEncoder::new();
         let mut out = BytesMut::new();
         for m in &msgs {
-            write_control(&mut enc, m, &mut out);
+            write_control(&mut enc, m, &mut out).unwrap();
         }
         assert_eq!(enc.chunk_size(), 4096);
         // A message longer than 128 now goes out in one chunk, and the
         // decoder, having read the Set Chunk Size first, agrees.
-        enc.write(6, 0, msg_type::VIDEO, 1, &[9; 3000], &mut out);
+        enc.write(6, 0, msg_type::VIDEO, 1, &[9; 3000], &mut out)
+            .unwrap();
         let mut dec = ChunkDecoder::new(ChunkLimits::default());
         let mut got = Vec::new();
         while let Some(m) = dec.decode(&mut out).expect("valid") {

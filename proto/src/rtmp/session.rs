@@ -7,6 +7,10 @@
 //! [`ServerSession::accept_play`], by whichever shard owns the stream. No
 //! socket, clock or lock inside, so the session can move between shards.
 //!
+//! Only the command flow lives here; the handshake, chunk stream, control
+//! messages, acknowledgements and aggregates are the
+//! [`Connection`] core's, in [`Role::Server`].
+//!
 //! ```text
 //!  ExpectHandshake ──C0C1/C2──▶ ExpectConnect ──connect──▶ Connected
 //!                                                   │
@@ -17,18 +21,12 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::amf::{
-    encode_command, parse_command, parse_data, Amf0Value, AmfError, AmfLimits, Command,
-    CommandError,
-};
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message};
-use super::handshake::{HandshakeError, ServerHandshake};
-use super::message::{
-    msg_type, parse_control, split_aggregate, write_control, ControlError, ControlMessage,
-    UserControl,
-};
+use super::amf::{encode_amf0, Amf0Value, AmfError, AmfLimits, Command};
+use super::chunk::{ChunkLimits, EncodeError};
+use super::conn::{Blame, ConnConfig, ConnError, Connection, Incoming, Role};
+use super::message::{ControlMessage, UserControl};
 use super::wire::{self, CSID_COMMAND};
 use crate::media::{Frame, MediaError};
 
@@ -109,63 +107,129 @@ pub enum SessionEvent {
     BadMedia(MediaError),
 }
 
-/// What the driver does next.
-#[derive(Debug)]
-pub enum Output {
-    /// An event to act on.
-    Event(SessionEvent),
-    /// Bytes to send, in order.
-    Transmit(Bytes),
+/// What the driver does next: `Output::Event` or `Output::Transmit`.
+pub type Output = super::conn::Output<SessionEvent>;
+
+/// Why the connection must close. Each names what was wrong;
+/// [`SessionError::blame`] says whether the client caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionError {
+    /// Below the commands: handshake, chunk stream, control messages, AMF
+    /// decoding, aggregates, metadata size, or a message we could not send.
+    Connection(ConnError),
+    /// A command other than `connect` before `connect` succeeded.
+    BeforeConnect {
+        /// The command.
+        command: String,
+    },
+    /// A `connect` on a connection that is already connected.
+    SecondConnect,
+    /// `publish` or `play` while the connection already publishes or plays
+    /// (one active stream per connection).
+    AlreadyActive {
+        /// `publish` or `play`.
+        command: &'static str,
+    },
+    /// More `createStream` calls than [`STREAMS_PER_CONNECTION_MAX`].
+    TooManyStreams {
+        /// [`STREAMS_PER_CONNECTION_MAX`].
+        max: u32,
+    },
+    /// `publish` or `play` with no string argument.
+    NoStreamName {
+        /// `publish` or `play`.
+        command: &'static str,
+    },
+    /// `publish` or `play` whose stream name is empty (once its query
+    /// string is removed).
+    EmptyStreamName {
+        /// `publish` or `play`.
+        command: &'static str,
+    },
+    /// A command this server does not know.
+    UnknownCommand {
+        /// Its name.
+        name: String,
+    },
+    /// The stream name the client gave makes our echo of it too long for
+    /// the 24-bit message length field (`onFCPublish` repeats the name of
+    /// `FCPublish`), as a `message_len_max` near the field's maximum allows.
+    EchoTooLong {
+        /// The client's command.
+        command: &'static str,
+        /// The reply that did not fit.
+        error: EncodeError,
+    },
 }
 
-/// Why the connection must close. Each names what the peer did wrong.
-#[derive(Debug)]
-pub enum SessionError {
-    /// The handshake was malformed.
-    Handshake(HandshakeError),
-    /// The chunk stream broke a rule or a bound.
-    Chunk(ChunkError),
-    /// A protocol control message was malformed.
-    Control(ControlError),
-    /// A command or data message could not be decoded.
-    Command {
-        /// Message type id.
-        type_id: u8,
-        /// The decoder's error.
-        error: CommandError,
-    },
-    /// A command out of order or unknown.
-    Protocol(String),
+impl SessionError {
+    /// Who caused it: everything but a message of our own that does not
+    /// fit is the client's doing, and closes only its connection.
+    pub fn blame(&self) -> Blame {
+        match self {
+            SessionError::Connection(e) => e.blame(),
+            _ => Blame::Peer,
+        }
+    }
 }
 
 impl std::fmt::Display for SessionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SessionError::Handshake(e) => write!(f, "handshake: {e}"),
-            SessionError::Chunk(e) => write!(f, "chunk stream: {e}"),
-            SessionError::Control(e) => write!(f, "control message: {e}"),
-            SessionError::Command { type_id, error } => {
-                write!(f, "command message (type {type_id}): {error}")
+            SessionError::Connection(e) => e.fmt(f),
+            SessionError::BeforeConnect { command } => {
+                write!(f, "'{}' before 'connect'", command.escape_debug())
             }
-            SessionError::Protocol(what) => f.write_str(what),
+            SessionError::SecondConnect => f.write_str("second 'connect'"),
+            SessionError::AlreadyActive { command } => {
+                write!(f, "'{command}' while already publishing or playing")
+            }
+            SessionError::TooManyStreams { max } => write!(
+                f,
+                "more than {max} createStream calls (STREAMS_PER_CONNECTION_MAX)"
+            ),
+            SessionError::NoStreamName { command } => {
+                write!(f, "'{command}' without a stream name")
+            }
+            SessionError::EmptyStreamName { command } => {
+                write!(f, "'{command}' with an empty stream name")
+            }
+            SessionError::UnknownCommand { name } => {
+                write!(f, "unknown command '{}'", name.escape_debug())
+            }
+            SessionError::EchoTooLong { command, error } => {
+                write!(
+                    f,
+                    "the stream name of '{command}' is too long to echo: {error}"
+                )
+            }
         }
     }
 }
 
 impl std::error::Error for SessionError {}
 
-impl From<AmfError> for SessionError {
-    fn from(e: AmfError) -> Self {
-        SessionError::Command {
-            type_id: msg_type::COMMAND_AMF0,
-            error: CommandError::Amf(e),
-        }
+impl From<ConnError> for SessionError {
+    fn from(e: ConnError) -> Self {
+        SessionError::Connection(e)
     }
 }
 
-/// What the connection is for, once it asked.
+impl From<AmfError> for SessionError {
+    fn from(e: AmfError) -> Self {
+        SessionError::Connection(e.into())
+    }
+}
+
+/// A reply the session sends in answer to a command: its failure is a
+/// connection error (our own message did not fit).
+fn sent(result: Result<(), EncodeError>) -> Result<(), SessionError> {
+    result.map_err(|e| SessionError::Connection(ConnError::Encode(e)))
+}
+
+/// What the connection does with its one active stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+enum StreamState {
     /// Neither publishing nor playing yet.
     Undecided,
     /// Waiting for the driver to answer a publish on this stream id.
@@ -178,85 +242,68 @@ enum Role {
     Playing(u32),
 }
 
-/// Where the connection is.
-#[derive(Debug)]
+/// Where the command flow is (the handshake is the core's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    ExpectHandshake(Box<ServerHandshake>),
+    ExpectHandshake,
     ExpectConnect,
     Connected,
 }
 
-/// The server side of one RTMP connection.
+/// The server side of one RTMP connection: the command flow over a
+/// [`Connection`] in [`Role::Server`].
+#[derive(Debug)]
 pub struct ServerSession {
     config: SessionConfig,
+    conn: Connection,
     phase: Phase,
-    role: Role,
-    decoder: ChunkDecoder,
-    encoder: ChunkEncoder,
-    /// Input not yet consumed.
-    input: BytesMut,
-    /// Output not yet taken by the driver.
-    output: BytesMut,
+    stream: StreamState,
     events: VecDeque<SessionEvent>,
     app: String,
     app_query: Vec<(String, String)>,
     tc_url: Option<String>,
     streams_created: u32,
-    bytes_in: u64,
-    bytes_acked: u64,
 }
 
 impl ServerSession {
     /// A session waiting for the client's C0C1. `random` and `epoch_ms`
     /// seed the handshake's S1.
     pub fn new(config: SessionConfig, random: u64, epoch_ms: u32) -> Self {
+        let conn_config = ConnConfig {
+            chunk: config.chunk,
+            amf: config.amf,
+            ack_window: config.window_ack_size,
+        };
         Self {
             config,
-            phase: Phase::ExpectHandshake(Box::new(ServerHandshake::new(random, epoch_ms))),
-            role: Role::Undecided,
-            decoder: ChunkDecoder::new(config.chunk),
-            encoder: ChunkEncoder::new(),
-            input: BytesMut::with_capacity(4096),
-            output: BytesMut::with_capacity(4096),
+            conn: Connection::new(Role::Server, conn_config, random, epoch_ms),
+            phase: Phase::ExpectHandshake,
+            stream: StreamState::Undecided,
             events: VecDeque::new(),
             app: String::new(),
             app_query: Vec::new(),
             tc_url: None,
             streams_created: 0,
-            bytes_in: 0,
-            bytes_acked: 0,
         }
     }
 
     /// Feeds bytes read from the socket.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        self.bytes_in += bytes.len() as u64;
-        self.input.extend_from_slice(bytes);
-        if let Phase::ExpectHandshake(hs) = &mut self.phase {
-            let used = hs
-                .handle_input(&self.input)
-                .map_err(SessionError::Handshake)?;
-            let _ = self.input.split_to(used.min(self.input.len()));
-            if let Some(reply) = hs.poll_transmit() {
-                self.output.extend_from_slice(&reply);
+        self.conn.handle_input(bytes);
+        while let Some(incoming) = self.conn.poll_message()? {
+            match incoming {
+                Incoming::HandshakeDone => self.phase = Phase::ExpectConnect,
+                Incoming::Command { stream_id, command } => {
+                    self.handle_command(command, stream_id)?
+                }
+                // Media that arrives while the publish is being decided is
+                // kept: the driver drops it if the publish is refused.
+                Incoming::Media(frame) => self.events.push_back(SessionEvent::Media(frame)),
+                Incoming::BadMedia(e) => self.events.push_back(SessionEvent::BadMedia(e)),
+                Incoming::Metadata(body) => self.events.push_back(SessionEvent::Metadata(body)),
+                // StreamBegin and the like mean nothing from a client.
+                Incoming::UserControl(_) => {}
             }
-            if !hs.is_done() {
-                return Ok(());
-            }
-            self.phase = Phase::ExpectConnect;
-        }
-        while let Some(msg) = self
-            .decoder
-            .decode(&mut self.input)
-            .map_err(SessionError::Chunk)?
-        {
-            self.handle_message(msg)?;
-        }
-        if self.bytes_in - self.bytes_acked >= u64::from(self.config.window_ack_size) {
-            self.bytes_acked = self.bytes_in;
-            // The sequence number is the byte count modulo 2^32 (spec 5.4.3).
-            let seq = self.bytes_in as u32;
-            self.control(&ControlMessage::Acknowledgement(seq));
         }
         Ok(())
     }
@@ -265,13 +312,7 @@ impl ServerSession {
     /// answers to those events produce are batched into one transmit.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        if let Some(e) = self.events.pop_front() {
-            return Some(Output::Event(e));
-        }
-        if !self.output.is_empty() {
-            return Some(Output::Transmit(self.output.split().freeze()));
-        }
-        None
+        self.conn.poll_output(&mut self.events)
     }
 
     /// Gives back the capacity of empty input and output buffers. A player's
@@ -279,31 +320,32 @@ impl ServerSession {
     /// start, so its driver calls this once playing: the handshake and the
     /// start had grown both buffers to kilobytes.
     pub fn release_buffers(&mut self) {
-        if self.input.is_empty() {
-            self.input = BytesMut::new();
-        }
-        if self.output.is_empty() {
-            self.output = BytesMut::new();
-        }
+        self.conn.release_buffers();
     }
 
     /// Takes the bytes waiting to be sent, leaving undelivered events in
     /// place (they travel with the session when it moves between shards).
     pub fn take_transmit(&mut self) -> Option<Bytes> {
-        (!self.output.is_empty()).then(|| self.output.split().freeze())
+        self.conn.take_transmit()
     }
 
     /// Tells a player the stream ended: `NetStream.Play.Stop` and StreamEOF.
     pub fn end_play(&mut self, description: &str) {
-        if let Role::Playing(id) = self.role {
-            self.status(id, "status", "NetStream.Play.Stop", description);
-            self.control(&ControlMessage::UserControl(UserControl::StreamEof(id)));
+        if let StreamState::Playing(id) = self.stream {
+            let r = self
+                .conn
+                .send_status(id, "status", "NetStream.Play.Stop", description)
+                .and_then(|()| {
+                    self.conn
+                        .send_control(&ControlMessage::UserControl(UserControl::StreamEof(id)))
+                });
+            self.conn.defer(r);
         }
     }
 
     /// The handshake is over.
     pub fn handshake_done(&self) -> bool {
-        !matches!(self.phase, Phase::ExpectHandshake(_))
+        self.conn.handshake_done()
     }
 
     /// Our outgoing chunk size (announced at connect).
@@ -313,196 +355,111 @@ impl ServerSession {
 
     /// Starts the publish raised by `PublishRequested`.
     pub fn accept_publish(&mut self) {
-        if let Role::PublishPending(id) = self.role {
-            self.role = Role::Publishing(id);
-            self.status(id, "status", "NetStream.Publish.Start", "Start publishing.");
+        if let StreamState::PublishPending(id) = self.stream {
+            self.set_stream(StreamState::Publishing(id));
+            let r =
+                self.conn
+                    .send_status(id, "status", "NetStream.Publish.Start", "Start publishing.");
+            self.conn.defer(r);
         }
     }
 
     /// Refuses the publish raised by `PublishRequested`, with an onStatus
     /// error such as `NetStream.Publish.BadName`.
     pub fn reject_publish(&mut self, code: &str, description: &str) {
-        if let Role::PublishPending(id) = self.role {
-            self.role = Role::Undecided;
-            self.status(id, "error", code, description);
+        if let StreamState::PublishPending(id) = self.stream {
+            self.set_stream(StreamState::Undecided);
+            let r = self.conn.send_status(id, "error", code, description);
+            self.conn.defer(r);
         }
     }
 
     /// Starts the play raised by `PlayRequested`: StreamBegin, Play.Reset,
     /// Play.Start and `|RtmpSampleAccess`. Media follows on the same stream id.
     pub fn accept_play(&mut self) {
-        if let Role::PlayPending(id) = self.role {
-            self.role = Role::Playing(id);
-            self.control(&ControlMessage::UserControl(UserControl::StreamBegin(id)));
-            self.status(
-                id,
-                "status",
-                "NetStream.Play.Reset",
-                "Playing and resetting.",
-            );
-            self.status(id, "status", "NetStream.Play.Start", "Started playing.");
-            let mut access = Vec::with_capacity(32);
-            super::amf::encode_amf0(&Amf0Value::String("|RtmpSampleAccess".into()), &mut access);
-            super::amf::encode_amf0(&Amf0Value::Boolean(true), &mut access);
-            super::amf::encode_amf0(&Amf0Value::Boolean(true), &mut access);
-            self.encoder.write(
-                CSID_COMMAND,
-                0,
-                msg_type::DATA_AMF0,
-                id,
-                &access,
-                &mut self.output,
-            );
+        if let StreamState::PlayPending(id) = self.stream {
+            self.set_stream(StreamState::Playing(id));
+            let r = self.play_start(id);
+            self.conn.defer(r);
         }
+    }
+
+    fn play_start(&mut self, id: u32) -> Result<(), EncodeError> {
+        self.conn
+            .send_control(&ControlMessage::UserControl(UserControl::StreamBegin(id)))?;
+        self.conn.send_status(
+            id,
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting.",
+        )?;
+        self.conn
+            .send_status(id, "status", "NetStream.Play.Start", "Started playing.")?;
+        let mut access = Vec::with_capacity(32);
+        encode_amf0(&Amf0Value::String("|RtmpSampleAccess".into()), &mut access);
+        encode_amf0(&Amf0Value::Boolean(true), &mut access);
+        encode_amf0(&Amf0Value::Boolean(true), &mut access);
+        self.conn.send_data(CSID_COMMAND, id, &access)
     }
 
     /// Refuses the play raised by `PlayRequested`.
     pub fn reject_play(&mut self, code: &str, description: &str) {
-        if let Role::PlayPending(id) = self.role {
-            self.role = Role::Undecided;
-            self.status(id, "error", code, description);
+        if let StreamState::PlayPending(id) = self.stream {
+            self.set_stream(StreamState::Undecided);
+            let r = self.conn.send_status(id, "error", code, description);
+            self.conn.defer(r);
         }
     }
 
     /// Sends an onStatus on the active stream (e.g. end of stream at shutdown).
     pub fn send_status(&mut self, level: &str, code: &str, description: &str) {
-        match self.role {
-            Role::Publishing(id) | Role::Playing(id) => self.status(id, level, code, description),
+        match self.stream {
+            StreamState::Publishing(id) | StreamState::Playing(id) => {
+                let r = self.conn.send_status(id, level, code, description);
+                self.conn.defer(r);
+            }
             _ => {}
         }
     }
 
     /// The message stream id being played, once playing.
     pub fn play_stream_id(&self) -> Option<u32> {
-        match self.role {
-            Role::Playing(id) | Role::PlayPending(id) => Some(id),
+        match self.stream {
+            StreamState::Playing(id) | StreamState::PlayPending(id) => Some(id),
             _ => None,
         }
     }
 
-    fn status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        let body = wire::status_body(level, code, description);
-        self.encoder.write(
-            CSID_COMMAND,
+    /// Moves the active stream on; media and data reach us only while a
+    /// publish is pending or running.
+    fn set_stream(&mut self, stream: StreamState) {
+        self.stream = stream;
+        self.conn.set_media_in(matches!(
+            stream,
+            StreamState::Publishing(_) | StreamState::PublishPending(_)
+        ));
+    }
+
+    /// `_result(txn, null, undefined)`, unless the client wants no reply.
+    fn ack_command(&mut self, txn: f64) -> Result<(), SessionError> {
+        if txn == 0.0 {
+            return Ok(());
+        }
+        sent(self.conn.send_command(
             0,
-            msg_type::COMMAND_AMF0,
-            stream_id,
-            &body,
-            &mut self.output,
-        );
-    }
-
-    fn control(&mut self, msg: &ControlMessage) {
-        write_control(&mut self.encoder, msg, &mut self.output);
-    }
-
-    fn command_reply(&mut self, name: &str, txn: f64, object: Amf0Value, args: Vec<Amf0Value>) {
-        let cmd = Command {
-            name: name.into(),
-            transaction_id: txn,
-            object,
-            args,
-        };
-        let mut body = Vec::with_capacity(256);
-        encode_command(&cmd, &mut body);
-        self.encoder.write(
-            CSID_COMMAND,
-            0,
-            msg_type::COMMAND_AMF0,
-            0,
-            &body,
-            &mut self.output,
-        );
-    }
-
-    fn handle_message(&mut self, msg: Message) -> Result<(), SessionError> {
-        match msg.type_id {
-            msg_type::SET_CHUNK_SIZE
-            | msg_type::ABORT
-            | msg_type::ACK
-            | msg_type::WINDOW_ACK_SIZE
-            | msg_type::SET_PEER_BANDWIDTH => {
-                // The decoder applied chunk size and abort already; the
-                // others need no action from a server.
-                parse_control(msg.type_id, &msg.payload).map_err(SessionError::Control)?;
-            }
-            msg_type::USER_CONTROL => {
-                let ctl =
-                    parse_control(msg.type_id, &msg.payload).map_err(SessionError::Control)?;
-                if let ControlMessage::UserControl(UserControl::PingRequest(t)) = ctl {
-                    self.control(&ControlMessage::UserControl(UserControl::PingResponse(t)));
-                }
-            }
-            msg_type::COMMAND_AMF0 | msg_type::COMMAND_AMF3 => {
-                let amf3 = msg.type_id == msg_type::COMMAND_AMF3;
-                let cmd = parse_command(&msg.payload, amf3, &self.config.amf).map_err(|error| {
-                    SessionError::Command {
-                        type_id: msg.type_id,
-                        error,
-                    }
-                })?;
-                self.handle_command(cmd, msg.stream_id)?;
-            }
-            msg_type::DATA_AMF0 | msg_type::DATA_AMF3 => {
-                if !matches!(self.role, Role::Publishing(_) | Role::PublishPending(_)) {
-                    return Ok(());
-                }
-                let amf3 = msg.type_id == msg_type::DATA_AMF3;
-                let values = parse_data(&msg.payload, amf3, &self.config.amf).map_err(|error| {
-                    SessionError::Command {
-                        type_id: msg.type_id,
-                        error,
-                    }
-                })?;
-                if let Some(body) = wire::metadata_body(&values) {
-                    self.events.push_back(SessionEvent::Metadata(body));
-                }
-            }
-            msg_type::AUDIO | msg_type::VIDEO => self.handle_media(msg),
-            msg_type::AGGREGATE => {
-                if matches!(self.role, Role::Publishing(_) | Role::PublishPending(_)) {
-                    let parts = split_aggregate(&msg)
-                        .map_err(|e| SessionError::Protocol(format!("aggregate message: {e}")))?;
-                    for part in parts {
-                        if matches!(part.type_id, msg_type::AUDIO | msg_type::VIDEO) {
-                            self.handle_media(part);
-                        }
-                    }
-                }
-            }
-            // Shared objects and unknown types are not for a live server.
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn handle_media(&mut self, msg: Message) {
-        // Media that arrives while the publish is being decided is kept: the
-        // driver drops it if the publish is refused.
-        if !matches!(self.role, Role::Publishing(_) | Role::PublishPending(_)) {
-            return;
-        }
-        if msg.payload.is_empty() {
-            // Some encoders send empty audio/video messages; nothing to play.
-            return;
-        }
-        let parsed = if msg.type_id == msg_type::AUDIO {
-            Frame::parse_audio(msg.timestamp, msg.payload)
-        } else {
-            Frame::parse_video(msg.timestamp, msg.payload)
-        };
-        match parsed {
-            Ok(frame) => self.events.push_back(SessionEvent::Media(frame)),
-            Err(e) => self.events.push_back(SessionEvent::BadMedia(e)),
-        }
+            "_result",
+            txn,
+            Amf0Value::Null,
+            vec![Amf0Value::Undefined],
+        ))
     }
 
     fn require_connected(&self, command: &str) -> Result<(), SessionError> {
         match self.phase {
             Phase::Connected => Ok(()),
-            _ => Err(SessionError::Protocol(format!(
-                "'{command}' before 'connect'"
-            ))),
+            _ => Err(SessionError::BeforeConnect {
+                command: command.to_string(),
+            }),
         }
     }
 
@@ -513,85 +470,90 @@ impl ServerSession {
             "createStream" => {
                 self.require_connected("createStream")?;
                 if self.streams_created >= STREAMS_PER_CONNECTION_MAX {
-                    return Err(SessionError::Protocol(format!(
-                        "more than {STREAMS_PER_CONNECTION_MAX} createStream calls \
-                         (STREAMS_PER_CONNECTION_MAX)"
-                    )));
+                    return Err(SessionError::TooManyStreams {
+                        max: STREAMS_PER_CONNECTION_MAX,
+                    });
                 }
                 self.streams_created += 1;
                 let id = self.streams_created;
-                self.command_reply(
+                sent(self.conn.send_command(
+                    0,
                     "_result",
                     txn,
                     Amf0Value::Null,
                     vec![Amf0Value::Number(f64::from(id))],
-                );
+                ))?;
             }
             "releaseStream" | "FCSubscribe" | "FCUnsubscribe" | "_checkbw" => {
                 self.require_connected(&cmd.name)?;
-                if txn != 0.0 {
-                    self.command_reply("_result", txn, Amf0Value::Null, vec![Amf0Value::Undefined]);
-                }
+                self.ack_command(txn)?;
             }
             "FCPublish" => {
                 self.require_connected("FCPublish")?;
-                if txn != 0.0 {
-                    self.command_reply("_result", txn, Amf0Value::Null, vec![Amf0Value::Undefined]);
-                }
+                self.ack_command(txn)?;
                 let name = first_string(&cmd.args).unwrap_or_default();
-                self.command_reply(
-                    "onFCPublish",
-                    0.0,
-                    Amf0Value::Null,
-                    vec![status_object("status", "NetStream.Publish.Start", &name)],
-                );
+                self.conn
+                    .send_command(
+                        0,
+                        "onFCPublish",
+                        0.0,
+                        Amf0Value::Null,
+                        vec![wire::status_object(
+                            "status",
+                            "NetStream.Publish.Start",
+                            &name,
+                        )],
+                    )
+                    .map_err(|error| SessionError::EchoTooLong {
+                        command: "FCPublish",
+                        error,
+                    })?;
             }
             "FCUnpublish" => {
                 self.require_connected("FCUnpublish")?;
-                if txn != 0.0 {
-                    self.command_reply("_result", txn, Amf0Value::Null, vec![Amf0Value::Undefined]);
-                }
-                if let Role::Publishing(_) = self.role {
-                    self.role = Role::Undecided;
+                self.ack_command(txn)?;
+                if let StreamState::Publishing(_) = self.stream {
+                    self.set_stream(StreamState::Undecided);
                     self.events.push_back(SessionEvent::Unpublished);
                 }
             }
             "publish" => {
                 self.require_connected("publish")?;
                 self.expect_undecided("publish")?;
-                let req = self.stream_request(&cmd, msg_stream_id)?;
-                self.role = Role::PublishPending(req.stream_id);
+                let req = self.stream_request(&cmd, "publish", msg_stream_id)?;
+                self.set_stream(StreamState::PublishPending(req.stream_id));
                 self.events.push_back(SessionEvent::PublishRequested(req));
             }
             "play" => {
                 self.require_connected("play")?;
                 self.expect_undecided("play")?;
-                let req = self.stream_request(&cmd, msg_stream_id)?;
-                self.role = Role::PlayPending(req.stream_id);
+                let req = self.stream_request(&cmd, "play", msg_stream_id)?;
+                self.set_stream(StreamState::PlayPending(req.stream_id));
                 self.events.push_back(SessionEvent::PlayRequested(req));
             }
             "deleteStream" | "closeStream" => {
                 self.require_connected(&cmd.name)?;
-                match self.role {
-                    Role::Publishing(_) | Role::PublishPending(_) => {
-                        self.role = Role::Undecided;
+                match self.stream {
+                    StreamState::Publishing(_) | StreamState::PublishPending(_) => {
+                        self.set_stream(StreamState::Undecided);
                         self.events.push_back(SessionEvent::Unpublished);
                     }
-                    Role::Playing(_) | Role::PlayPending(_) => {
-                        self.role = Role::Undecided;
+                    StreamState::Playing(_) | StreamState::PlayPending(_) => {
+                        self.set_stream(StreamState::Undecided);
                         self.events.push_back(SessionEvent::PlayStopped);
                     }
-                    Role::Undecided => {}
+                    StreamState::Undecided => {}
                 }
             }
             "getStreamLength" => {
                 self.require_connected("getStreamLength")?;
-                self.command_reply(
+                sent(self.conn.send_command(
+                    0,
                     "_result",
                     txn,
                     Amf0Value::Null,
                     vec![Amf0Value::Number(0.0)],
-                );
+                ))?;
             }
             "receiveAudio" | "receiveVideo" => {
                 self.require_connected(&cmd.name)?;
@@ -611,29 +573,22 @@ impl ServerSession {
             // Replies to calls we never make, and client-side notifications
             // some clients send: harmless, nothing to do.
             "_result" | "_error" | "onBWDone" | "onStatus" | "pause" | "seek" | "call" => {}
-            other => {
-                return Err(SessionError::Protocol(format!(
-                    "unknown command '{}'",
-                    other.escape_debug()
-                )));
-            }
+            _ => return Err(SessionError::UnknownCommand { name: cmd.name }),
         }
         Ok(())
     }
 
-    fn expect_undecided(&self, command: &str) -> Result<(), SessionError> {
-        if self.role == Role::Undecided {
+    fn expect_undecided(&self, command: &'static str) -> Result<(), SessionError> {
+        if self.stream == StreamState::Undecided {
             Ok(())
         } else {
-            Err(SessionError::Protocol(format!(
-                "'{command}' while already publishing or playing"
-            )))
+            Err(SessionError::AlreadyActive { command })
         }
     }
 
     fn on_connect(&mut self, cmd: &Command) -> Result<(), SessionError> {
-        if !matches!(self.phase, Phase::ExpectConnect) {
-            return Err(SessionError::Protocol("second 'connect'".into()));
+        if self.phase != Phase::ExpectConnect {
+            return Err(SessionError::SecondConnect);
         }
         // Flash clients using AMF3 send the command object as an AMF3 value.
         let obj = &cmd.object.clone().into_amf0();
@@ -651,32 +606,38 @@ impl ServerSession {
             .unwrap_or(0.0);
         self.phase = Phase::Connected;
 
-        self.control(&ControlMessage::WindowAckSize(self.config.window_ack_size));
-        self.control(&ControlMessage::SetPeerBandwidth {
-            size: self.config.window_ack_size,
-            limit_type: 2,
-        });
-        self.control(&ControlMessage::SetChunkSize(self.config.chunk_size_out));
-        self.encoder.set_chunk_size(self.config.chunk_size_out);
+        let window = self.config.window_ack_size;
+        for ctl in [
+            ControlMessage::WindowAckSize(window),
+            ControlMessage::SetPeerBandwidth {
+                size: window,
+                limit_type: 2,
+            },
+            ControlMessage::SetChunkSize(self.config.chunk_size_out),
+        ] {
+            sent(self.conn.send_control(&ctl))?;
+        }
         let props = Amf0Value::Object(vec![
             ("fmsVer".into(), Amf0Value::String("FMS/3,5,7,7009".into())),
             ("capabilities".into(), Amf0Value::Number(31.0)),
             ("mode".into(), Amf0Value::Number(1.0)),
         ]);
-        let Amf0Value::Object(mut info) = status_object(
+        let mut info = match wire::status_object(
             "status",
             "NetConnection.Connect.Success",
             "Connection succeeded.",
-        ) else {
-            unreachable!("status_object builds an object");
+        ) {
+            Amf0Value::Object(props) => props,
+            _ => Vec::new(),
         };
         info.push(("objectEncoding".into(), Amf0Value::Number(encoding)));
-        self.command_reply(
+        sent(self.conn.send_command(
+            0,
             "_result",
             cmd.transaction_id,
             props,
             vec![Amf0Value::Object(info)],
-        );
+        ))?;
         self.events.push_back(SessionEvent::Connected {
             app: self.app.clone(),
             tc_url: self.tc_url.clone(),
@@ -687,17 +648,13 @@ impl ServerSession {
     fn stream_request(
         &self,
         cmd: &Command,
+        command: &'static str,
         msg_stream_id: u32,
     ) -> Result<StreamRequest, SessionError> {
-        let raw = first_string(&cmd.args).ok_or_else(|| {
-            SessionError::Protocol(format!("'{}' without a stream name", cmd.name))
-        })?;
+        let raw = first_string(&cmd.args).ok_or(SessionError::NoStreamName { command })?;
         let (name, name_query) = split_query(&raw);
         if name.is_empty() {
-            return Err(SessionError::Protocol(format!(
-                "'{}' with an empty stream name",
-                cmd.name
-            )));
+            return Err(SessionError::EmptyStreamName { command });
         }
         let mut query = self.app_query.clone();
         query.extend(name_query);
@@ -715,14 +672,6 @@ impl ServerSession {
 
 fn first_string(args: &[Amf0Value]) -> Option<String> {
     args.iter().find_map(|v| v.as_str().map(str::to_string))
-}
-
-fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
-    Amf0Value::Object(vec![
-        ("level".into(), Amf0Value::String(level.into())),
-        ("code".into(), Amf0Value::String(code.into())),
-        ("description".into(), Amf0Value::String(description.into())),
-    ])
 }
 
 /// Splits `name?a=1&b` into `name` and its parameters.
@@ -755,16 +704,12 @@ fn url_host(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtmp::amf::{encode_command, parse_command};
+    use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder};
     use crate::rtmp::handshake::ClientHandshake;
-
-    fn config() -> SessionConfig {
-        SessionConfig {
-            chunk: ChunkLimits::default(),
-            amf: AmfLimits::default(),
-            chunk_size_out: 4096,
-            window_ack_size: 2_500_000,
-        }
-    }
+    use crate::rtmp::message::{msg_type, parse_control, write_control};
+    use crate::rtmp::test_util::{hex, server_config as config};
+    use bytes::BytesMut;
 
     /// A scripted client: handshake, then chunked commands.
     struct Client {
@@ -810,23 +755,26 @@ mod tests {
             args: Vec<Amf0Value>,
             stream_id: u32,
         ) -> Vec<SessionEvent> {
-            let mut body = Vec::new();
-            encode_command(
-                &Command {
-                    name: name.into(),
-                    transaction_id: txn,
-                    object,
-                    args,
-                },
-                &mut body,
-            );
+            let body = command_body(name, txn, object, args);
+            self.send_body(session, &body, stream_id).unwrap()
+        }
+
+        /// Sends a command body; the session's verdict, and what it
+        /// answered.
+        fn send_body(
+            &mut self,
+            session: &mut ServerSession,
+            body: &[u8],
+            stream_id: u32,
+        ) -> Result<Vec<SessionEvent>, SessionError> {
             let mut out = BytesMut::new();
             self.enc
-                .write(3, 0, msg_type::COMMAND_AMF0, stream_id, &body, &mut out);
-            session.handle_input(&out).unwrap();
+                .write(3, 0, msg_type::COMMAND_AMF0, stream_id, body, &mut out)
+                .unwrap();
+            session.handle_input(&out)?;
             let (bytes, events) = drain(session);
             self.inbuf.extend_from_slice(&bytes);
-            events
+            Ok(events)
         }
 
         /// Commands received so far (name, first arg's code if any).
@@ -846,6 +794,18 @@ mod tests {
             }
             got
         }
+    }
+
+    fn command_body(name: &str, txn: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Vec<u8> {
+        let mut body = Vec::new();
+        let command = Command {
+            name: name.into(),
+            transaction_id: txn,
+            object,
+            args,
+        };
+        encode_command(&command, &mut body);
+        body
     }
 
     fn drain(session: &mut ServerSession) -> (Vec<u8>, Vec<SessionEvent>) {
@@ -966,7 +926,9 @@ mod tests {
             &mut body,
         );
         let mut out = BytesMut::new();
-        ChunkEncoder::new().write(3, 0, msg_type::COMMAND_AMF0, 1, &body, &mut out);
+        ChunkEncoder::new()
+            .write(3, 0, msg_type::COMMAND_AMF0, 1, &body, &mut out)
+            .unwrap();
         let err = s.handle_input(&out).unwrap_err();
         assert!(err.to_string().contains("'play' before 'connect'"), "{err}");
     }
@@ -987,7 +949,8 @@ mod tests {
         );
         let mut out = BytesMut::new();
         c.enc
-            .write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut out);
+            .write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut out)
+            .unwrap();
         let err = s.handle_input(&out).unwrap_err();
         assert!(err.to_string().contains("launchMissiles"), "{err}");
     }
@@ -1009,7 +972,8 @@ mod tests {
             &mut c.enc,
             &ControlMessage::UserControl(UserControl::PingRequest(42)),
             &mut out,
-        );
+        )
+        .unwrap();
         s.handle_input(&out).unwrap();
         let (bytes, _) = drain(&mut s);
         c.inbuf.extend_from_slice(&bytes);
@@ -1018,6 +982,89 @@ mod tests {
         assert_eq!(
             parse_control(m.type_id, &m.payload).unwrap(),
             ControlMessage::UserControl(UserControl::PingResponse(42))
+        );
+    }
+
+    /// With `message_len_max` at the 24-bit maximum, an FCPublish may carry
+    /// a name so long that the onFCPublish echoing it cannot be sent: that
+    /// is an error naming the command and the bound, not a panic.
+    #[test]
+    fn fcpublish_whose_echo_does_not_fit_is_an_error() {
+        let config = SessionConfig {
+            chunk: ChunkLimits {
+                message_len_max: crate::rtmp::chunk::MESSAGE_LEN_FIELD_MAX,
+                ..ChunkLimits::default()
+            },
+            ..config()
+        };
+        let mut s = ServerSession::new(config, 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        // "FCPublish", 0.0, null, then an AMF0 long string (0x0C) filling
+        // the message up to 16777215 bytes.
+        let mut body = hex("02 0009 4643507562 6c697368 00 0000000000000000 05");
+        let name_len = 0xFF_FFFF - body.len() - 5;
+        body.push(0x0C);
+        body.extend_from_slice(&(name_len as u32).to_be_bytes());
+        body.resize(0xFF_FFFF, b'n');
+        let mut out = BytesMut::new();
+        c.enc
+            .write(3, 0, msg_type::COMMAND_AMF0, 0, &body, &mut out)
+            .unwrap();
+        let err = s.handle_input(&out).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SessionError::EchoTooLong {
+                    command: "FCPublish",
+                    error: EncodeError::MessageTooLong { max: 0xFF_FFFF, .. }
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.blame(), Blame::Peer);
+        let text = err.to_string();
+        assert!(
+            text.contains("FCPublish") && text.contains("MESSAGE_LEN_FIELD_MAX"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn command_flow_errors_are_typed() {
+        let mut s = ServerSession::new(config(), 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        let mut send = |s: &mut ServerSession, name: &str, args: Vec<Amf0Value>, id: u32| {
+            let body = command_body(name, 0.0, Amf0Value::Null, args);
+            c.send_body(s, &body, id).map(drop)
+        };
+        assert_eq!(
+            send(&mut s, "connect", vec![], 0),
+            Err(SessionError::SecondConnect)
+        );
+        assert_eq!(
+            send(&mut s, "publish", vec![], 1),
+            Err(SessionError::NoStreamName { command: "publish" })
+        );
+        assert_eq!(
+            send(&mut s, "play", vec![Amf0Value::String("?a=1".into())], 1),
+            Err(SessionError::EmptyStreamName { command: "play" })
+        );
+        let cam = || vec![Amf0Value::String("cam".into())];
+        assert_eq!(send(&mut s, "play", cam(), 1), Ok(()));
+        let err = send(&mut s, "publish", cam(), 1).unwrap_err();
+        assert_eq!(err, SessionError::AlreadyActive { command: "publish" });
+        assert_eq!(
+            err.to_string(),
+            "'publish' while already publishing or playing"
+        );
+        for _ in 0..STREAMS_PER_CONNECTION_MAX {
+            send(&mut s, "createStream", vec![], 0).unwrap();
+        }
+        let err = send(&mut s, "createStream", vec![], 0).unwrap_err();
+        assert_eq!(err, SessionError::TooManyStreams { max: 16 });
+        assert!(
+            err.to_string().contains("STREAMS_PER_CONNECTION_MAX"),
+            "{err}"
         );
     }
 

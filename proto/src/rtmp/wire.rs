@@ -10,7 +10,7 @@
 use bytes::Bytes;
 
 use super::amf::{encode_amf0, encode_command, Amf0Value, Command};
-use super::chunk::chunk_message_shared;
+use super::chunk::{chunk_message_shared, EncodeError};
 use super::message::msg_type;
 use crate::media::{Frame, FrameKind};
 
@@ -25,13 +25,24 @@ pub const CSID_DATA: u32 = 5;
 /// Video messages.
 pub const CSID_VIDEO: u32 = 6;
 
-/// Appends one audio/video/data frame, chunked, to `out`.
-pub fn media_message(frame: &Frame, stream_id: u32, chunk_size: u32, out: &mut Vec<Bytes>) {
-    let (csid, type_id) = match frame.kind {
+/// The chunk stream and message type a frame of `kind` goes out with.
+pub fn frame_ids(kind: FrameKind) -> (u32, u8) {
+    match kind {
         FrameKind::Audio => (CSID_AUDIO, msg_type::AUDIO),
         FrameKind::Video => (CSID_VIDEO, msg_type::VIDEO),
         FrameKind::Data => (CSID_DATA, msg_type::DATA_AMF0),
-    };
+    }
+}
+
+/// Appends one audio/video/data frame, chunked, to `out`. A payload over
+/// the 24-bit length field is refused, with nothing appended.
+pub fn media_message(
+    frame: &Frame,
+    stream_id: u32,
+    chunk_size: u32,
+    out: &mut Vec<Bytes>,
+) -> Result<(), EncodeError> {
+    let (csid, type_id) = frame_ids(frame.kind);
     chunk_message_shared(
         csid,
         frame.timestamp,
@@ -40,11 +51,18 @@ pub fn media_message(frame: &Frame, stream_id: u32, chunk_size: u32, out: &mut V
         &frame.payload,
         chunk_size,
         out,
-    );
+    )
 }
 
-/// Appends an `onMetaData` data message (AMF0 body) to `out`.
-pub fn metadata_message(body: &Bytes, stream_id: u32, chunk_size: u32, out: &mut Vec<Bytes>) {
+/// Appends an `onMetaData` data message (AMF0 body) to `out`. A body over
+/// the 24-bit length field is refused, with nothing appended; the sessions
+/// refuse such metadata on input, so a body they raised always fits.
+pub fn metadata_message(
+    body: &Bytes,
+    stream_id: u32,
+    chunk_size: u32,
+    out: &mut Vec<Bytes>,
+) -> Result<(), EncodeError> {
     chunk_message_shared(
         CSID_DATA,
         0,
@@ -53,7 +71,17 @@ pub fn metadata_message(body: &Bytes, stream_id: u32, chunk_size: u32, out: &mut
         body,
         chunk_size,
         out,
-    );
+    )
+}
+
+/// `{level, code, description}`, the info object of `onStatus` and of
+/// `_result`/`_error` replies.
+pub fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
+    Amf0Value::Object(vec![
+        ("level".into(), Amf0Value::String(level.into())),
+        ("code".into(), Amf0Value::String(code.into())),
+        ("description".into(), Amf0Value::String(description.into())),
+    ])
 }
 
 /// The AMF0 body of `onStatus(0, null, {level, code, description})`.
@@ -62,18 +90,15 @@ pub fn status_body(level: &str, code: &str, description: &str) -> Vec<u8> {
         name: "onStatus".into(),
         transaction_id: 0.0,
         object: Amf0Value::Null,
-        args: vec![Amf0Value::Object(vec![
-            ("level".into(), Amf0Value::String(level.into())),
-            ("code".into(), Amf0Value::String(code.into())),
-            ("description".into(), Amf0Value::String(description.into())),
-        ])],
+        args: vec![status_object(level, code, description)],
     };
     let mut body = Vec::with_capacity(128);
     encode_command(&cmd, &mut body);
     body
 }
 
-/// Appends an `onStatus` command on `stream_id` to `out`.
+/// Appends an `onStatus` command on `stream_id` to `out`. Refused, with
+/// nothing appended, only if the strings pass the 24-bit length field.
 pub fn status_message(
     stream_id: u32,
     level: &str,
@@ -81,7 +106,7 @@ pub fn status_message(
     description: &str,
     chunk_size: u32,
     out: &mut Vec<Bytes>,
-) {
+) -> Result<(), EncodeError> {
     let body = Bytes::from(status_body(level, code, description));
     chunk_message_shared(
         CSID_DATA,
@@ -91,7 +116,7 @@ pub fn status_message(
         &body,
         chunk_size,
         out,
-    );
+    )
 }
 
 /// The AMF0 body players expect for metadata: `["onMetaData", props]`, from
