@@ -156,3 +156,49 @@ fn the_load_generator_does_not_use_the_server() {
         .reachable("shardcast-bench")
         .contains_key("shardcast-proto"));
 }
+
+/// Inside the server crate the compiler cannot hold the line, so this
+/// reads the sources: the stream layer (`src/stream/`) is pure (it takes
+/// events and returns actions) and names no runtime, socket, driver or
+/// shard; `src/net/` names no shard or driver.
+#[test]
+fn the_stream_layer_names_no_io_and_net_names_no_shard() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rules: &[(&str, &[&str])] = &[
+        (
+            "stream",
+            &[
+                "glommio",
+                "libc::",
+                "socket2",
+                "crate::net",
+                "crate::server",
+                "shards::",
+            ],
+        ),
+        ("net", &["crate::server", "Shard {", "Shard>", "Shard)"]),
+    ];
+    let mut bad = Vec::new();
+    for (dir, forbidden) in rules {
+        let mut files = 0;
+        for entry in std::fs::read_dir(root.join(dir)).expect("read src dir") {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                for f in forbidden.iter().filter(|f| code.contains(**f)) {
+                    bad.push(format!("{}:{}: names {f}: {line}", path.display(), n + 1));
+                }
+            }
+        }
+        assert!(files > 0, "no sources in src/{dir}");
+    }
+    assert!(bad.is_empty(), "layering broken:\n{}", bad.join("\n"));
+}

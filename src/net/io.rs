@@ -14,6 +14,13 @@ use super::transport::DirectHandle;
 use crate::error::{ConnError, Deadline};
 use crate::stream::{OutQueue, Signal, IOV_BATCH};
 
+/// Bytes read from a socket at once (publishers, requests, handshakes).
+pub const READ_BUF_LEN: usize = 16 * 1024;
+/// How long a write may wait for the peer to make room before the
+/// connection is dropped (publishers and the pre-play phase; players have
+/// bounded queues instead).
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads one chunk of input, or None when the connection should close
 /// (peer closed, or `close` raised). A passed `deadline` is an error that
 /// names it.

@@ -9,17 +9,42 @@ use glommio::net::TcpListener;
 use super::player::log_close;
 use super::Shard;
 use crate::error::Deadline;
-use crate::net::io::read_some;
+use crate::net::io::{read_some, READ_BUF_LEN, WRITE_TIMEOUT};
 use crate::net::{ConnSlot, ConnWhat, Registered, Sniffed, Transport};
 
-/// How long a write may wait for the peer to make room before the
-/// connection is dropped (publishers and the pre-play phase; players have
-/// bounded queues instead).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of a connection's first read (the protocol is sniffed from it).
-const FIRST_READ_LEN: usize = super::rtmp_conn::READ_BUF_LEN;
+const FIRST_READ_LEN: usize = READ_BUF_LEN;
 /// After a failed accept (e.g. out of fds), how long the loop pauses.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// Binds this shard's `internal_port` listener (`SO_REUSEPORT`, like the
+/// main one) and starts accepting on it until the shard stops. None when
+/// `internal_port` is 0; Err (logged) when it cannot be bound.
+pub(super) fn bind_internal(shard: &Rc<Shard>) -> Result<Option<glommio::Task<()>>, ()> {
+    let port = shard.config.internal_port;
+    if port == 0 {
+        return Ok(None);
+    }
+    let addr = format!("{}:{port}", shard.config.listen);
+    let listener = match glommio::net::TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!(
+                "shard {}: cannot listen on {addr} (internal_port): {e}",
+                shard.id()
+            );
+            return Err(());
+        }
+    };
+    if shard.id() == 0 {
+        log::info!("api port addr={addr} (internal_port: the API only)");
+    }
+    Ok(Some(glommio::spawn_local(accept_loop(
+        shard.clone(),
+        listener,
+        true,
+    ))))
+}
 
 /// Accepts connections on `listener` until the shard stops; `internal`:
 /// it is the `internal_port` listener.

@@ -41,35 +41,6 @@ fn started() -> (Instant, u64) {
     (t0, unix_ms)
 }
 
-/// Binds this shard's `internal_port` listener (`SO_REUSEPORT`, like the
-/// main one) and starts accepting on it until the shard stops. None when
-/// `internal_port` is 0; Err (logged) when it cannot be bound.
-pub(super) fn bind_internal(shard: &Rc<Shard>) -> Result<Option<glommio::Task<()>>, ()> {
-    let port = shard.config.internal_port;
-    if port == 0 {
-        return Ok(None);
-    }
-    let addr = format!("{}:{port}", shard.config.listen);
-    let listener = match glommio::net::TcpListener::bind(&addr) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!(
-                "shard {}: cannot listen on {addr} (internal_port): {e}",
-                shard.id()
-            );
-            return Err(());
-        }
-    };
-    if shard.id() == 0 {
-        log::info!("api port addr={addr} (internal_port: the API only)");
-    }
-    Ok(Some(glommio::spawn_local(super::accept::accept_loop(
-        shard.clone(),
-        listener,
-        true,
-    ))))
-}
-
 /// A request of the API to one shard; the reply goes back on the channel.
 pub enum ApiMsg {
     /// That shard's part of every stream it holds (or of one).

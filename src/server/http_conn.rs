@@ -11,11 +11,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::decide::{Action, Ask};
 use super::player::{drive_player, log_close};
-use super::rtmp_conn::READ_BUF_LEN;
 use super::Shard;
 use crate::error::{ConnError, Deadline};
 use crate::metrics::Protocol;
-use crate::net::io::{read_some, write_all};
+use crate::net::io::{read_some, write_all, READ_BUF_LEN};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 use proto::hls::Readiness;

@@ -453,7 +453,7 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         }
     };
     // Bound before `listening` is logged, so the API port answers by then.
-    let Ok(internal) = api::bind_internal(&shard) else {
+    let Ok(internal) = accept::bind_internal(&shard) else {
         shards::request_stop();
         return;
     };

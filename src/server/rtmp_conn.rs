@@ -16,13 +16,10 @@ use super::player::{drive_player, log_close, InputResult, GOODBYE_TIMEOUT};
 use super::{PublisherHandoff, Shard, ShardMsg};
 use crate::error::{ConnError, Deadline, Refusal};
 use crate::metrics::Protocol;
-use crate::net::io::{read_some, write_all};
+use crate::net::io::{read_some, write_all, READ_BUF_LEN, WRITE_TIMEOUT};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Player, PlayerFormat, StreamEvent, StreamKey};
 use proto::rtmp::session::{Output, ServerSession, SessionEvent, StreamRequest};
-
-/// Bytes read from a socket at once.
-pub const READ_BUF_LEN: usize = 16 * 1024;
 
 /// What a connection turned out to be.
 enum Intent {
@@ -184,7 +181,7 @@ async fn hand_off(
 
 /// A publisher that another shard accepted and handed to us, the owner.
 pub async fn run_handed_off_publisher(shard: Rc<Shard>, conn: Transport, h: PublisherHandoff) {
-    let _ = conn.configure(super::accept::WRITE_TIMEOUT);
+    let _ = conn.configure(WRITE_TIMEOUT);
     let reg = Registered::new(
         &shard.conns,
         &shard.metrics,

@@ -1,5 +1,5 @@
 //! A minimal MPEG-TS demuxer that checks a stream rather than decoding it:
-//! for unit tests, integration tests and the load generator.
+//! for unit tests, the micro-benchmarks (benches/media.rs) and checks of the muxer's output.
 
 use std::collections::{BTreeMap, HashMap};
 
