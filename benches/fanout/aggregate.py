@@ -16,13 +16,15 @@ import os
 import statistics
 import sys
 
-SERVERS = ["shardcast", "shardcast_mw", "nginx", "nms"]
+SERVERS = ["shardcast", "shardcast_mw", "shardcast_base", "nginx", "nms"]
 # shardcast_mw: shardcast with merged writes (stream.write_coalesce_ms = 33,
 # benches/fanout/shardcast-mw.toml), at about nginx-rtmp's latency.
+# shardcast_base: a baseline binary (run.sh BASE_BIN), for before/after.
 MINE = ["shardcast", "shardcast_mw"]
 NAMES = {
     "shardcast": "shardcast",
     "shardcast_mw": "shardcast, merged writes 33 ms",
+    "shardcast_base": "shardcast baseline (BASE_BIN)",
     "nginx": "nginx-rtmp",
     "nms": "node-media-server",
 }

@@ -19,7 +19,11 @@
 #                                every online CPU but the server's, one bench
 #                                thread per CPU (on 2 cores: CPU 1, --threads 1)
 #   SERVERS="shardcast shardcast_mw nginx nms"  PROTOCOLS="rtmp flv"
-#                                (shardcast_mw: stream.write_coalesce_ms = 33)
+#                                (shardcast_mw: stream.write_coalesce_ms = 33;
+#                                shardcast_base: the binary BASE_BIN, e.g. a
+#                                build of an earlier commit, with shardcast's
+#                                config: before/after figures from one run)
+#   BASE_BIN=                    the baseline shardcast binary (shardcast_base)
 #   RESULTS_DIR=target/fanout/<UTC time>   raw JSON per run, logs (not committed)
 #   OUT=benches/RESULTS.md       the report
 #   LABEL=                       a line put at the top of the report
@@ -95,7 +99,10 @@ for n in $NS; do
 done
 [[ -z $DURATION || $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION=$DURATION is not whole seconds"
 for s in $SERVERS; do
-    case $s in shardcast | shardcast_mw | nginx | nms) ;; *) die "unknown server '$s' (shardcast shardcast_mw nginx nms)" ;; esac
+    case $s in shardcast | shardcast_mw | shardcast_base | nginx | nms) ;; *) die "unknown server '$s' (shardcast shardcast_mw shardcast_base nginx nms)" ;; esac
+    if [[ $s == shardcast_base && ! -x ${BASE_BIN:-} ]]; then
+        die "SERVERS has shardcast_base but BASE_BIN='${BASE_BIN:-}' is not an executable"
+    fi
 done
 for p in $PROTOCOLS; do
     case $p in rtmp | flv) ;; *) die "unknown protocol '$p' (rtmp flv)" ;; esac
@@ -175,11 +182,16 @@ start_shardcast_mw() {
     start_shardcast_with "$1" "$HERE/shardcast-mw.toml"
 }
 
+# The baseline binary BASE_BIN with shardcast's config.
+start_shardcast_base() {
+    start_shardcast_with "$1" "$HERE/shardcast.toml" "$BASE_BIN"
+}
+
 start_shardcast_with() {
-    local dir=$1 config=$2 t
+    local dir=$1 config=$2 exe=${3:-$BIN/shardcast} t
     RTMP_PORT=$(free_port)
     HTTP_PORT=$RTMP_PORT
-    taskset -c "$SERVER_CPU" "$BIN/shardcast" --config "$config" \
+    taskset -c "$SERVER_CPU" "$exe" --config "$config" \
         --port "$RTMP_PORT" --shards 1 --pin-cores >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     LIVE[$SERVER_PID]=shardcast
