@@ -623,13 +623,18 @@ impl StreamCore {
                 }
                 self.changed.notify();
                 // Players that joined before the snapshot start now, as if
-                // they had just arrived.
+                // they had just arrived. On a live replica the snapshot is a
+                // resync after lost events: its players missed frames, so
+                // they start over from its GOP too (a keyframe) instead of
+                // going on with the inter frames that follow it.
                 let players = std::mem::take(&mut self.players);
                 for p in &players {
-                    if self.live && !was_live {
-                        p.wait_deadline.set(None);
+                    if self.live {
+                        if !was_live {
+                            p.wait_deadline.set(None);
+                        }
                         self.start_player(p);
-                    } else if !self.live {
+                    } else {
                         p.wait_deadline.set(Some(grace_deadline));
                     }
                 }
