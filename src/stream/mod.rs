@@ -847,13 +847,13 @@ mod tests {
         }
     }
 
-    fn video(ts: u32, key: bool) -> StreamEvent {
+    pub(super) fn video(ts: u32, key: bool) -> StreamEvent {
         let head = if key { 0x17 } else { 0x27 };
         let body = Bytes::from(vec![head, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]);
         StreamEvent::Frame(Frame::parse_video(ts, body).unwrap())
     }
 
-    fn audio(ts: u32) -> StreamEvent {
+    pub(super) fn audio(ts: u32) -> StreamEvent {
         let body = Bytes::from(vec![0xAF, 1, 0x21, 0x10, 0x04]);
         StreamEvent::Frame(Frame::parse_audio(ts, body).unwrap())
     }

@@ -823,3 +823,6 @@ fn report_skips(key: &StreamKey, p: &Player) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
