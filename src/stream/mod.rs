@@ -642,13 +642,18 @@ impl StreamCore {
                 }
                 self.changed.notify();
                 // Players that joined before the snapshot start now, as if
-                // they had just arrived.
+                // they had just arrived. On a live replica the snapshot is a
+                // resync after lost events: its players missed frames, so
+                // they start over from its GOP too (a keyframe) instead of
+                // going on with the inter frames that follow it.
                 let players = std::mem::take(&mut self.players);
                 for p in &players {
-                    if self.live && !was_live {
-                        p.wait_deadline.set(None);
+                    if self.live {
+                        if !was_live {
+                            p.wait_deadline.set(None);
+                        }
                         self.start_player(p);
-                    } else if !self.live {
+                    } else {
                         p.wait_deadline.set(Some(grace_deadline));
                     }
                 }
@@ -907,13 +912,13 @@ mod tests {
         }
     }
 
-    fn video(ts: u32, key: bool) -> StreamEvent {
+    pub(super) fn video(ts: u32, key: bool) -> StreamEvent {
         let head = if key { 0x17 } else { 0x27 };
         let body = Bytes::from(vec![head, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]);
         StreamEvent::Frame(Frame::parse_video(ts, body).unwrap())
     }
 
-    fn audio(ts: u32) -> StreamEvent {
+    pub(super) fn audio(ts: u32) -> StreamEvent {
         let body = Bytes::from(vec![0xAF, 1, 0x21, 0x10, 0x04]);
         StreamEvent::Frame(Frame::parse_audio(ts, body).unwrap())
     }

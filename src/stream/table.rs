@@ -868,3 +868,6 @@ fn report_skips(key: &StreamKey, p: &Player) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
