@@ -658,9 +658,12 @@ impl StreamCore {
                     }
                 }
                 self.players = players;
-                if self.live && !was_live {
+                // Sinks too: a resync's GOP starts at the keyframe they missed.
+                if self.live {
                     for s in &self.sinks {
-                        s.push(sink::SinkItem::Published);
+                        if !was_live {
+                            s.push(sink::SinkItem::Published);
+                        }
                         self.start_sink(s);
                     }
                 }

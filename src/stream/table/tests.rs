@@ -359,8 +359,11 @@ impl Mesh {
         let slot = PublisherSlot {
             id,
             close: close.clone(),
-            conn_id: id,
-            peer: "127.0.0.1:1".parse().unwrap(),
+            source: Source::Client {
+                conn_id: id,
+                peer: "127.0.0.1:1".parse().unwrap(),
+                protocol: "rtmp",
+            },
             meter: IngestMeter::new(self.now),
         };
         self.step(OWNER, |t, now| t.start_publish(&key(), slot, now))
