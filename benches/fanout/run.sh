@@ -383,10 +383,15 @@ if [[ $INSTALL == 1 ]]; then
     log "npm ci (node-media-server)"
     (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-((node_major >= 20)) || die "node-media-server needs Node.js >= 20; node is $(node --version)"
-[[ -f $HERE/node_modules/node-media-server/package.json ]] || die "run npm ci in $HERE (or INSTALL=1)"
-[[ -f $NGINX_MODULE ]] || die "no $NGINX_MODULE (apt-get install libnginx-mod-rtmp)"
+# Each peer is needed only when SERVERS runs it.
+if [[ " $SERVERS " == *" nms "* ]]; then
+    node_major=$(node -p 'process.versions.node.split(".")[0]')
+    ((node_major >= 20)) || die "node-media-server needs Node.js >= 20; node is $(node --version)"
+    [[ -f $HERE/node_modules/node-media-server/package.json ]] || die "run npm ci in $HERE (or INSTALL=1)"
+fi
+if [[ " $SERVERS " == *" nginx "* ]]; then
+    [[ -f $NGINX_MODULE ]] || die "no $NGINX_MODULE (apt-get install libnginx-mod-rtmp)"
+fi
 
 if [[ $BUILD == 1 ]]; then
     log "cargo build --release"

@@ -117,11 +117,17 @@ async fn run_accepted(shard: Rc<Shard>, mut conn: Transport, internal: bool) {
     let error = match Sniffed::from_first_byte(first[0]) {
         Sniffed::Http => {
             reg.set_what(ConnWhat::Http);
-            super::http_conn::run(shard, conn, first, slot, reg).await;
+            // The driver gets a task of its own and this one ends: a task
+            // keeps the memory of its largest state for as long as it lives
+            // (here the first read's, about 5 KB), and a player lives long.
+            glommio::spawn_local(super::http_conn::run(shard, conn, first, slot, reg)).detach();
             return;
         }
         Sniffed::Rtmp if !internal => {
-            super::rtmp_conn::run(shard, conn, first, slot, reg, deadline).await;
+            glommio::spawn_local(super::rtmp_conn::run(
+                shard, conn, first, slot, reg, deadline,
+            ))
+            .detach();
             return;
         }
         other if internal => format!(

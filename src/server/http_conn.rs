@@ -117,7 +117,8 @@ pub async fn run(
             break None;
         }
         let (v, head_only) = (request.minor_version, request.method == "HEAD");
-        match handle(&shard, &reg, request).await {
+        // Boxed: a streaming FLV player keeps none of a request's state.
+        match Box::pin(handle(&shard, &reg, request)).await {
             Answer::Reply(reply) => {
                 let keep = reply.head.keep_alive;
                 if write_response(&mut conn, &mut slot, v, head_only, &reply)
@@ -135,7 +136,9 @@ pub async fn run(
     // A streaming player keeps none of the request buffers.
     drop((buf, read_buf));
     if let Some((request, key)) = flv {
-        serve_flv(shard, conn, slot, reg, request, key).await;
+        // A task of its own, and this one ends: a task keeps the memory of
+        // its largest state (here the request loop's) while it lives.
+        glommio::spawn_local(serve_flv(shard, conn, slot, reg, request, key)).detach();
         return;
     }
     log_close(peer, None, &slot, None);

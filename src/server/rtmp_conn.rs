@@ -47,7 +47,16 @@ pub async fn run(
     let intent = match async {
         session.handle_input(&first)?;
         drop(first);
-        until_publish_or_play(&shard, &mut conn, &mut session, &mut slot, &reg, deadline).await
+        // Boxed: a player or publisher keeps none of the set-up's state.
+        Box::pin(until_publish_or_play(
+            &shard,
+            &mut conn,
+            &mut session,
+            &mut slot,
+            &reg,
+            deadline,
+        ))
+        .await
     }
     .await
     {
@@ -78,8 +87,11 @@ pub async fn run(
         peer,
         query: &req.query,
     };
-    if let Err(refusal) = shard.decide(&ask).await {
-        refuse(
+    // A player or publisher gets a task of its own and this one ends: a
+    // task keeps the memory of its largest state while it lives, and the
+    // set-up's states are larger than a player needs.
+    if let Err(refusal) = Box::pin(shard.decide(&ask)).await {
+        Box::pin(refuse(
             &mut conn,
             &mut session,
             &mut slot,
@@ -87,18 +99,21 @@ pub async fn run(
             action,
             &refusal,
             &reg,
-        )
+        ))
         .await;
         return;
     }
     match action {
-        Action::Play => run_player(shard, conn, session, req, key, slot, reg).await,
+        Action::Play => {
+            glommio::spawn_local(run_player(shard, conn, session, req, key, slot, reg)).detach();
+        }
         Action::Publish => {
             let owner = shard.ctx.owner_of(key.as_bytes());
             if owner == shard.id() {
-                run_publisher(shard, conn, session, req, key, slot, reg).await;
+                glommio::spawn_local(run_publisher(shard, conn, session, req, key, slot, reg))
+                    .detach();
             } else {
-                hand_off(&shard, conn, session, req, key, slot, reg, owner).await;
+                Box::pin(hand_off(&shard, conn, session, req, key, slot, reg, owner)).await;
             }
         }
     }
