@@ -97,6 +97,49 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub hls: HlsSettings,
+    pub auth: AuthConfig,
+}
+
+/// How a publish or play is authorized.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who reaches the port.
+    #[default]
+    Open,
+    /// A signed URL (`expires=` and `sign=` in the query, see `auth.secret`).
+    Signed,
+}
+
+/// Publish and play authorization.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The shared secret of signed URLs: `sign` is the lowercase hex
+    /// HMAC-SHA256 with it of `<action>:<vhost>/<app>/<stream>:<expires>`
+    /// (`shardcast sign` prints one). Required when a mode is "signed".
+    /// Never shown by the API.
+    #[serde(skip_serializing)]
+    pub secret: String,
+    /// Who may publish: "open" or "signed". Default "open".
+    pub publish: AuthMode,
+    /// Who may play (RTMP, HTTP-FLV, every HLS request): "open" or
+    /// "signed". Default "open".
+    pub play: AuthMode,
+    /// Seconds a signature is still accepted after its `expires`, for
+    /// clocks that differ. 0..=3600, default 30.
+    pub clock_skew_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secret: String::new(),
+            publish: AuthMode::Open,
+            play: AuthMode::Open,
+            clock_skew_s: 30,
+        }
+    }
 }
 
 /// How streams are kept and fanned out.
@@ -272,6 +315,7 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
             hls: HlsSettings::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -331,6 +375,31 @@ pub struct Flags {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What else the binary does besides serving.
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum Command {
+    /// Prints the query of a signed URL (`expires=…&sign=…`) and exits.
+    Sign {
+        /// The shared secret (`auth.secret`).
+        #[arg(long)]
+        secret: String,
+        /// `publish` or `play`.
+        #[arg(long, value_parser = ["publish", "play"])]
+        action: String,
+        /// `app/stream`, e.g. `live/test`.
+        #[arg(long)]
+        stream: String,
+        /// Seconds from now until the signature expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The vhost; default `default_vhost` ("__defaultVhost__").
+        #[arg(long)]
+        vhost: Option<String>,
+    },
 }
 
 /// Why the configuration could not be used. Display names the file (or
@@ -467,6 +536,14 @@ impl Config {
     /// Checks every value shardcast cannot work with; the error names the
     /// dotted key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if (a.publish == AuthMode::Signed || a.play == AuthMode::Signed) && a.secret.is_empty() {
+            invalid(
+                "auth.secret",
+                "is empty, but auth.publish or auth.play is \"signed\"".to_string(),
+            )?;
+        }
+        in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
         if self.listen.parse::<IpAddr>().is_err() {
             invalid("listen", format!("{:?} is not an IP address", self.listen))?;
         }
@@ -837,6 +914,28 @@ mod tests {
             msg,
             "config a.toml: rtmp.message_len_max: 16777216 is outside 4096..=16777215"
         );
+    }
+
+    /// Signed modes need the secret; an unknown mode is refused by name.
+    #[test]
+    fn auth_modes_and_their_secret() {
+        let c = Config::from_toml_str(
+            "[auth]\nplay = \"signed\"\nsecret = \"s\"\nclock_skew_s = 5",
+            "a.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.auth.publish, c.auth.play, c.auth.clock_skew_s),
+            (AuthMode::Open, AuthMode::Signed, 5)
+        );
+        let msg = Config::from_toml_str("[auth]\npublish = \"signed\"", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("auth.secret"), "{msg}");
+        let msg = Config::from_toml_str("[auth]\npublish = \"hook\"", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("hook") && msg.contains("signed"), "{msg}");
     }
 
     /// A config file in a directory removed when the guard drops.

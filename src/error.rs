@@ -109,6 +109,8 @@ pub struct Refusal {
     pub blame: Blame,
     /// What was wrong, in one line.
     pub reason: String,
+    /// The request carried no credential at all (HTTP: 401, not 403).
+    pub no_credential: bool,
 }
 
 impl Refusal {
@@ -117,6 +119,7 @@ impl Refusal {
         Self {
             blame: Blame::Stream,
             reason: reason.into(),
+            no_credential: false,
         }
     }
 
@@ -125,6 +128,7 @@ impl Refusal {
         Self {
             blame: Blame::Server,
             reason: reason.into(),
+            no_credential: false,
         }
     }
 
@@ -133,6 +137,17 @@ impl Refusal {
         Self {
             blame: Blame::Server,
             reason: format!("no decision within {bound}"),
+            no_credential: false,
+        }
+    }
+
+    /// Refused for the peer's credential: none given (`missing`), or one
+    /// that is expired, tampered with or for another action or stream.
+    pub fn credential(missing: bool, reason: impl Into<String>) -> Self {
+        Self {
+            blame: Blame::Peer,
+            reason: reason.into(),
+            no_credential: missing,
         }
     }
 
@@ -158,6 +173,7 @@ impl Refusal {
     pub fn http_status(&self) -> u16 {
         match self.blame {
             Blame::Stream => 404,
+            Blame::Peer if self.no_credential => 401,
             Blame::Peer => 403,
             Blame::Server => 503,
         }

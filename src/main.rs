@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use shardcast::config::{Config, Flags};
+use shardcast::config::{Command, Config, Flags};
 use shardcast::server::{
     self, CHANNEL_CAPACITY, CONTROL_BACKLOG_MAX, CONTROL_CHANNEL_CAPACITY, SHUTDOWN_GRACE,
 };
@@ -15,6 +15,28 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(5);
 
 fn main() {
     let flags = Flags::parse();
+    if let Some(Command::Sign {
+        secret,
+        action,
+        stream,
+        ttl,
+        vhost,
+    }) = &flags.command
+    {
+        let vhost = vhost
+            .clone()
+            .unwrap_or_else(|| Config::default().default_vhost);
+        let key = format!("{vhost}/{}", stream.trim_matches('/'));
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_add(*ttl);
+        println!(
+            "{}",
+            proto::sign::signed_query(secret.as_bytes(), action, &key, expires)
+        );
+        return;
+    }
     let config = match Config::load(&flags) {
         Ok(c) => c,
         Err(e) => {

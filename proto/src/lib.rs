@@ -12,4 +12,5 @@ pub mod http;
 pub mod media;
 pub mod query;
 pub mod rtmp;
+pub mod sign;
 pub mod ts;

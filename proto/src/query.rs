@@ -21,15 +21,21 @@ pub fn media_wanted(query: &[(String, String)]) -> (bool, bool) {
     (!flag(query, "only-video"), !flag(query, "only-audio"))
 }
 
-/// `?key=value` with `value` percent-encoded (RFC 3986: all but
-/// unreserved characters), to carry a parameter into URIs we write.
-pub fn carry(key: &str, value: &str) -> String {
-    let mut out = format!("?{key}=");
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// `?key=value&...` with each value percent-encoded (RFC 3986: all but
+/// unreserved characters), to carry parameters into URIs we write; empty
+/// for no parameters.
+pub fn carry(params: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (key, value)) in params.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(key);
+        out.push('=');
+        for b in value.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
         }
     }
     out
@@ -41,8 +47,13 @@ mod tests {
 
     #[test]
     fn carry_encodes_all_but_unreserved() {
-        assert_eq!(carry("vhost", "example.com"), "?vhost=example.com");
-        assert_eq!(carry("vhost", "a b/ü&"), "?vhost=a%20b%2F%C3%BC%26");
+        assert_eq!(carry(&[("vhost", "example.com")]), "?vhost=example.com");
+        assert_eq!(carry(&[("vhost", "a b/ü&")]), "?vhost=a%20b%2F%C3%BC%26");
+        assert_eq!(
+            carry(&[("vhost", "v"), ("expires", "1"), ("sign", "ab")]),
+            "?vhost=v&expires=1&sign=ab"
+        );
+        assert_eq!(carry(&[]), "");
     }
 
     #[test]

@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Shard;
+use crate::config::AuthMode;
 use crate::error::Refusal;
 use crate::metrics::Protocol;
 use crate::stream::StreamKey;
+use proto::sign::SignError;
 
 /// How long a publish or play may wait for its decision; past it the
 /// request is refused (fail closed).
@@ -65,9 +67,28 @@ impl Shard {
             .unwrap_or_else(|| Err(Refusal::timed_out("DECISION_TIMEOUT")))
     }
 
-    /// The decision itself. Nothing refuses yet: authorization (signed
-    /// URLs, hooks, IP rules) comes in here.
+    /// The decision itself: the action's `auth` mode (an open one, or a
+    /// signed URL checked here, locally). Hooks and IP rules come in here.
     async fn decision(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
+        let auth = &self.config.auth;
+        let mode = match ask.action {
+            Action::Publish => auth.publish,
+            Action::Play => auth.play,
+        };
+        if mode == AuthMode::Signed {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            proto::sign::verify(
+                auth.secret.as_bytes(),
+                ask.action.name(),
+                ask.key,
+                ask.query,
+                now,
+                auth.clock_skew_s,
+            )
+            .map_err(|e| Refusal::credential(e == SignError::Missing, e.to_string()))?;
+        }
         log::debug!(
             "decision=allow action={} key={} peer={} protocol={:?}",
             ask.action.name(),

@@ -327,6 +327,9 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             part,
         } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
+                return Answer::Reply(r);
+            }
             let r = match rendition.as_str() {
                 "audio" => Rendition::AudioOnly,
                 "video" => Rendition::VideoOnly,
@@ -388,7 +391,7 @@ async fn decide_play(
     };
     shard.decide(&ask).await.map_err(|refusal| {
         log::warn!(
-            "play refused key={key} peer={} protocol={protocol:?} blame={:?} reason={refusal}",
+            "refused action=play key={key} peer={} protocol={protocol:?} blame={:?} reason={refusal}",
             reg.state.peer,
             refusal.blame
         );
@@ -475,16 +478,23 @@ async fn playlist(
     let base = format!("{name}/{}", r.path_prefix());
     // Segment and part requests must reach the same stream: when `?vhost=`
     // chose its vhost, their URIs carry it (a Host header is sent again).
-    let query = match req.param("vhost") {
-        Some(v)
-            if key
-                .strip_prefix(v)
-                .is_some_and(|rest| rest.starts_with('/')) =>
+    // They carry the playlist request's signature too, so one signed URL
+    // serves a whole HLS session, checked locally per request.
+    let mut carried: Vec<(&str, &str)> = Vec::with_capacity(3);
+    if let Some(v) = req.param("vhost") {
+        if key
+            .strip_prefix(v)
+            .is_some_and(|rest| rest.starts_with('/'))
         {
-            proto::query::carry("vhost", v)
+            carried.push(("vhost", v));
         }
-        _ => String::new(),
-    };
+    }
+    for p in [proto::sign::EXPIRES, proto::sign::SIGN] {
+        if let Some(v) = req.param(p) {
+            carried.push((p, v));
+        }
+    }
+    let query = proto::query::carry(&carried);
     let uris = proto::hls::UriForm {
         prefix: &base,
         query: &query,

@@ -132,7 +132,7 @@ async fn refuse(
 ) {
     let peer = reg.state.peer;
     log::warn!(
-        "{} refused key={key} peer={peer} blame={:?} reason={refusal}",
+        "refused action={} key={key} peer={peer} blame={:?} reason={refusal}",
         action.name(),
         refusal.blame
     );
