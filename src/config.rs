@@ -98,6 +98,38 @@ pub struct Config {
     pub http: HttpConfig,
     pub hls: HlsSettings,
     pub auth: AuthConfig,
+    pub access: AccessConfig,
+    pub api: ApiConfig,
+}
+
+/// IP rules for publish and play: lists of CIDRs (IPv4 or IPv6; a bare
+/// address is one host). Deny wins; an empty allow list allows all.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Peers that may publish (empty: all not denied).
+    pub allow_publish: Vec<String>,
+    /// Peers that may not publish.
+    pub deny_publish: Vec<String>,
+    /// Peers that may play (empty: all not denied).
+    pub allow_play: Vec<String>,
+    /// Peers that may not play.
+    pub deny_play: Vec<String>,
+}
+
+/// Who reaches the admin surface: `/api/*` (but `/api/streams`, which the
+/// page at `/` reads), `/status`, `/metrics`, `/dashboard` and its charting
+/// library. The local host (127.0.0.1, ::1) always; others (other 127/8
+/// addresses too) get 403 unless listed or bearing the token.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// More peers (CIDRs) admitted besides loopback.
+    pub allow: Vec<String>,
+    /// Admits `Authorization: Bearer <token>` from anywhere; empty = no
+    /// token. Never shown by the API.
+    #[serde(skip_serializing)]
+    pub token: String,
 }
 
 /// How a publish or play is authorized.
@@ -316,6 +348,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             hls: HlsSettings::default(),
             auth: AuthConfig::default(),
+            access: AccessConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -468,6 +502,21 @@ fn in_range<T: PartialOrd + fmt::Display + Copy>(
 }
 
 impl Config {
+    /// The IP rule of publishes (`publish`) or plays, from `[access]`
+    /// (validated at load, so a bad entry cannot reach here).
+    pub fn access_rule(&self, publish: bool) -> crate::access::Rule {
+        let a = &self.access;
+        let (allow, deny) = if publish {
+            (&a.allow_publish, &a.deny_publish)
+        } else {
+            (&a.allow_play, &a.deny_play)
+        };
+        crate::access::Rule {
+            allow: crate::access::Cidrs::parse(allow).unwrap_or_default(),
+            deny: crate::access::Cidrs::parse(deny).unwrap_or_default(),
+        }
+    }
+
     /// Parses and validates a TOML document; `origin` (the file name) is
     /// named in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -544,6 +593,17 @@ impl Config {
             )?;
         }
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
+        for (key, list) in [
+            ("access.allow_publish", &self.access.allow_publish),
+            ("access.deny_publish", &self.access.deny_publish),
+            ("access.allow_play", &self.access.allow_play),
+            ("access.deny_play", &self.access.deny_play),
+            ("api.allow", &self.api.allow),
+        ] {
+            if let Err(e) = crate::access::Cidrs::parse(list) {
+                invalid(key, e)?;
+            }
+        }
         if self.listen.parse::<IpAddr>().is_err() {
             invalid("listen", format!("{:?} is not an IP address", self.listen))?;
         }
@@ -936,6 +996,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("hook") && msg.contains("signed"), "{msg}");
+    }
+
+    /// A list entry that is no CIDR is refused, naming the key and entry.
+    #[test]
+    fn access_and_api_lists_are_cidrs() {
+        let c = Config::from_toml_str(
+            "[access]\ndeny_play = [\"10.0.0.0/8\", \"::1\"]\n[api]\nallow = [\"192.0.2.1\"]",
+            "a.toml",
+        )
+        .unwrap();
+        assert!(!c.access_rule(false).deny.is_empty());
+        let msg = Config::from_toml_str("[api]\nallow = [\"10.0.0.0/40\"]", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("api.allow") && msg.contains("10.0.0.0/40"),
+            "{msg}"
+        );
     }
 
     /// A config file in a directory removed when the guard drops.

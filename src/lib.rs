@@ -4,6 +4,7 @@
 //! this crate is what does IO and holds state. See ARCHITECTURE.md for the
 //! map.
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -569,6 +569,32 @@ fn json<T: Serialize>(value: &T) -> (u16, Vec<u8>) {
     }
 }
 
+/// May this request reach the admin surface? The local host (127.0.0.1 and
+/// ::1: other 127/8 addresses are peers of their own, as containers and
+/// tests use them), peers in `api.allow`, and requests bearing `api.token`
+/// (compared in constant time) may.
+fn admin_allowed(shard: &Shard, reg: &Registered, req: &Request) -> Result<(), String> {
+    let ip = crate::access::canonical(reg.state.peer.ip());
+    let local: [std::net::IpAddr; 2] = [
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    if local.contains(&ip) || shard.api_allow.contains(ip) {
+        return Ok(());
+    }
+    let token = &shard.config.api.token;
+    match &req.bearer {
+        Some(t) if !token.is_empty() && crate::access::constant_time_eq(t.as_bytes(), token.as_bytes()) => {
+            Ok(())
+        }
+        Some(_) => Err(format!("{} needs a valid api.token: the bearer token does not match", req.path)),
+        None => Err(format!(
+            "{} answers only loopback peers, api.allow and Authorization: Bearer <api.token>; {ip} is none",
+            req.path
+        )),
+    }
+}
+
 /// A JSON answer to `req`.
 fn reply(req: &Request, status: u16, body: Vec<u8>) -> Response {
     Response::new(status, "application/json", body, req.keep_alive)
@@ -597,6 +623,14 @@ pub(super) async fn handle(
             req.path
         );
         return Some(reply(req, 404, error_body(&msg)));
+    }
+    // The admin surface: every API route but the stream list the page at
+    // `/` reads.
+    if route.is_api() && *route != Route::ApiStreams {
+        if let Err(why) = admin_allowed(shard, reg, req) {
+            log::warn!("peer={} error=admin surface refused: {why}", reg.state.peer);
+            return Some(reply(req, 403, error_body(&why)));
+        }
     }
     let Route::Api(api) = route else {
         return None;

@@ -70,6 +70,13 @@ impl Shard {
     /// The decision itself: the action's `auth` mode (an open one, or a
     /// signed URL checked here, locally). Hooks and IP rules come in here.
     async fn decision(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
+        // IP rules first: they need nothing from the request but its peer.
+        let rule = match ask.action {
+            Action::Publish => &self.access_publish,
+            Action::Play => &self.access_play,
+        };
+        rule.check(ask.peer.ip(), ask.action.name())
+            .map_err(|why| Refusal::credential(false, why))?;
         let auth = &self.config.auth;
         let mode = match ask.action {
             Action::Publish => auth.publish,

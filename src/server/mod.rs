@@ -121,6 +121,11 @@ pub struct Shard {
     /// This shard's counters and histograms (also reachable as
     /// `metrics::with` from code that holds no `Shard`: a shard is a thread).
     metrics: Rc<crate::metrics::ShardMetrics>,
+    /// The IP rules of publishes and plays (`[access]`), parsed once.
+    access_publish: crate::access::Rule,
+    access_play: crate::access::Rule,
+    /// Peers besides loopback admitted to the admin surface (`api.allow`).
+    api_allow: crate::access::Cidrs,
 }
 
 impl Shard {
@@ -147,6 +152,9 @@ impl Shard {
         Self {
             conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),
             table: RefCell::new(table),
+            access_publish: config.access_rule(true),
+            access_play: config.access_rule(false),
+            api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
             ctx,
             config,
             direct: RefCell::new(HashMap::new()),

@@ -51,6 +51,8 @@ pub struct Request {
     /// How the request's body is framed: the driver reads past it (and
     /// discards it) before the next request of a keep-alive connection.
     pub body: Framing,
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub bearer: Option<String>,
 }
 
 impl Request {
@@ -155,6 +157,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
     let mut host = None;
     let mut connection = None;
     let mut content_length: Option<u64> = None;
+    let mut bearer = None;
     let mut transfer_encoding: Option<String> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
@@ -162,6 +165,14 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
             host = host_without_port(v.trim());
         } else if h.name.eq_ignore_ascii_case("connection") {
             connection = Some(String::from_utf8_lossy(h.value).to_ascii_lowercase());
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            let v = String::from_utf8_lossy(h.value);
+            let v = v.trim();
+            if let Some((scheme, token)) = v.split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    bearer = Some(token.trim().to_string());
+                }
+            }
         } else if h.name.eq_ignore_ascii_case("content-length") {
             let v = String::from_utf8_lossy(h.value);
             let n = match v.trim().parse::<u64>() {
@@ -219,6 +230,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
             host,
             keep_alive,
             body,
+            bearer,
         },
         consumed,
     }
