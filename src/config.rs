@@ -90,6 +90,12 @@ pub struct Config {
     /// connection costs its socket buffers plus its queues (see
     /// `stream.player_queue_bytes_max`).
     pub max_connections: usize,
+    /// Open connections allowed from one peer address; 0 = unlimited
+    /// (default). A connection past it is closed at accept, logged and
+    /// counted (`shardcast_refused_total{reason="max_connections_per_ip"}`);
+    /// open ones are untouched. On the public internet, 64 leaves room for
+    /// players behind one NAT and stops one host from taking every slot.
+    pub max_connections_per_ip: usize,
     /// A connection that moves no bytes either way for this many seconds is
     /// closed; -1 = never. Default 60.
     pub idle_timeout_s: i64,
@@ -342,6 +348,7 @@ impl Default for Config {
             default_vhost: "__defaultVhost__".into(),
             vhosts: Vec::new(),
             max_connections: 0,
+            max_connections_per_ip: 0,
             idle_timeout_s: 60,
             stream: StreamConfig::default(),
             rtmp: RtmpConfig::default(),
@@ -593,6 +600,12 @@ impl Config {
             )?;
         }
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
+        in_range(
+            "max_connections_per_ip",
+            self.max_connections_per_ip,
+            0,
+            10_000_000,
+        )?;
         for (key, list) in [
             ("access.allow_publish", &self.access.allow_publish),
             ("access.deny_publish", &self.access.deny_publish),

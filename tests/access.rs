@@ -145,3 +145,89 @@ fn the_admin_surface_answers_loopback_allowed_peers_and_the_token() {
         assert_eq!(r.head.status, 200, "{path} from 127.0.0.2: {}", r.head.raw);
     }
 }
+
+/// The sum over shards of `shardcast_refused_total{reason}` in /metrics.
+fn refused(port: u16, reason: &str) -> u64 {
+    let r = http_client::get(port, "/metrics", REQUEST_TIMEOUT).expect("metrics");
+    let label = format!("reason=\"{reason}\"}}");
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("shardcast_refused_total{") && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// `max_connections_per_ip`: past the limit a peer's connection is closed
+/// at accept and counted; its open connections and other peers are not
+/// touched. IP-rule and signature refusals are counted by reason too.
+#[test]
+fn connections_per_ip_are_limited_and_refusals_counted() {
+    let server =
+        Server::with_config("max_connections_per_ip = 2\n[access]\ndeny_play = [\"127.0.0.3\"]\n");
+    let port = server.port;
+    let held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.2", port)).collect();
+    // Both are registered before the third arrives.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    while server
+        .find_logs(|l| l.contains("accept peer=127.0.0.2:"))
+        .len()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two connections were not accepted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut third = connect_from("127.0.0.2", port);
+    third.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    let n = third.read(&mut buf);
+    // Closed by the server: end of stream or a reset, not a read timeout.
+    let closed = match &n {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(
+        closed,
+        "the third connection from 127.0.0.2 was not closed: {n:?}"
+    );
+    assert!(
+        server
+            .wait_for_log(REQUEST_TIMEOUT, |l| l.contains("refused peer=127.0.0.2:")
+                && l.contains("max_connections_per_ip=2"))
+            .is_some(),
+        "no log line for the refused connection\n{}",
+        server.log_tail(20)
+    );
+    // The held connections still work, and another peer is unaffected.
+    let mut c = HttpConn::from_stream(held.into_iter().next().unwrap()).unwrap();
+    c.send_request("GET", "/api/streams", &["Connection: close"])
+        .unwrap();
+    let r = c
+        .read_response(false, Instant::now() + REQUEST_TIMEOUT)
+        .unwrap();
+    assert_eq!(r.head.status, 200, "a held connection: {}", r.head.raw);
+    assert_eq!(
+        get_from("127.0.0.4", port, "/api/streams", &[]).head.status,
+        200
+    );
+    assert_eq!(refused(port, "max_connections_per_ip"), 1);
+
+    // A denied player and the admin surface from another peer are counted.
+    assert_eq!(
+        get_from("127.0.0.3", port, "/live/test.flv", &[])
+            .head
+            .status,
+        403
+    );
+    assert_eq!(
+        get_from("127.0.0.4", port, "/metrics", &[]).head.status,
+        403
+    );
+    assert_eq!(refused(port, "access"), 1);
+    assert_eq!(refused(port, "admin"), 1);
+    assert_eq!(refused(port, "auth"), 0);
+}

@@ -41,6 +41,51 @@ pub const BANDWIDTH_WINDOW: Duration = Duration::from_secs(5);
 /// tick (250 ms) over [`BANDWIDTH_WINDOW`], plus the one it starts from.
 pub const BANDWIDTH_SAMPLES: usize = 21;
 
+/// Why a connection or a request was refused (`shardcast_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `max_connections` reached: closed at accept.
+    MaxConnections,
+    /// `max_connections_per_ip` reached for the peer: closed at accept.
+    MaxConnectionsPerIp,
+    /// An IP rule (`[access]`) refused a publish or play.
+    Access,
+    /// A publish or play without a valid signature (`[auth]`).
+    Auth,
+    /// The admin surface refused the peer (`[api]`).
+    Admin,
+}
+
+/// Number of [`Refused`] reasons.
+pub const REFUSALS: usize = 5;
+
+impl Refused {
+    /// Every reason, in index order.
+    pub const ALL: [Refused; REFUSALS] = [
+        Refused::MaxConnections,
+        Refused::MaxConnectionsPerIp,
+        Refused::Access,
+        Refused::Auth,
+        Refused::Admin,
+    ];
+
+    /// Position in per-reason arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::MaxConnections => "max_connections",
+            Refused::MaxConnectionsPerIp => "max_connections_per_ip",
+            Refused::Access => "access",
+            Refused::Auth => "auth",
+            Refused::Admin => "admin",
+        }
+    }
+}
+
 /// What a connection serves, for the connection counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -228,6 +273,7 @@ pub struct ShardMetrics {
     replica_events_dropped: Cell<u64>,
     conns_open: [Cell<u64>; PROTOCOLS],
     conns_total: [Cell<u64>; PROTOCOLS],
+    refused: [Cell<u64>; REFUSALS],
     /// µs from a frame's ingest on its owner to its last byte handed to the
     /// kernel for a player (on any shard).
     fanout_us: RefCell<Recorded>,
@@ -265,6 +311,7 @@ impl ShardMetrics {
             replica_events_dropped: Cell::new(0),
             conns_open: Default::default(),
             conns_total: Default::default(),
+            refused: Default::default(),
             fanout_us: RefCell::new(Recorded::new(LATENCY_US_MAX)),
             stall_us: RefCell::new(Recorded::new(LATENCY_US_MAX)),
             write_bytes: RefCell::new(Recorded::new(WRITE_BYTES_MAX)),
@@ -306,6 +353,11 @@ impl ShardMetrics {
 
     pub fn frame_skipped(&self) {
         add(&self.frames_skipped, 1);
+    }
+
+    /// Counts one refusal.
+    pub fn refused(&self, why: Refused) {
+        add(&self.refused[why.index()], 1);
     }
 
     pub fn handoff_sent(&self) {
@@ -380,6 +432,7 @@ impl ShardMetrics {
             counters: self.counters(),
             conns_open: self.conns_open.each_ref().map(Cell::get),
             conns_total: self.conns_total.each_ref().map(Cell::get),
+            refused: self.refused.each_ref().map(Cell::get),
             gauges,
             cpu_seconds: thread_cpu_seconds(),
             bandwidth_in_bps: bps_in,
@@ -517,6 +570,8 @@ pub struct ShardStats {
     pub conns_open: [u64; PROTOCOLS],
     /// Connections ever counted, by [`Protocol::index`].
     pub conns_total: [u64; PROTOCOLS],
+    /// Refusals, by [`Refused::index`].
+    pub refused: [u64; REFUSALS],
     pub gauges: Gauges,
     /// CPU time of the shard's thread.
     pub cpu_seconds: f64,
@@ -550,6 +605,7 @@ impl Totals {
             counters: Counters::default(),
             conns_open: [0; PROTOCOLS],
             conns_total: [0; PROTOCOLS],
+            refused: [0; REFUSALS],
             gauges: Gauges::default(),
             cpu_seconds: 0.0,
             bandwidth_in_bps: 0,
@@ -563,6 +619,9 @@ impl Totals {
             for i in 0..PROTOCOLS {
                 all.conns_open[i] += s.conns_open[i];
                 all.conns_total[i] += s.conns_total[i];
+            }
+            for i in 0..REFUSALS {
+                all.refused[i] += s.refused[i];
             }
             all.gauges.add(&s.gauges);
             all.cpu_seconds += s.cpu_seconds;

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
-use super::{ProcessInfo, Protocol, Recorded, ShardStats};
+use super::{ProcessInfo, Protocol, Recorded, Refused, ShardStats};
 
 /// The response's Content-Type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -29,6 +29,7 @@ pub const FAMILIES: &[&str] = &[
     "shardcast_shards",
     "shardcast_connections_open",
     "shardcast_connections_total",
+    "shardcast_refused_total",
     "shardcast_received_bytes_total",
     "shardcast_sent_bytes_total",
     "shardcast_frames_ingested_total",
@@ -119,6 +120,24 @@ pub fn render(info: &ProcessInfo, shards: &[ShardStats]) -> String {
                 s.shard,
                 p.label(),
                 s.conns_total[p.index()]
+            );
+        }
+    }
+
+    family(
+        o,
+        "shardcast_refused_total",
+        "counter",
+        "Connections and requests refused, by reason (max_connections and max_connections_per_ip at accept; access, auth and admin by rule).",
+    );
+    for s in shards {
+        for r in Refused::ALL {
+            let _ = writeln!(
+                o,
+                "shardcast_refused_total{{shard=\"{}\",reason=\"{}\"}} {}",
+                s.shard,
+                r.label(),
+                s.refused[r.index()]
             );
         }
     }

@@ -4,16 +4,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::metrics::{ConnCount, ShardMetrics};
+use crate::metrics::{ConnCount, Refused, ShardMetrics};
 use crate::stream::{Signal, StreamKey};
 
 /// Connections open in the whole process (for `max_connections`).
 static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Connections open per peer address, in the whole process (for
+/// `max_connections_per_ip`; only kept while that limit is on). Taken at
+/// accept and close only, never on the data path.
+static OPEN_PER_IP: Mutex<Option<HashMap<IpAddr, usize>>> = Mutex::new(None);
 
 /// A connection as its shard sees it.
 pub struct ConnState {
@@ -58,27 +63,54 @@ pub struct ConnSlot {
     pub bytes_in: u64,
     /// Bytes written.
     pub bytes_out: u64,
+    /// The peer's address, when it holds a `max_connections_per_ip` slot.
+    per_ip: Option<IpAddr>,
 }
 
 impl ConnSlot {
-    /// Reserves a slot under `max` (0 = unlimited); None when all are taken.
-    pub fn reserve(max: usize) -> Option<Self> {
+    /// Reserves a slot for a connection from `ip` under `max` and
+    /// `max_per_ip` (0 = unlimited); Err names the limit that was reached.
+    pub fn reserve(max: usize, max_per_ip: usize, ip: IpAddr) -> Result<Self, Refused> {
         let prev = OPEN_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
         if max != 0 && prev >= max {
             OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            return Err(Refused::MaxConnections);
         }
-        Some(Self {
+        let mut slot = Self {
             accepted: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
-        })
+            per_ip: None,
+        };
+        if max_per_ip != 0 {
+            let ip = crate::access::canonical(ip);
+            let mut map = OPEN_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.get_or_insert_with(HashMap::new).entry(ip).or_insert(0);
+            if *n >= max_per_ip {
+                // Dropping `slot` gives the process-wide slot back.
+                return Err(Refused::MaxConnectionsPerIp);
+            }
+            *n += 1;
+            slot.per_ip = Some(ip);
+        }
+        Ok(slot)
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         OPEN_CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ip) = self.per_ip {
+            let mut map = OPEN_PER_IP.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(map) = map.as_mut() {
+                if let Some(n) = map.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&ip);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use glommio::net::TcpListener;
 use super::player::log_close;
 use super::Shard;
 use crate::error::Deadline;
+use crate::metrics::Refused;
 use crate::net::io::{read_some, READ_BUF_LEN, WRITE_TIMEOUT};
 use crate::net::{ConnSlot, ConnWhat, Registered, Sniffed, Transport};
 
@@ -78,12 +79,18 @@ async fn run_accepted(shard: Rc<Shard>, mut conn: Transport, internal: bool) {
         Ok(p) => p,
         Err(_) => return,
     };
-    let Some(mut slot) = ConnSlot::reserve(shard.config.max_connections) else {
-        log::warn!(
-            "refused peer={peer}: max_connections={} reached",
-            shard.config.max_connections
-        );
-        return;
+    let c = &shard.config;
+    let mut slot = match ConnSlot::reserve(c.max_connections, c.max_connections_per_ip, peer.ip()) {
+        Ok(slot) => slot,
+        Err(why) => {
+            let limit = match why {
+                Refused::MaxConnectionsPerIp => c.max_connections_per_ip,
+                _ => c.max_connections,
+            };
+            log::warn!("refused peer={peer}: {}={limit} reached", why.label());
+            shard.metrics.refused(why);
+            return;
+        }
     };
     let _ = conn.configure(WRITE_TIMEOUT);
     let reg = Registered::new(

@@ -629,6 +629,7 @@ pub(super) async fn handle(
     if route.is_api() && *route != Route::ApiStreams {
         if let Err(why) = admin_allowed(shard, reg, req) {
             log::warn!("peer={} error=admin surface refused: {why}", reg.state.peer);
+            shard.metrics.refused(crate::metrics::Refused::Admin);
             return Some(reply(req, 403, error_body(&why)));
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::Shard;
 use crate::config::AuthMode;
 use crate::error::Refusal;
-use crate::metrics::Protocol;
+use crate::metrics::{Protocol, Refused};
 use crate::stream::StreamKey;
 use proto::sign::SignError;
 
@@ -76,7 +76,10 @@ impl Shard {
             Action::Play => &self.access_play,
         };
         rule.check(ask.peer.ip(), ask.action.name())
-            .map_err(|why| Refusal::credential(false, why))?;
+            .map_err(|why| {
+                self.metrics.refused(Refused::Access);
+                Refusal::credential(false, why)
+            })?;
         let auth = &self.config.auth;
         let mode = match ask.action {
             Action::Publish => auth.publish,
@@ -94,7 +97,10 @@ impl Shard {
                 now,
                 auth.clock_skew_s,
             )
-            .map_err(|e| Refusal::credential(e == SignError::Missing, e.to_string()))?;
+            .map_err(|e| {
+                self.metrics.refused(Refused::Auth);
+                Refusal::credential(e == SignError::Missing, e.to_string())
+            })?;
         }
         log::debug!(
             "decision=allow action={} key={} peer={} protocol={:?}",
