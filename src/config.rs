@@ -243,10 +243,13 @@ pub struct HttpConfig {
     /// Seconds a request for a stream that is not (yet) published waits for
     /// its publisher before the answer is 404. 0..=300, default 10.
     pub stream_wait_s: u64,
-    /// Seconds a connection may wait for its first request, or between
-    /// requests of a keep-alive connection (a request head or body arriving
-    /// slowly counts too), before it is closed. 1..=3600, default 10.
+    /// Seconds a keep-alive connection may wait for the first byte of its
+    /// next request before it is closed. 1..=3600, default 10.
     pub keepalive_timeout_s: u64,
+    /// Seconds a request head (and its body) may take from its first byte:
+    /// a client that trickles one (slowloris) is closed then, however
+    /// often it sends a byte. 1..=300, default 10.
+    pub header_timeout_s: u64,
     /// Bytes of request body a request may carry (the API reads none: a
     /// body is read past and discarded); more is answered 413. 0..=16 MiB,
     /// default 65536.
@@ -304,6 +307,7 @@ impl Default for HttpConfig {
             headers_max: 64,
             stream_wait_s: 10,
             keepalive_timeout_s: 10,
+            header_timeout_s: 10,
             body_bytes_max: 64 * 1024,
             assets_dir: "node_modules".into(),
         }
@@ -648,6 +652,7 @@ impl Config {
             1,
             3600,
         )?;
+        in_range("http.header_timeout_s", self.http.header_timeout_s, 1, 300)?;
         in_range("http.body_bytes_max", self.http.body_bytes_max, 0, 16 << 20)?;
         if let Err(e) = self.hls.to_hls_config().validate() {
             let key = match e.field {

@@ -778,3 +778,63 @@ fn slow_http_flv_reader_does_not_stall_others_and_skips_are_logged() {
         lines_for_peer.join("\n")
     );
 }
+
+/// Slowloris: a client that trickles a request head one byte every 200 ms
+/// is closed `http.header_timeout_s` after the head's first byte, although
+/// every byte arrives well within any per-byte wait; a keep-alive
+/// connection that idles longer than that between requests (but within
+/// `http.keepalive_timeout_s`) is still served.
+#[test]
+fn a_trickled_request_head_is_closed_by_header_timeout_s() {
+    let server = Server::with_config("[http]\nheader_timeout_s = 2\nkeepalive_timeout_s = 30\n");
+    let mut slow = HttpConn::connect(server.port).unwrap();
+    let started = Instant::now();
+    slow.send(b"GET / HTTP/1.1\r\n").unwrap();
+    let mut closed_after = None;
+    for i in 0..60 {
+        std::thread::sleep(Duration::from_millis(200));
+        let line = format!("X-Slow-{i}: 1\r\n");
+        if slow.send(line.as_bytes()).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        if let Ok(b) = slow.read_some(Instant::now() + Duration::from_millis(1)) {
+            if b.is_empty() && slow.at_eof() {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    let closed_after = closed_after.unwrap_or_else(|| {
+        panic!(
+            "a head trickled for 12 s was never closed\n{}",
+            server.log_tail(20)
+        )
+    });
+    assert!(
+        closed_after >= Duration::from_millis(1800) && closed_after < Duration::from_secs(8),
+        "closed after {closed_after:?}, want about header_timeout_s = 2 s"
+    );
+    assert!(
+        server
+            .wait_for_log(Duration::from_secs(5), |l| l
+                .contains("http.header_timeout_s"))
+            .is_some(),
+        "no log line names http.header_timeout_s\n{}",
+        server.log_tail(20)
+    );
+
+    // Idle between requests is not a head being trickled.
+    let mut c = HttpConn::connect(server.port).unwrap();
+    c.send_request("GET", "/api/streams", &[]).unwrap();
+    let r = c
+        .read_response(false, Instant::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(r.head.status, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    c.send_request("GET", "/api/streams", &[]).unwrap();
+    let r = c
+        .read_response(false, Instant::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(r.head.status, 200, "after 3 s idle: {}", r.head.raw);
+}

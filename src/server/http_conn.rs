@@ -53,6 +53,10 @@ pub async fn run(
     let mut buf = BytesMut::from(&first[..]);
     drop(first);
     let mut read_buf = vec![0u8; READ_BUF_LEN];
+    // Between requests a connection may idle `http.keepalive_timeout_s`;
+    // once a request's first byte is in, its whole head (and body) must
+    // arrive within `http.header_timeout_s`, however slowly it trickles
+    // (a deadline for the whole head, not per byte: slowloris).
     let idle = || {
         Deadline::after(
             Duration::from_secs(shard.config.http.keepalive_timeout_s),
@@ -60,10 +64,22 @@ pub async fn run(
             "the next HTTP request",
         )
     };
-    let mut deadline = idle();
+    let head = || {
+        Deadline::after(
+            Duration::from_secs(shard.config.http.header_timeout_s),
+            "http.header_timeout_s",
+            "the rest of an HTTP request head",
+        )
+    };
+    let mut head_started = !buf.is_empty();
+    let mut deadline = if head_started { head() } else { idle() };
     let flv = loop {
         let request = match http::parse_request(&buf, &limits) {
             Parse::Incomplete => {
+                if !head_started && !buf.is_empty() {
+                    head_started = true;
+                    deadline = head();
+                }
                 match read_more(
                     &mut conn,
                     &mut buf,
@@ -76,6 +92,15 @@ pub async fn run(
                 {
                     Ok(true) => continue,
                     Ok(false) => break None,
+                    Err(
+                        e @ ConnError::Deadline {
+                            bound: "http.header_timeout_s",
+                            ..
+                        },
+                    ) => {
+                        log::info!("peer={peer} closed: {e} ({} bytes of it)", buf.len());
+                        break None;
+                    }
                     Err(e) => {
                         log::debug!("peer={peer} http: {e}");
                         break None;
@@ -128,7 +153,8 @@ pub async fn run(
                 {
                     break None;
                 }
-                deadline = idle();
+                head_started = !buf.is_empty();
+                deadline = if head_started { head() } else { idle() };
             }
             Answer::Flv(request, key) => break Some((request, key)),
         }
