@@ -27,10 +27,7 @@ fn main() {
             .clone()
             .unwrap_or_else(|| Config::default().default_vhost);
         let key = format!("{vhost}/{}", stream.trim_matches('/'));
-        let expires = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .saturating_add(*ttl);
+        let expires = (shardcast::stream::unix_ms() / 1000).saturating_add(*ttl);
         println!(
             "{}",
             proto::sign::signed_query(secret.as_bytes(), action, &key, expires)

@@ -49,21 +49,7 @@ fn rtmp_from(from: &str, port: u16, publish: bool) -> (Vec<(String, String)>, us
         let sid = c.create_stream().unwrap();
         c.play(sid, "test").unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let (mut statuses, mut media) = (Vec::new(), 0);
-    while let Ok(Some(m)) = c.recv(deadline) {
-        if let Some(code) = m.status_code() {
-            let desc = m
-                .amf()
-                .and_then(|v| v.get(3).and_then(|o| o.get("description")).cloned())
-                .and_then(|d| d.as_str().map(str::to_string))
-                .unwrap_or_default();
-            statuses.push((code, desc));
-        } else if m.is_video() || m.is_audio() {
-            media += 1;
-        }
-    }
-    (statuses, media)
+    c.statuses_and_media(Instant::now() + Duration::from_secs(2))
 }
 
 #[test]

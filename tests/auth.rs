@@ -62,11 +62,7 @@ fn publish_statuses(port: u16, name: &str) -> Vec<(String, String)> {
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut got = Vec::new();
     while let Ok(Some((code, m))) = c.wait_status(deadline) {
-        let desc = m
-            .amf()
-            .and_then(|v| v.get(3).and_then(|o| o.get("description")).cloned())
-            .and_then(|d| d.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let desc = m.status_description().unwrap_or_default();
         let start = code == "NetStream.Publish.Start";
         got.push((code, desc));
         if !start {
@@ -82,21 +78,7 @@ fn play_statuses(port: u16, name: &str, for_s: u64) -> (Vec<(String, String)>, u
     let mut c = RtmpClient::connect(port, "live").expect("player connects");
     let sid = c.create_stream().expect("createStream");
     c.play(sid, name).expect("play sent");
-    let deadline = Instant::now() + Duration::from_secs(for_s);
-    let (mut statuses, mut media) = (Vec::new(), 0);
-    while let Ok(Some(m)) = c.recv(deadline) {
-        if let Some(code) = m.status_code() {
-            let desc = m
-                .amf()
-                .and_then(|v| v.get(3).and_then(|o| o.get("description")).cloned())
-                .and_then(|d| d.as_str().map(str::to_string))
-                .unwrap_or_default();
-            statuses.push((code, desc));
-        } else if m.is_video() || m.is_audio() {
-            media += 1;
-        }
-    }
-    (statuses, media)
+    c.statuses_and_media(Instant::now() + Duration::from_secs(for_s))
 }
 
 fn stream_is_live(port: u16) -> bool {

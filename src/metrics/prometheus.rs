@@ -58,6 +58,28 @@ type PerShard = (
 /// A counter with a `direction` label: name, help, and (sent, received).
 type Directed = (&'static str, &'static str, fn(&ShardStats) -> (u64, u64));
 
+/// One series per shard and label value, `name{shard="k",key="label"} v`,
+/// where `value(shard, i)` is the value of `labels[i]`.
+fn labelled(
+    o: &mut String,
+    name: &str,
+    key: &str,
+    labels: &[&str],
+    shards: &[ShardStats],
+    value: fn(&ShardStats, usize) -> u64,
+) {
+    for s in shards {
+        for (i, label) in labels.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "{name}{{shard=\"{}\",{key}=\"{label}\"}} {}",
+                s.shard,
+                value(s, i)
+            );
+        }
+    }
+}
+
 /// The text of `/metrics` for `shards` (one entry per shard).
 pub fn render(info: &ProcessInfo, shards: &[ShardStats]) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -95,34 +117,28 @@ pub fn render(info: &ProcessInfo, shards: &[ShardStats]) -> String {
         "gauge",
         "Open connections by what they serve; other = API, pages and not yet classified.",
     );
-    for s in shards {
-        for p in Protocol::ALL {
-            let _ = writeln!(
-                o,
-                "shardcast_connections_open{{shard=\"{}\",protocol=\"{}\"}} {}",
-                s.shard,
-                p.label(),
-                s.conns_open[p.index()]
-            );
-        }
-    }
+    labelled(
+        o,
+        "shardcast_connections_open",
+        "protocol",
+        &Protocol::ALL.map(Protocol::label),
+        shards,
+        |s, i| s.conns_open[i],
+    );
     family(
         o,
         "shardcast_connections_total",
         "counter",
         "Connections by what they served (an HTTP connection counts once per protocol it served).",
     );
-    for s in shards {
-        for p in Protocol::ALL {
-            let _ = writeln!(
-                o,
-                "shardcast_connections_total{{shard=\"{}\",protocol=\"{}\"}} {}",
-                s.shard,
-                p.label(),
-                s.conns_total[p.index()]
-            );
-        }
-    }
+    labelled(
+        o,
+        "shardcast_connections_total",
+        "protocol",
+        &Protocol::ALL.map(Protocol::label),
+        shards,
+        |s, i| s.conns_total[i],
+    );
 
     family(
         o,
@@ -130,17 +146,14 @@ pub fn render(info: &ProcessInfo, shards: &[ShardStats]) -> String {
         "counter",
         "Connections and requests refused, by reason (max_connections and max_connections_per_ip at accept; access, auth and admin by rule).",
     );
-    for s in shards {
-        for r in Refused::ALL {
-            let _ = writeln!(
-                o,
-                "shardcast_refused_total{{shard=\"{}\",reason=\"{}\"}} {}",
-                s.shard,
-                r.label(),
-                s.refused[r.index()]
-            );
-        }
-    }
+    labelled(
+        o,
+        "shardcast_refused_total",
+        "reason",
+        &Refused::ALL.map(Refused::label),
+        shards,
+        |s, i| s.refused[i],
+    );
 
     let per_shard: [PerShard; 10] = [
         (

@@ -36,11 +36,10 @@ pub async fn read_some<R: AsyncRead + Unpin>(
         None
     };
     let timeout = async {
-        match deadline {
-            Some(d) => glommio::timer::sleep(d.at.saturating_duration_since(Instant::now())).await,
-            None => std::future::pending::<()>().await,
-        }
-        let d = deadline.expect("only a deadline ends this wait");
+        let Some(d) = deadline else {
+            return std::future::pending().await;
+        };
+        glommio::timer::sleep(d.at.saturating_duration_since(Instant::now())).await;
         Some(Err(ConnError::Deadline {
             bound: d.bound,
             waiting_for: d.waiting_for,

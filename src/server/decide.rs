@@ -86,9 +86,7 @@ impl Shard {
             Action::Play => auth.play,
         };
         if mode == AuthMode::Signed {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = crate::stream::unix_ms() / 1000;
             proto::sign::verify(
                 auth.secret.as_bytes(),
                 ask.action.name(),

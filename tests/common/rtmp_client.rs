@@ -358,6 +358,18 @@ impl Message {
             .find_map(|v| v.get("code").and_then(Amf::as_str).map(str::to_string))
     }
 
+    /// The `description` of an `onStatus`.
+    pub fn status_description(&self) -> Option<String> {
+        if self.command_name()? != "onStatus" {
+            return None;
+        }
+        self.amf()?.iter().skip(1).find_map(|v| {
+            v.get("description")
+                .and_then(Amf::as_str)
+                .map(str::to_string)
+        })
+    }
+
     /// The handler name of a data message (`onMetaData`, `|RtmpSampleAccess`).
     /// `@setDataFrame` wrappers are looked through.
     pub fn data_name(&self) -> Option<String> {
@@ -784,6 +796,21 @@ impl RtmpClient {
             &[Amf::Null, Amf::str(name), Amf::str("live")],
         )?;
         Ok(sid)
+    }
+
+    /// Everything that arrives until `deadline` or the close: the
+    /// `onStatus` (code, description) pairs, and how many audio and video
+    /// messages came.
+    pub fn statuses_and_media(&mut self, deadline: Instant) -> (Vec<(String, String)>, usize) {
+        let (mut statuses, mut media) = (Vec::new(), 0);
+        while let Ok(Some(m)) = self.recv(deadline) {
+            if let Some(code) = m.status_code() {
+                statuses.push((code, m.status_description().unwrap_or_default()));
+            } else if m.is_video() || m.is_audio() {
+                media += 1;
+            }
+        }
+        (statuses, media)
     }
 
     /// Waits for an `onStatus`; returns its code.
