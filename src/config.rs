@@ -106,6 +106,60 @@ pub struct Config {
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub api: ApiConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS on the one port (HTTPS and RTMPS beside plain HTTP and RTMP: a
+/// first byte 0x16 is TLS), and optionally on a TLS-only port.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the default certificate (flag
+    /// `--tls-cert`); empty = no TLS. Read again on SIGHUP.
+    pub cert: String,
+    /// PEM private key of `cert` (flag `--tls-key`).
+    pub key: String,
+    /// More certificates, chosen by the name the client asks for (SNI):
+    /// `[[tls.certs]] names = ["a.example.com", "*.b.example.com"]`, `cert`,
+    /// `key`. A client asking for no listed name gets the default pair.
+    pub certs: Vec<TlsCertConfig>,
+    /// A second port, on `listen`, that serves only TLS (OBS and ffmpeg
+    /// default `rtmps://` to 443); 0 = none. Default 0.
+    pub port: u16,
+    /// Seconds a TLS handshake may take from its first byte. 1..=60,
+    /// default 10.
+    pub handshake_timeout_s: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: String::new(),
+            key: String::new(),
+            certs: Vec::new(),
+            port: 0,
+            handshake_timeout_s: 10,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert.is_empty()
+    }
+}
+
+/// One certificate chosen by SNI.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsCertConfig {
+    /// The host names it serves; `*.example.com` covers one label.
+    pub names: Vec<String>,
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 /// IP rules for publish and play: lists of CIDRs (IPv4 or IPv6; a bare
@@ -361,6 +415,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             api: ApiConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -420,6 +475,12 @@ pub struct Flags {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// PEM certificate chain for TLS on the port (`tls.cert`).
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of `--tls-cert` (`tls.key`).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -590,7 +651,51 @@ impl Config {
             self.listen = listen.clone();
             any = true;
         }
+        if let Some(cert) = &flags.tls_cert {
+            self.tls.cert = cert.clone();
+            any = true;
+        }
+        if let Some(key) = &flags.tls_key {
+            self.tls.key = key.clone();
+            any = true;
+        }
         any
+    }
+
+    /// The `[tls]` section: pairs complete, ports distinct. The files are
+    /// read when the server starts (and on SIGHUP), not here.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        if t.cert.is_empty() != t.key.is_empty() {
+            let (key, other) = if t.cert.is_empty() {
+                ("tls.cert", "tls.key")
+            } else {
+                ("tls.key", "tls.cert")
+            };
+            invalid(key, format!("is empty, but {other} is set: give both"))?;
+        }
+        if !t.enabled() && (t.port != 0 || !t.certs.is_empty()) {
+            invalid(
+                "tls.cert",
+                "is empty, but tls.port or [[tls.certs]] is set: they need the default pair"
+                    .into(),
+            )?;
+        }
+        for (i, c) in t.certs.iter().enumerate() {
+            if c.names.is_empty() || c.cert.is_empty() || c.key.is_empty() {
+                invalid(
+                    "tls.certs",
+                    format!("entry {} needs names, cert and key", i + 1),
+                )?;
+            }
+        }
+        if t.port != 0 && (t.port == self.port || t.port == self.internal_port) {
+            invalid(
+                "tls.port",
+                format!("{} is also `port` or `internal_port`: it must differ", t.port),
+            )?;
+        }
+        in_range("tls.handshake_timeout_s", t.handshake_timeout_s, 1, 60)
     }
 
     /// Checks every value shardcast cannot work with; the error names the
@@ -604,6 +709,7 @@ impl Config {
             )?;
         }
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
+        self.validate_tls()?;
         in_range(
             "max_connections_per_ip",
             self.max_connections_per_ip,

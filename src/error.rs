@@ -57,6 +57,9 @@ pub enum ConnError {
     },
     /// The socket failed (reset, broken pipe, a write that timed out).
     Io(std::io::Error),
+    /// The peer broke TLS (a bad handshake, no shared cipher suite or
+    /// protocol, an unknown SNI name with no default).
+    Tls(String),
     /// Ours: e.g. a handoff to the owner shard failed.
     Internal(String),
 }
@@ -69,7 +72,7 @@ impl ConnError {
                 proto::rtmp::conn::Blame::Peer => Blame::Peer,
                 proto::rtmp::conn::Blame::Local => Blame::Server,
             },
-            ConnError::Deadline { .. } | ConnError::Io(_) => Blame::Peer,
+            ConnError::Deadline { .. } | ConnError::Io(_) | ConnError::Tls(_) => Blame::Peer,
             ConnError::Internal(_) => Blame::Server,
         }
     }
@@ -83,6 +86,7 @@ impl fmt::Display for ConnError {
                 write!(f, "{bound} passed while waiting for {waiting_for}")
             }
             ConnError::Io(e) => write!(f, "socket: {e}"),
+            ConnError::Tls(e) => write!(f, "tls: {e}"),
             ConnError::Internal(e) => write!(f, "internal: {e}"),
         }
     }

@@ -60,12 +60,38 @@ fn main() {
         control_backlog_max: CONTROL_BACKLOG_MAX,
         name: "shard".into(),
     };
+    let tls = if config.tls.enabled() {
+        match shardcast::net::TlsAcceptor::load(&config.tls) {
+            Ok(t) => {
+                log::info!(
+                    "tls: {} certificate(s) loaded; TLS beside plain on port {}{}",
+                    1 + config.tls.certs.len(),
+                    config.port,
+                    match config.tls.port {
+                        0 => String::new(),
+                        p => format!(", TLS only on tls.port {p}"),
+                    }
+                );
+                Some(Arc::new(t))
+            }
+            Err(e) => {
+                eprintln!("shardcast: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
     let config = Arc::new(config);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
+    let shard_config = config.clone();
+    let shard_tls = tls.clone();
     std::thread::Builder::new()
         .name("pool".into())
         .spawn(move || {
-            let result = shards::run(&pool, move |ctx| server::shard_main(ctx, config.clone()));
+            let result = shards::run(&pool, move |ctx| {
+                server::shard_main(ctx, shard_config.clone(), shard_tls.clone())
+            });
             let _ = done_tx.send(result);
         })
         .expect("spawning the pool thread");
@@ -73,6 +99,7 @@ fn main() {
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -82,8 +109,13 @@ fn main() {
     };
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(1);
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                reload(&flags, &config, tls.as_deref());
+                continue;
+            }
             let _ = sig_tx.send(sig);
+            return;
         }
     });
 
@@ -106,5 +138,33 @@ fn main() {
             }
             std::process::exit(0);
         }
+    }
+}
+
+/// SIGHUP: reads the config again and swaps the TLS certificates (new
+/// connections get the new ones; open ones keep their session). A file
+/// that fails to load keeps what is running, and the log says why.
+fn reload(flags: &Flags, running: &Config, tls: Option<&shardcast::net::TlsAcceptor>) {
+    let fresh = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("reload (SIGHUP): {e}; keeping the running configuration");
+            return;
+        }
+    };
+    match tls {
+        Some(tls) if fresh.tls.enabled() => match tls.reload(&fresh.tls) {
+            Ok(()) => log::info!(
+                "reload (SIGHUP): tls: {} certificate(s) loaded for new connections",
+                1 + fresh.tls.certs.len()
+            ),
+            Err(e) => {
+                log::error!("reload (SIGHUP): {e}; keeping the certificates in use")
+            }
+        },
+        _ if fresh.tls.enabled() != running.tls.enabled() => {
+            log::warn!("reload (SIGHUP): restart needed for tls.cert (TLS turned on or off)")
+        }
+        _ => log::info!("reload (SIGHUP): no TLS configured; nothing else reloads yet"),
     }
 }

@@ -54,10 +54,12 @@ pub enum Refused {
     Auth,
     /// The admin surface refused the peer (`[api]`).
     Admin,
+    /// A TLS handshake failed or missed `tls.handshake_timeout_s`.
+    TlsHandshake,
 }
 
 /// Number of [`Refused`] reasons.
-pub const REFUSALS: usize = 5;
+pub const REFUSALS: usize = 6;
 
 impl Refused {
     /// Every reason, in index order.
@@ -67,6 +69,7 @@ impl Refused {
         Refused::Access,
         Refused::Auth,
         Refused::Admin,
+        Refused::TlsHandshake,
     ];
 
     /// Position in per-reason arrays.
@@ -82,6 +85,7 @@ impl Refused {
             Refused::Access => "access",
             Refused::Auth => "auth",
             Refused::Admin => "admin",
+            Refused::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -55,13 +57,15 @@ pub async fn read_some<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes all of `bytes`, counting them.
+/// Writes all of `bytes` and flushes them (a TLS connection holds
+/// encrypted bytes until flushed), counting them.
 pub async fn write_all<W: AsyncWrite + Unpin>(
     wr: &mut W,
     bytes: &[u8],
     slot: &mut ConnSlot,
 ) -> io::Result<()> {
     wr.write_all(bytes).await?;
+    wr.flush().await?;
     slot.bytes_out += bytes.len() as u64;
     crate::metrics::with(|m| m.bytes_out(bytes.len() as u64));
     Ok(())
@@ -77,9 +81,9 @@ pub fn write_queued(to: DirectHandle, q: &mut OutQueue) -> io::Result<usize> {
     Ok(written)
 }
 
-/// A player's connection that the fan-out may write to itself while the
-/// player's writer task is parked, and the activity clock to touch when it
-/// does.
+/// A player's plain connection that the fan-out may write to itself while
+/// the player's writer task is parked, and the activity clock to touch
+/// when it does.
 pub struct DirectWriter {
     /// Where to write.
     pub to: DirectHandle,
@@ -91,7 +95,8 @@ pub struct DirectWriter {
 /// empty queue and `direct` is given, they are written here, at once, with
 /// no task woken; whatever the socket does not take at once (or an error)
 /// is left to the woken writer. Once woken, the writer owns every write
-/// until it parks again, so bytes never interleave.
+/// until it parks again, so bytes never interleave. A TLS player has no
+/// `direct`: its writer is always woken.
 pub fn flush_or_wake(q: &mut OutQueue, direct: Option<&DirectWriter>, now: Instant) {
     if q.is_empty() {
         return;
@@ -111,51 +116,38 @@ pub fn flush_or_wake(q: &mut OutQueue, direct: Option<&DirectWriter>, now: Insta
 
 /// Writes whatever the queue holds, forever; returns only on a socket error.
 pub async fn drain<W: AsyncWrite + Unpin>(
-    to: DirectHandle,
     wr: &mut W,
     queue: &RefCell<OutQueue>,
     last_active: &Cell<Instant>,
 ) -> io::Result<()> {
     loop {
         std::future::poll_fn(|cx| queue.borrow_mut().poll_nonempty(cx)).await;
-        flush(to, wr, queue).await?;
+        flush(wr, queue).await?;
         last_active.set(Instant::now());
     }
 }
 
-/// Writes until the queue is empty.
-pub async fn flush<W: AsyncWrite + Unpin>(
-    to: DirectHandle,
-    wr: &mut W,
-    queue: &RefCell<OutQueue>,
-) -> io::Result<()> {
-    loop {
-        let result = {
-            let mut q = queue.borrow_mut();
-            if q.is_empty() {
-                return Ok(());
-            }
-            write_queued(to, &mut q)
-        };
-        match result {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The socket is full: let the reactor wait for room by
-                // writing the front buffer the ordinary way, then go back to
-                // vectored writes.
-                let front = queue.borrow().front().cloned();
-                if let Some(front) = front {
-                    let n = wr.write(&front).await?;
-                    if n == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    queue.borrow_mut().advance(n);
-                }
-            }
-            Err(e) => return Err(e),
+/// Writes until the queue is empty and the transport has sent it all: one
+/// vectored write of up to [`IOV_BATCH`] queued buffers at a time. The
+/// queue is borrowed only inside a poll, never across a wait, so the
+/// fan-out can push to it meanwhile.
+pub async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, queue: &RefCell<OutQueue>) -> io::Result<()> {
+    std::future::poll_fn(|cx| loop {
+        let mut q = queue.borrow_mut();
+        if q.is_empty() {
+            return Pin::new(&mut *wr).poll_flush(cx);
         }
-    }
+        let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+        let n = q.io_slices(&mut slices);
+        match Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..n]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => q.advance(written),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -174,7 +166,7 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         let q = OutQueue::new(1 << 24);
         let direct = DirectWriter {
-            to: DirectHandle::Tcp(ours.as_raw_fd()),
+            to: DirectHandle(ours.as_raw_fd()),
             last_active: Rc::new(Cell::new(Instant::now())),
         };
         (q, direct, ours, theirs)

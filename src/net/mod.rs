@@ -1,15 +1,17 @@
 //! Everything between a socket and a session driver: the one
-//! [`Transport`] (plain TCP now, TLS next), protocol sniffing on the one
+//! [`Transport`] (plain TCP or TLS), protocol sniffing on the one
 //! port, reads and writes with named deadlines, the vectored drain of a
 //! player's queue, and the registry of open connections. Nothing here knows
 //! the shard, its streams or any session: the drivers in `server/` use it.
 
 pub mod io;
 pub mod registry;
+pub mod tls;
 pub mod transport;
 
 pub use registry::{ConnSlot, ConnState, ConnWhat, Conns, Registered};
-pub use transport::{DirectHandle, Transport};
+pub use tls::TlsAcceptor;
+pub use transport::{Carried, DirectHandle, Transport};
 
 /// What the first byte of a connection says it is (DESIGN.md: one port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +20,7 @@ pub enum Sniffed {
     Rtmp,
     /// HTTP/1: an uppercase method letter.
     Http,
-    /// A TLS record (0x16); served once the TLS issue lands.
+    /// A TLS record (0x16): a ClientHello when `[tls]` is configured.
     Tls,
     /// Nothing we serve.
     Unknown(u8),

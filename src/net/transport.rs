@@ -1,11 +1,12 @@
 //! The one transport every driver takes: a byte stream to a peer, plain
-//! TCP today, TLS tomorrow (a second variant), with no driver signature
-//! naming the concrete socket type.
+//! TCP or TLS, with no driver signature naming the concrete socket type.
 //!
-//! Besides the async read and write every variant has, [`Transport`] can
-//! write a batch of buffers at once without waiting
-//! ([`Transport::try_write_vectored`]): the fan-out's direct write to a
-//! parked player and the writer task's vectored write both use it.
+//! Every variant reads and writes asynchronously, vectored writes included
+//! (a player's queue leaves in one `sendmsg`, and under TLS in records that
+//! span many frames). A plain TCP connection also gives a
+//! [`DirectHandle`], so the fan-out can write to a parked player itself;
+//! a TLS one cannot (its bytes must pass its rustls session), so the fan-out
+//! wakes its writer instead.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -18,10 +19,21 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use shards::MovedConnection;
 
+use super::tls::TlsStream;
+
 /// A connection to a peer.
 pub enum Transport {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS over TCP (HTTPS, RTMPS).
+    Tls(Box<TlsStream>),
+}
+
+/// A connection's state on its way to another shard besides the socket:
+/// the caller's, and the TLS session when there is one.
+pub struct Carried<S> {
+    state: S,
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Transport {
@@ -29,74 +41,79 @@ impl Transport {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Tcp(s) => s.peer_addr().map_err(io::Error::from),
+            Transport::Tls(t) => t.io.peer_addr().map_err(io::Error::from),
         }
     }
 
     /// Sets TCP_NODELAY (DESIGN.md: every socket) and the timeout of one
     /// waiting write.
     pub fn configure(&self, write_timeout: Duration) -> io::Result<()> {
+        let s = match self {
+            Transport::Tcp(s) => s,
+            Transport::Tls(t) => &t.io,
+        };
+        s.set_nodelay(true).map_err(io::Error::from)?;
+        s.set_write_timeout(Some(write_timeout))
+            .map_err(io::Error::from)
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// A handle for writes from outside the connection's task (the
+    /// fan-out's direct writes), for plain TCP only: it borrows nothing, so
+    /// the caller must stop using it before the connection closes (see
+    /// `server::player`'s `DirectWrites`).
+    pub fn direct_handle(&self) -> Option<DirectHandle> {
         match self {
-            Transport::Tcp(s) => {
-                s.set_nodelay(true).map_err(io::Error::from)?;
-                s.set_write_timeout(Some(write_timeout))
-                    .map_err(io::Error::from)
+            Transport::Tcp(s) => Some(DirectHandle(s.as_raw_fd())),
+            Transport::Tls(_) => None,
+        }
+    }
+
+    /// Detaches the connection from this shard, with `state` (and its TLS
+    /// session, if any), to attach it on another (a publisher handed to its
+    /// stream's owner).
+    pub fn detach<S>(self, state: S) -> io::Result<MovedConnection<Carried<S>>> {
+        match self {
+            Transport::Tcp(s) => MovedConnection::detach(s, Carried { state, tls: None }),
+            Transport::Tls(t) => {
+                let TlsStream { io, tls } = *t;
+                let tls = Some(Box::new(tls));
+                MovedConnection::detach(io, Carried { state, tls })
             }
         }
     }
 
-    /// One write of as many of `bufs` as the peer takes now, without
-    /// waiting; `WouldBlock` when it takes nothing. For plain TCP this is
-    /// one non-blocking `sendmsg` over all of them.
-    pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(s) => sendmsg_nonblocking(s.as_raw_fd(), bufs),
-        }
-    }
-
-    /// A handle for writes from outside the connection's task (the
-    /// fan-out's direct writes): it borrows nothing, so the caller must
-    /// stop using it before the connection closes (see
-    /// `server::player`'s `DirectWrites`).
-    pub fn direct_handle(&self) -> DirectHandle {
-        match self {
-            Transport::Tcp(s) => DirectHandle::Tcp(s.as_raw_fd()),
-        }
-    }
-
-    /// Detaches the connection from this shard, with `state`, to attach
-    /// it on another (a publisher handed to its stream's owner).
-    pub fn detach<S>(self, state: S) -> io::Result<MovedConnection<S>> {
-        match self {
-            Transport::Tcp(s) => MovedConnection::detach(s, state),
-        }
-    }
-
     /// Attaches a connection that arrived from another shard.
-    pub fn attach<S>(moved: MovedConnection<S>) -> (Self, S) {
-        let (s, state) = moved.attach();
-        (Transport::Tcp(s), state)
+    pub fn attach<S>(moved: MovedConnection<Carried<S>>) -> (Self, S) {
+        let (io, carried) = moved.attach();
+        let conn = match carried.tls {
+            None => Transport::Tcp(io),
+            Some(tls) => Transport::Tls(Box::new(TlsStream { io, tls: *tls })),
+        };
+        (conn, carried.state)
     }
 }
 
-/// Where the fan-out may write to a player's connection while that
-/// player's writer task is parked.
+/// Where the fan-out may write to a plain player's connection while that
+/// player's writer task is parked: the socket's fd.
 #[derive(Clone, Copy, Debug)]
-pub enum DirectHandle {
-    /// A plain TCP socket's fd.
-    Tcp(std::os::fd::RawFd),
-}
+pub struct DirectHandle(pub std::os::fd::RawFd);
 
 impl DirectHandle {
-    /// As [`Transport::try_write_vectored`].
+    /// One write of as many of `bufs` as the peer takes now, without
+    /// waiting (one non-blocking `sendmsg`); `WouldBlock` when it takes
+    /// nothing.
     pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match *self {
-            DirectHandle::Tcp(fd) => sendmsg_nonblocking(fd, bufs),
-        }
+        sendmsg_nonblocking(self.0, bufs)
     }
 }
 
 /// One non-blocking `sendmsg` of `bufs` to `fd`.
-fn sendmsg_nonblocking(fd: std::os::fd::RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(super) fn sendmsg_nonblocking(fd: std::os::fd::RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is ABI-compatible with iovec on Unix (std documents it).
@@ -119,6 +136,7 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
         }
     }
 }
@@ -131,18 +149,41 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(t) => Pin::new(&mut **t).poll_write(cx, buf),
+        }
+    }
+
+    /// Plain TCP: one non-blocking `sendmsg` of all of `bufs`; when the
+    /// socket is full, the reactor waits for room. TLS: the buffers are
+    /// encrypted together.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => match sendmsg_nonblocking(s.as_raw_fd(), bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                    Pin::new(s).poll_write(cx, first)
+                }
+                other => Poll::Ready(other),
+            },
+            Transport::Tls(t) => Pin::new(&mut **t).poll_write_vectored(cx, bufs),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(t) => Pin::new(&mut **t).poll_flush(cx),
         }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Tcp(s) => Pin::new(s).poll_close(cx),
+            Transport::Tls(t) => Pin::new(&mut **t).poll_close(cx),
         }
     }
 }

@@ -31,7 +31,8 @@ use shards::{MovedConnection, SendError, ShardCtx};
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::net::io::{flush_or_wake, DirectWriter};
-use crate::net::{Conns, Registered, Transport};
+use accept::Port;
+use crate::net::{Carried, Conns, Registered, TlsAcceptor, Transport};
 use crate::stream::table::{
     Actions, Lane, PeerMsg, PublisherSlot, Source, StreamTable, TableConfig,
 };
@@ -70,7 +71,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Typed messages between shards.
 pub enum ShardMsg {
     /// A publisher whose stream this shard owns.
-    Publisher(Box<MovedConnection<PublisherHandoff>>),
+    Publisher(Box<MovedConnection<Carried<PublisherHandoff>>>),
     /// One stream table's message to another's.
     Peer(PeerMsg),
     /// Reply with the live streams the receiver owns.
@@ -126,10 +127,12 @@ pub struct Shard {
     access_play: crate::access::Rule,
     /// Peers besides loopback admitted to the admin surface (`api.allow`).
     api_allow: crate::access::Cidrs,
+    /// The certificates, shared by every shard; None without `[tls]`.
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl Shard {
-    fn new(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) -> Self {
+    fn new(ctx: ShardCtx<ShardMsg>, config: Arc<Config>, tls: Option<Arc<TlsAcceptor>>) -> Self {
         let s = &config.stream;
         let table = StreamTable::new(TableConfig {
             shard: ctx.id(),
@@ -157,6 +160,7 @@ impl Shard {
             api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
             ctx,
             config,
+            tls,
             direct: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
             assets: RefCell::new(HashMap::new()),
@@ -443,11 +447,16 @@ impl Shard {
     }
 }
 
-/// Runs one shard until shutdown: binds the listener, serves the inbox,
-/// accepts connections and keeps house.
-pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
+/// Runs one shard until shutdown: binds the listeners, serves the inbox,
+/// accepts connections and keeps house. `tls`: the certificates, when
+/// `[tls]` is configured (loaded once for every shard).
+pub async fn shard_main(
+    ctx: ShardCtx<ShardMsg>,
+    config: Arc<Config>,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     crate::metrics::started();
-    let shard = Rc::new(Shard::new(ctx, config.clone()));
+    let shard = Rc::new(Shard::new(ctx, config.clone(), tls));
     let inbox_shard = shard.clone();
     shards::serve_inbox(move |from, _lane, msg: ShardMsg| inbox_shard.on_message(from, msg));
 
@@ -460,8 +469,12 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
             return;
         }
     };
-    // Bound before `listening` is logged, so the API port answers by then.
-    let Ok(internal) = accept::bind_internal(&shard) else {
+    // Bound before `listening` is logged, so these ports answer by then.
+    let Ok(internal) = accept::bind_extra(&shard, Port::Internal) else {
+        shards::request_stop();
+        return;
+    };
+    let Ok(tls_only) = accept::bind_extra(&shard, Port::TlsOnly) else {
         shards::request_stop();
         return;
     };
@@ -486,9 +499,9 @@ pub async fn shard_main(ctx: ShardCtx<ShardMsg>, config: Arc<Config>) {
         })
     };
 
-    accept::accept_loop(shard.clone(), listener, false).await;
-    if let Some(internal) = internal {
-        internal.await;
+    accept::accept_loop(shard.clone(), listener, Port::Main).await;
+    for task in [internal, tls_only].into_iter().flatten() {
+        task.await;
     }
     ticker.await;
     // Tell every connection to say goodbye, then give them a moment.

@@ -45,8 +45,8 @@ pub(super) async fn drive_player(
     let (mut rd, mut wr) = futures_lite::io::split(conn);
     // Declared after the connection's halves, so dropped (ending the
     // fan-out's direct writes) before the connection closes, however this
-    // future ends.
-    let direct = DirectWrites::register(shard, &player, to, &reg);
+    // future ends. A TLS player has none: its writer is woken instead.
+    let direct = to.map(|to| DirectWrites::register(shard, &player, to, &reg));
     let mut bytes_in = 0u64;
     let reader = async {
         let mut buf = vec![0u8; PLAYER_READ_BUF_LEN];
@@ -64,7 +64,7 @@ pub(super) async fn drive_player(
         }
     };
     let writer = async {
-        drain(to, &mut wr, &player.queue, &reg.state.last_active).await?;
+        drain(&mut wr, &player.queue, &reg.state.last_active).await?;
         Ok("writer done")
     };
     let closed = async {
@@ -83,7 +83,7 @@ pub(super) async fn drive_player(
         goodbye(&mut player.queue.borrow_mut());
         let _ = futures_lite::future::or(
             async {
-                let _ = flush(to, &mut wr, &player.queue).await;
+                let _ = flush(&mut wr, &player.queue).await;
             },
             glommio::timer::sleep(GOODBYE_TIMEOUT),
         )
