@@ -704,7 +704,7 @@ pub fn ffprobe(name: &str, input: &str, read_s: Option<f64>, timeout: Duration) 
     let out = File::create(&out_path).expect("create ffprobe output");
     let mut cmd = Command::new("ffprobe");
     cmd.args(["-hide_banner", "-v", "error"]);
-    if input.starts_with("rtmp://") {
+    if input.starts_with("rtmp://") || input.starts_with("rtmps://") {
         // Give up on a silent server after 10 s (microseconds).
         cmd.args(["-rw_timeout", "10000000"]);
     }
