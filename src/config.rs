@@ -677,8 +677,7 @@ impl Config {
         if !t.enabled() && (t.port != 0 || !t.certs.is_empty()) {
             invalid(
                 "tls.cert",
-                "is empty, but tls.port or [[tls.certs]] is set: they need the default pair"
-                    .into(),
+                "is empty, but tls.port or [[tls.certs]] is set: they need the default pair".into(),
             )?;
         }
         for (i, c) in t.certs.iter().enumerate() {
@@ -692,7 +691,10 @@ impl Config {
         if t.port != 0 && (t.port == self.port || t.port == self.internal_port) {
             invalid(
                 "tls.port",
-                format!("{} is also `port` or `internal_port`: it must differ", t.port),
+                format!(
+                    "{} is also `port` or `internal_port`: it must differ",
+                    t.port
+                ),
             )?;
         }
         in_range("tls.handshake_timeout_s", t.handshake_timeout_s, 1, 60)

@@ -171,11 +171,26 @@ fn run_node(
 /// `proto` ("hls" or "flv") in Chromium through the `/` page. Panics with
 /// play.mjs's reasons if it reports a failure.
 fn play_in_chromium(proto: &str, path: &str) -> Played {
+    play_in_chromium_over(proto, path, None)
+}
+
+/// As [`play_in_chromium`]; with `tls` (a certificate and its key), the
+/// server serves TLS too and the page is loaded over `https://`.
+fn play_in_chromium_over(proto: &str, path: &str, tls: Option<(&Path, &Path)>) -> Played {
     require_browser_env();
-    let server = Server::builder().shards(2).start();
+    let mut builder = Server::builder().shards(2);
+    if let Some((cert, key)) = tls {
+        builder = builder.config(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let server = builder.start();
     let _publisher = publish_and_wait(&server, "ffmpeg-publish");
 
-    let page = format!("http://127.0.0.1:{}/", server.port);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let page = format!("{scheme}://127.0.0.1:{}/", server.port);
     let (status, json, node) = run_node(
         "play.mjs",
         &[page.as_str(), proto, path],
@@ -237,6 +252,27 @@ fn hls_js_plays_ll_hls_in_chromium() {
         p.json["first_frame_ms"],
         p.json["advanced_s"],
         p.json["wall_s"],
+    );
+}
+
+#[test]
+fn hls_js_plays_ll_hls_from_an_https_page_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::test_ca::TestCa::new(dir.path(), "ca");
+    let (cert, key) = ca.leaf("srv", &["localhost"]);
+    let p = play_in_chromium_over("hls", "/live/test.m3u8", Some((&cert, &key)));
+    assert_played(&p, "hls");
+    assert!(
+        p.json["page"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")),
+        "the page was not loaded over HTTPS: {}",
+        p.json["page"]
+    );
+    println!(
+        "hls.js over HTTPS (LL-HLS): median latency {:.3} s; first frame {} ms after play",
+        p.latency("median").unwrap_or(f64::NAN),
+        p.json["first_frame_ms"],
     );
 }
 

@@ -12,92 +12,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::test_ca::TestCa;
 use common::*;
 
 const CURL_MAX_S: &str = "10";
-
-/// A certificate authority made with openssl for one test, and leaf
-/// certificates it signs.
-struct TestCa {
-    dir: PathBuf,
-    name: String,
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl TestCa {
-    fn new(dir: &Path, name: &str) -> TestCa {
-        let key = format!("{name}.key");
-        let pem = format!("{name}.pem");
-        let subj = format!("/CN=shardcast test CA {name}");
-        openssl(
-            &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj,
-            ],
-            dir,
-        );
-        TestCa {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-        }
-    }
-
-    fn pem(&self) -> PathBuf {
-        self.dir.join(format!("{}.pem", self.name))
-    }
-
-    /// A leaf certificate for `names` (DNS names, and 127.0.0.1), written
-    /// to `<stem>.pem` and `<stem>.key`.
-    fn leaf(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let d = &self.dir;
-        let (key, csr, pem) = (
-            format!("{stem}.key"),
-            format!("{stem}.csr"),
-            format!("{stem}.pem"),
-        );
-        let ext = format!("{stem}.ext");
-        let sans: Vec<String> = names
-            .iter()
-            .map(|n| format!("DNS:{n}"))
-            .chain(["IP:127.0.0.1".to_string()])
-            .collect();
-        std::fs::write(d.join(&ext), format!("subjectAltName={}\n", sans.join(","))).unwrap();
-        let subj = format!("/CN={}", names[0]);
-        openssl(
-            &[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", &key, "-out", &csr, "-subj", &subj,
-            ],
-            d,
-        );
-        let (ca_pem, ca_key) = (format!("{}.pem", self.name), format!("{}.key", self.name));
-        openssl(
-            &[
-                "x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key,
-                "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", &ext,
-            ],
-            d,
-        );
-        (d.join(pem), d.join(key))
-    }
-}
 
 /// What one curl run got.
 struct Curl {
@@ -123,7 +45,10 @@ fn curl(name: &str, args: &[&str]) -> Curl {
         .expect("run curl");
     Curl {
         exit: out.status.code().unwrap_or(-1),
-        status: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0),
+        status: String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
         body: std::fs::read(&body_path).unwrap_or_default(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
@@ -161,18 +86,35 @@ fn https_serves_the_api_flv_and_hls_beside_plain_http_on_one_port() {
     let _publisher = publish_and_wait_opts(&server, "pub", &PublishOpts::small());
 
     // The API and /metrics over HTTPS, and over plain HTTP at the same time.
-    let api = curl("api-https", &["--cacert", cacert, &https(&server, "api/v1/server")]);
-    assert_eq!((api.exit, api.status), (0, 200), "HTTPS API: {}", api.stderr);
+    let api = curl(
+        "api-https",
+        &["--cacert", cacert, &https(&server, "api/v1/server")],
+    );
+    assert_eq!(
+        (api.exit, api.status),
+        (0, 200),
+        "HTTPS API: {}",
+        api.stderr
+    );
     let v: serde_json::Value = serde_json::from_slice(&api.body).expect("API JSON over HTTPS");
     assert_eq!(v["config"]["port"], server.port, "{v}");
     let plain = curl("api-plain", &[&server.http_url("api/v1/server")]);
-    assert_eq!((plain.exit, plain.status), (0, 200), "plain API: {}", plain.stderr);
-    let metrics = curl("metrics-https", &["--cacert", cacert, &https(&server, "metrics")]);
+    assert_eq!(
+        (plain.exit, plain.status),
+        (0, 200),
+        "plain API: {}",
+        plain.stderr
+    );
+    let metrics = curl(
+        "metrics-https",
+        &["--cacert", cacert, &https(&server, "metrics")],
+    );
     assert_eq!(metrics.status, 200, "{}", metrics.stderr);
     assert!(String::from_utf8_lossy(&metrics.body).contains("shardcast_"));
 
     // HTTP-FLV over HTTPS: a file ffprobe reads as H.264 + AAC.
     let flv_path = artefact_dir().join("https.flv");
+    let _ = std::fs::remove_file(&flv_path);
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "4", "--cacert", cacert, "-o"])
         .arg(&flv_path)
@@ -181,24 +123,43 @@ fn https_serves_the_api_flv_and_hls_beside_plain_http_on_one_port() {
         .output()
         .expect("curl HTTPS-FLV");
     // 28 = curl stopped it at --max-time, as intended for a live stream.
-    assert_eq!(out.status.code(), Some(28), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let flv_len = std::fs::metadata(&flv_path).map(|m| m.len()).unwrap_or(0);
     assert!(flv_len > 50_000, "HTTPS-FLV gave {flv_len} bytes in 4 s");
-    let probe = ffprobe("https-flv-probe", flv_path.to_str().unwrap(), None, Duration::from_secs(20));
+    let probe = ffprobe(
+        "https-flv-probe",
+        flv_path.to_str().unwrap(),
+        None,
+        Duration::from_secs(20),
+    );
     let summary = check_h264_aac(&probe, 2.0).unwrap_or_else(|e| panic!("HTTPS-FLV: {e}"));
     assert!(summary.video_frames >= 60, "{summary:?}");
 
     // HLS over HTTPS: the playlist and one of its segments.
     let deadline = Instant::now() + Duration::from_secs(15);
     let segment = loop {
-        let pl = curl("hls-playlist", &["--cacert", cacert, &https(&server, "live/test.m3u8")]);
+        let pl = curl(
+            "hls-playlist",
+            &["--cacert", cacert, &https(&server, "live/test.m3u8")],
+        );
         let text = String::from_utf8_lossy(&pl.body).into_owned();
         if pl.status == 200 {
-            if let Some(uri) = text.lines().find(|l| !l.starts_with('#') && l.contains(".ts")) {
+            if let Some(uri) = text
+                .lines()
+                .find(|l| !l.starts_with('#') && l.contains(".ts"))
+            {
                 break uri.to_string();
             }
         }
-        assert!(Instant::now() < deadline, "no segment in the HTTPS playlist: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no segment in the HTTPS playlist: {text}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     };
     let seg_url = if segment.starts_with('/') {
@@ -211,9 +172,14 @@ fn https_serves_the_api_flv_and_hls_beside_plain_http_on_one_port() {
     let seg_path = artefact_dir().join("https-segment.ts");
     std::fs::write(&seg_path, &seg.body).unwrap();
     let codecs = codecs_of("https-segment-probe", &seg_path);
-    assert!(codecs.contains(&"h264".to_string()), "segment codecs {codecs:?}");
     assert!(
-        server.find_logs(|l| l.contains("TLS") && is_warn_or_error(l)).is_empty(),
+        codecs.contains(&"h264".to_string()),
+        "segment codecs {codecs:?}"
+    );
+    assert!(
+        server
+            .find_logs(|l| l.contains("TLS") && is_warn_or_error(l))
+            .is_empty(),
         "TLS warnings: {:?}",
         server.find_logs(|l| l.contains("TLS") && is_warn_or_error(l))
     );
@@ -240,10 +206,17 @@ fn rtmps_publish_and_play_with_ffmpeg_beside_plain_rtmp() {
         server.log_tail(40)
     );
     let secure = ffprobe("rtmps-play", &url, Some(3.0), Duration::from_secs(20));
-    let s = check_h264_aac(&secure, 2.0).unwrap_or_else(|e| panic!("RTMPS play: {e}\n{}", secure.stderr));
+    let s = check_h264_aac(&secure, 2.0)
+        .unwrap_or_else(|e| panic!("RTMPS play: {e}\n{}", secure.stderr));
     assert!(s.video_frames >= 45, "{s:?}");
-    let plain = ffprobe("rtmp-play", &server.url("live/test"), Some(3.0), Duration::from_secs(20));
-    check_h264_aac(&plain, 2.0).unwrap_or_else(|e| panic!("plain RTMP play of an RTMPS publish: {e}"));
+    let plain = ffprobe(
+        "rtmp-play",
+        &server.url("live/test"),
+        Some(3.0),
+        Duration::from_secs(20),
+    );
+    check_h264_aac(&plain, 2.0)
+        .unwrap_or_else(|e| panic!("plain RTMP play of an RTMPS publish: {e}"));
     assert!(publisher.is_running(), "{}", publisher.stderr_tail(20));
 }
 
@@ -267,18 +240,47 @@ fn a_second_certificate_is_chosen_by_sni() {
     let second_url = format!("https://second.test:{}/api/v1/server", server.port);
     let by_sni = curl(
         "sni-second",
-        &["--resolve", &resolve, "--cacert", other_ca.pem().to_str().unwrap(), &second_url],
+        &[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            other_ca.pem().to_str().unwrap(),
+            &second_url,
+        ],
     );
-    assert_eq!((by_sni.exit, by_sni.status), (0, 200), "second.test: {}", by_sni.stderr);
+    assert_eq!(
+        (by_sni.exit, by_sni.status),
+        (0, 200),
+        "second.test: {}",
+        by_sni.stderr
+    );
     // The default CA does not vouch for what second.test is served.
     let wrong = curl(
         "sni-second-wrong-ca",
-        &["--resolve", &resolve, "--cacert", ca.pem().to_str().unwrap(), &second_url],
+        &[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            ca.pem().to_str().unwrap(),
+            &second_url,
+        ],
     );
-    assert_eq!(wrong.exit, 60, "second.test verified with the default CA: {}", wrong.stderr);
+    assert_eq!(
+        wrong.exit, 60,
+        "second.test verified with the default CA: {}",
+        wrong.stderr
+    );
     let default_url = format!("https://localhost:{}/api/v1/server", server.port);
-    let default = curl("sni-default", &["--cacert", ca.pem().to_str().unwrap(), &default_url]);
-    assert_eq!((default.exit, default.status), (0, 200), "localhost: {}", default.stderr);
+    let default = curl(
+        "sni-default",
+        &["--cacert", ca.pem().to_str().unwrap(), &default_url],
+    );
+    assert_eq!(
+        (default.exit, default.status),
+        (0, 200),
+        "localhost: {}",
+        default.stderr
+    );
 }
 
 #[test]
@@ -296,6 +298,7 @@ fn sighup_swaps_the_certificate_for_new_connections_while_old_players_play_on() 
 
     // An HTTPS-FLV player on the old certificate, playing for 12 s.
     let flv_path = artefact_dir().join("sighup-old-player.flv");
+    let _ = std::fs::remove_file(&flv_path);
     let mut old_player = Proc::spawn(
         "sighup-old-player",
         Command::new("curl")
@@ -309,7 +312,11 @@ fn sighup_swaps_the_certificate_for_new_connections_while_old_players_play_on() 
     let size = || std::fs::metadata(&flv_path).map(|m| m.len()).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(8);
     while size() < 20_000 {
-        assert!(Instant::now() < deadline, "the old player got {} bytes", size());
+        assert!(
+            Instant::now() < deadline,
+            "the old player got {} bytes",
+            size()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -320,13 +327,31 @@ fn sighup_swaps_the_certificate_for_new_connections_while_old_players_play_on() 
     let reloaded = server.wait_for_log_from(from, Duration::from_secs(5), |l| {
         l.contains("reload (SIGHUP): tls:")
     });
-    assert!(reloaded.is_some(), "no reload line\n{}", server.log_tail(20));
+    assert!(
+        reloaded.is_some(),
+        "no reload line\n{}",
+        server.log_tail(20)
+    );
     let before = size();
     let api = https(&server, "api/v1/server");
-    let fresh = curl("sighup-new", &["--cacert", new_ca.pem().to_str().unwrap(), &api]);
-    assert_eq!((fresh.exit, fresh.status), (0, 200), "new certificate: {}", fresh.stderr);
-    let stale = curl("sighup-stale", &["--cacert", old_ca.pem().to_str().unwrap(), &api]);
-    assert_eq!(stale.exit, 60, "a new connection still got the old certificate");
+    let fresh = curl(
+        "sighup-new",
+        &["--cacert", new_ca.pem().to_str().unwrap(), &api],
+    );
+    assert_eq!(
+        (fresh.exit, fresh.status),
+        (0, 200),
+        "new certificate: {}",
+        fresh.stderr
+    );
+    let stale = curl(
+        "sighup-stale",
+        &["--cacert", old_ca.pem().to_str().unwrap(), &api],
+    );
+    assert_eq!(
+        stale.exit, 60,
+        "a new connection still got the old certificate"
+    );
 
     // A broken file keeps the certificate in use, and the log says why.
     std::fs::write(&cert, "not a certificate\n").unwrap();
@@ -335,15 +360,36 @@ fn sighup_swaps_the_certificate_for_new_connections_while_old_players_play_on() 
     let kept = server.wait_for_log_from(from, Duration::from_secs(5), |l| {
         l.contains("keeping the certificates in use") && l.contains("live.pem")
     });
-    assert!(kept.is_some(), "no error line for a bad file\n{}", server.log_tail(20));
-    let still = curl("sighup-kept", &["--cacert", new_ca.pem().to_str().unwrap(), &api]);
-    assert_eq!((still.exit, still.status), (0, 200), "after a failed reload: {}", still.stderr);
+    assert!(
+        kept.is_some(),
+        "no error line for a bad file\n{}",
+        server.log_tail(20)
+    );
+    let still = curl(
+        "sighup-kept",
+        &["--cacert", new_ca.pem().to_str().unwrap(), &api],
+    );
+    assert_eq!(
+        (still.exit, still.status),
+        (0, 200),
+        "after a failed reload: {}",
+        still.stderr
+    );
 
     // The old player played on through both reloads, to its own end.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(size() > before + 20_000, "the old player stalled: {before} -> {}", size());
+    assert!(
+        size() > before + 20_000,
+        "the old player stalled: {before} -> {}",
+        size()
+    );
     let status = old_player.wait_timeout(Duration::from_secs(15));
-    assert_eq!(status.and_then(|s| s.code()), Some(28), "{}", old_player.stderr_tail(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(28),
+        "{}",
+        old_player.stderr_tail(5)
+    );
 }
 
 #[test]
@@ -356,9 +402,15 @@ fn tls_port_serves_only_tls_and_a_stalled_handshake_is_cut_at_its_deadline() {
     let server = Server::with_config(&tls_config(&cert, &key, &extra));
     let cacert = ca.pem();
     let on_tls_port = format!("https://127.0.0.1:{tls_port}/api/v1/server");
-    let ok = curl("tls-port", &["--cacert", cacert.to_str().unwrap(), &on_tls_port]);
+    let ok = curl(
+        "tls-port",
+        &["--cacert", cacert.to_str().unwrap(), &on_tls_port],
+    );
     assert_eq!((ok.exit, ok.status), (0, 200), "tls.port: {}", ok.stderr);
-    let plain = curl("tls-port-plain", &[&format!("http://127.0.0.1:{tls_port}/api/v1/server")]);
+    let plain = curl(
+        "tls-port-plain",
+        &[&format!("http://127.0.0.1:{tls_port}/api/v1/server")],
+    );
     assert_ne!(plain.status, 200, "plain HTTP answered on tls.port");
     assert!(
         server
@@ -384,7 +436,8 @@ fn tls_port_serves_only_tls_and_a_stalled_handshake_is_cut_at_its_deadline() {
     );
     assert!(
         server
-            .wait_for_log(Duration::from_secs(3), |l| l.contains("tls.handshake_timeout_s passed"))
+            .wait_for_log(Duration::from_secs(3), |l| l
+                .contains("tls.handshake_timeout_s passed"))
             .is_some(),
         "{}",
         server.log_tail(10)
@@ -393,8 +446,13 @@ fn tls_port_serves_only_tls_and_a_stalled_handshake_is_cut_at_its_deadline() {
     let text = String::from_utf8_lossy(&metrics.body);
     let refused: f64 = text
         .lines()
-        .filter(|l| l.starts_with("shardcast_refused_total") && l.contains("reason=\"tls_handshake\""))
+        .filter(|l| {
+            l.starts_with("shardcast_refused_total") && l.contains("reason=\"tls_handshake\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert!(refused >= 1.0, "tls_handshake refusals not counted:\n{text}");
+    assert!(
+        refused >= 1.0,
+        "tls_handshake refusals not counted:\n{text}"
+    );
 }

@@ -113,7 +113,10 @@ impl DirectHandle {
 }
 
 /// One non-blocking `sendmsg` of `bufs` to `fd`.
-pub(super) fn sendmsg_nonblocking(fd: std::os::fd::RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(super) fn sendmsg_nonblocking(
+    fd: std::os::fd::RawFd,
+    bufs: &[IoSlice<'_>],
+) -> io::Result<usize> {
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is ABI-compatible with iovec on Unix (std documents it).

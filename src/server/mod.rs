@@ -31,7 +31,6 @@ use shards::{MovedConnection, SendError, ShardCtx};
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::net::io::{flush_or_wake, DirectWriter};
-use accept::Port;
 use crate::net::{Carried, Conns, Registered, TlsAcceptor, Transport};
 use crate::stream::table::{
     Actions, Lane, PeerMsg, PublisherSlot, Source, StreamTable, TableConfig,
@@ -39,6 +38,7 @@ use crate::stream::table::{
 use crate::stream::{
     Coalesce, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamEvent, StreamKey,
 };
+use accept::Port;
 use proto::hls::HlsWindow;
 use proto::rtmp::amf::AmfLimits;
 use proto::rtmp::chunk::ChunkLimits;

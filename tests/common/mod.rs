@@ -16,6 +16,7 @@
 
 pub mod http_client;
 pub mod rtmp_client;
+pub mod test_ca;
 
 use std::collections::HashMap;
 use std::fs::File;
