@@ -163,7 +163,7 @@ fn https_serves_the_api_flv_and_hls_beside_plain_http_on_one_port() {
         std::thread::sleep(Duration::from_millis(300));
     };
     let seg_url = if segment.starts_with('/') {
-        https(&server, &segment[1..])
+        https(&server, segment.trim_start_matches('/'))
     } else {
         https(&server, &format!("live/{segment}"))
     };
