@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::metrics::{ConnCount, Refused, ShardMetrics};
 use crate::stream::{Signal, StreamKey};
@@ -217,5 +217,84 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.conns.map.borrow_mut().remove(&self.id);
+    }
+}
+
+/// After a burst of connections ends (a flood of idle or hostile clients,
+/// a big event's players leaving), the allocator keeps the memory they
+/// freed: glibc's malloc returns a heap's pages to the kernel only from its
+/// top, so RSS stays at its peak. `Trim` asks it to give back every free
+/// page (`malloc_trim`) once the shard's open connections have fallen by
+/// [`TRIM_AFTER_CLOSED`] since the last trim, at most once per
+/// [`TRIM_INTERVAL`], so a steady churn costs nothing.
+#[derive(Debug)]
+pub struct Trim {
+    /// Open connections at the last trim (or the most since).
+    high: usize,
+    last: Option<Instant>,
+}
+
+/// Connections that must have ended since the last trim.
+pub const TRIM_AFTER_CLOSED: usize = 256;
+/// The least time between two trims of one shard.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Default for Trim {
+    fn default() -> Self {
+        Trim {
+            high: 0,
+            last: None,
+        }
+    }
+}
+
+impl Trim {
+    /// Called from the shard's tick with its open connections: trims when
+    /// due; true when it did.
+    pub fn tick(&mut self, open: usize, now: Instant) -> bool {
+        self.high = self.high.max(open);
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= TRIM_INTERVAL);
+        if !due || self.high < open + TRIM_AFTER_CLOSED {
+            return false;
+        }
+        self.high = open;
+        self.last = Some(now);
+        release_free_memory();
+        true
+    }
+}
+
+/// Returns the allocator's free pages to the kernel (glibc: every arena).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's own free
+    // lists; it takes no pointers from us.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    #[test]
+    fn trims_after_a_burst_of_closes_and_not_on_steady_churn() {
+        let mut t = Trim::default();
+        let t0 = Instant::now();
+        assert!(!t.tick(10, t0), "nothing ended");
+        assert!(!t.tick(2000, t0 + Duration::from_secs(1)));
+        assert!(t.tick(20, t0 + Duration::from_secs(2)), "1980 closed");
+        // Another burst within TRIM_INTERVAL waits for it.
+        assert!(!t.tick(2000, t0 + Duration::from_secs(3)));
+        assert!(!t.tick(20, t0 + Duration::from_secs(4)));
+        assert!(t.tick(20, t0 + Duration::from_secs(8)));
+        // Churn below TRIM_AFTER_CLOSED never trims.
+        for i in 0..100u64 {
+            let open = 100 + (i as usize % 2) * 100;
+            assert!(!t.tick(open, t0 + Duration::from_secs(20 + i * 6)));
+        }
     }
 }

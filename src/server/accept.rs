@@ -10,11 +10,14 @@ use super::player::log_close;
 use super::Shard;
 use crate::error::Deadline;
 use crate::metrics::Refused;
-use crate::net::io::{read_some, READ_BUF_LEN, WRITE_TIMEOUT};
+use crate::net::io::{read_some, WRITE_TIMEOUT};
 use crate::net::{ConnSlot, ConnWhat, Registered, Sniffed, Transport};
 
 /// Bytes of a connection's first read (the protocol is sniffed from it).
-const FIRST_READ_LEN: usize = READ_BUF_LEN;
+/// Small: a connection that sends nothing holds this buffer until its
+/// deadline, and the drivers read the rest themselves (an RTMP C0+C1 is
+/// 1537 bytes; a TLS ClientHello usually fits).
+const FIRST_READ_LEN: usize = 2048;
 /// After a failed accept (e.g. out of fds), how long the loop pauses.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 

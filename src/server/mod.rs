@@ -129,6 +129,8 @@ pub struct Shard {
     api_allow: crate::access::Cidrs,
     /// The certificates, shared by every shard; None without `[tls]`.
     tls: Option<Arc<TlsAcceptor>>,
+    /// Gives freed memory back to the kernel after many connections end.
+    trim: RefCell<crate::net::registry::Trim>,
 }
 
 impl Shard {
@@ -161,6 +163,7 @@ impl Shard {
             ctx,
             config,
             tls,
+            trim: RefCell::new(crate::net::registry::Trim::default()),
             direct: RefCell::new(HashMap::new()),
             stopping: Signal::default(),
             assets: RefCell::new(HashMap::new()),
@@ -436,6 +439,7 @@ impl Shard {
     fn tick(self: &Rc<Self>) {
         let now = Instant::now();
         self.with_table(|t| t.tick(now));
+        self.trim.borrow_mut().tick(self.conns.len(), now);
         if let Some(idle) = self.config.idle_timeout() {
             self.conns.for_each(|_, c| {
                 if now.duration_since(c.last_active.get()) >= idle {
