@@ -227,7 +227,7 @@ impl Drop for Registered {
 /// page (`malloc_trim`) once the shard's open connections have fallen by
 /// [`TRIM_AFTER_CLOSED`] since the last trim, at most once per
 /// [`TRIM_INTERVAL`], so a steady churn costs nothing.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Trim {
     /// Open connections at the last trim (or the most since).
     high: usize,
@@ -238,15 +238,6 @@ pub struct Trim {
 pub const TRIM_AFTER_CLOSED: usize = 256;
 /// The least time between two trims of one shard.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
-
-impl Default for Trim {
-    fn default() -> Self {
-        Trim {
-            high: 0,
-            last: None,
-        }
-    }
-}
 
 impl Trim {
     /// Called from the shard's tick with its open connections: trims when
