@@ -124,6 +124,23 @@ fn secs_to_ms(s: &str) -> Option<u64> {
         .then(|| (v * 1_000.0).round() as u64)
 }
 
+/// Media sequence numbers count up from EXT-X-MEDIA-SEQUENCE past the
+/// skipped segments and at most [`PLAYLIST_SEGMENTS_MAX`] listed ones: the
+/// two tags may say at most this much together, so that every msn (and
+/// [`MediaPlaylist::open_msn`]) fits in a u64.
+pub const PLAYLIST_MSN_BASE_MAX: u64 = u64::MAX - PLAYLIST_SEGMENTS_MAX as u64;
+
+fn msn_in_range(pl: &MediaPlaylist<'_>) -> Result<(), String> {
+    match pl.media_sequence.checked_add(pl.skipped_segments) {
+        Some(base) if base <= PLAYLIST_MSN_BASE_MAX => Ok(()),
+        _ => Err(format!(
+            "EXT-X-MEDIA-SEQUENCE {} and {} skipped segments are over \
+             PLAYLIST_MSN_BASE_MAX ({PLAYLIST_MSN_BASE_MAX})",
+            pl.media_sequence, pl.skipped_segments
+        )),
+    }
+}
+
 /// Parses a media playlist. URIs are borrowed from `text` as written
 /// (relative ones are resolved by the caller).
 pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist<'_>, PlaylistError> {
@@ -175,8 +192,18 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist<'_>, PlaylistErr
             secs_to_ms(v).ok_or_else(|| err(format!("#{name}: '{v}' is not a duration in seconds")))
         };
         match name {
-            "EXT-X-TARGETDURATION" => target_duration = Some(number(value)? * 1_000),
-            "EXT-X-MEDIA-SEQUENCE" => pl.media_sequence = number(value)?,
+            "EXT-X-TARGETDURATION" => {
+                let ms = number(value)?.checked_mul(1_000);
+                target_duration = Some(ms.ok_or_else(|| {
+                    err(format!(
+                        "#{name} value '{value}' is too large to count in ms"
+                    ))
+                })?);
+            }
+            "EXT-X-MEDIA-SEQUENCE" => {
+                pl.media_sequence = number(value)?;
+                msn_in_range(&pl).map_err(err)?;
+            }
             "EXT-X-SERVER-CONTROL" => {
                 pl.can_block_reload = attribute(value, "CAN-BLOCK-RELOAD") == Some("YES");
                 pl.part_hold_back_ms = attribute(value, "PART-HOLD-BACK").map(secs).transpose()?;
@@ -190,6 +217,7 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist<'_>, PlaylistErr
                 let n = attribute(value, "SKIPPED-SEGMENTS")
                     .ok_or_else(|| err("#EXT-X-SKIP without SKIPPED-SEGMENTS".into()))?;
                 pl.skipped_segments = number(n)?;
+                msn_in_range(&pl).map_err(err)?;
             }
             "EXTINF" => {
                 let duration = value.split_once(',').map_or(value, |(d, _)| d);
@@ -340,6 +368,47 @@ x/8.ts
             many.push_str(&format!("#EXTINF:2,\n{i}.ts\n"));
         }
         assert!(e(&many).what.contains("more than"));
+    }
+
+    /// Found by `fuzz/fuzz_targets/hls_playlist.rs`: a target duration
+    /// whose milliseconds overflow a u64 panicked (overflow checks) or
+    /// wrapped. The input is the fuzzer's, cut to the lines that matter.
+    #[test]
+    fn fuzz_target_duration_too_large_is_refused() {
+        let text = "\x0c#EXTM3U\n#EX:2\n#EXT-X-SERVER-CONTROL:CADURATION:2\n\
+                    #EXT-X-TARGETDURATION:0000000000000000000000000000000000000000000000008198552921648689608\n";
+        let err = parse_media_playlist(text).unwrap_err();
+        assert_eq!(err.line, 4);
+        assert!(err.what.contains("too large"), "{}", err.what);
+        let max = format!("#EXTM3U\n#EXT-X-TARGETDURATION:{}\n", u64::MAX / 1_000);
+        assert_eq!(
+            parse_media_playlist(&max).unwrap().target_duration_ms,
+            u64::MAX / 1_000 * 1_000
+        );
+    }
+
+    /// A media sequence near u64::MAX plus skipped and listed segments
+    /// would overflow the msn of the segments and `open_msn`.
+    #[test]
+    fn media_sequence_numbers_that_overflow_are_refused() {
+        let near = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n",
+            u64::MAX
+        );
+        let err = parse_media_playlist(&near).unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.what.contains("PLAYLIST_MSN_BASE_MAX"), "{}", err.what);
+        let skip = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{PLAYLIST_MSN_BASE_MAX}\n\
+             #EXT-X-SKIP:SKIPPED-SEGMENTS=1\n#EXTINF:2,\nx.ts\n"
+        );
+        assert_eq!(parse_media_playlist(&skip).unwrap_err().line, 4);
+        let edge = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{PLAYLIST_MSN_BASE_MAX}\n#EXTINF:2,\nx.ts\n"
+        );
+        let pl = parse_media_playlist(&edge).unwrap();
+        assert_eq!(pl.segments[0].msn, PLAYLIST_MSN_BASE_MAX);
+        assert_eq!(pl.open_msn(), PLAYLIST_MSN_BASE_MAX + 1);
     }
 
     #[test]
