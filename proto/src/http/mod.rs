@@ -255,7 +255,11 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly (from_str_radix alone would take "+1").
             let hex = s.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -631,6 +635,14 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_percent_escape_is_two_hex_digits_exactly() {
+        assert_eq!(super::percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(super::percent_decode("%+1"), None, "a sign is not a hex digit");
+        assert_eq!(super::percent_decode("%-1"), None);
+        assert_eq!(super::percent_decode("%2"), None);
+    }
     use super::*;
 
     fn parse(s: &str) -> Parse {
