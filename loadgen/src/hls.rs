@@ -28,14 +28,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-
 use crate::hls_ts::{TsDemuxer, TsFrame};
 use crate::http::HttpUrl;
-use crate::net::{connect, READ_BUF_LEN};
+use crate::net::READ_BUF_LEN;
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, Window, STALL_GAP};
+use crate::tls::{PlayerStream, TlsClient};
 use proto::hls::parse::{parse_media_playlist, MediaPlaylist, PLAYLIST_BYTES_MAX};
 use proto::http::client::{parse_response_head, write_get, BodyDecoder, Parse, ResponseHead};
 
@@ -61,6 +59,8 @@ pub struct HlsTarget {
     pub url: HttpUrl,
     /// Play as a plain HLS player even when the playlist is low-latency.
     pub plain: bool,
+    /// For https://.
+    pub tls: Option<TlsClient>,
 }
 
 /// A place in the stream: segment `msn`, part `part`; [`WHOLE`] stands for
@@ -385,7 +385,7 @@ struct Meter<'a> {
 /// read through one buffer.
 struct Conn<'a> {
     target: &'a HlsTarget,
-    stream: Option<TcpStream>,
+    stream: Option<PlayerStream>,
     /// Requests answered on the current connection.
     answered: u32,
     buf: Vec<u8>,
@@ -441,7 +441,8 @@ impl<'a> Conn<'a> {
                         continue;
                     }
                     let host = &self.target.url.authority;
-                    return Err(format!("GET http://{host}{path}: {what}"));
+                    let scheme = if self.target.url.tls { "https" } else { "http" };
+                    return Err(format!("GET {scheme}://{host}{path}: {what}"));
                 }
             }
         }
@@ -489,8 +490,11 @@ impl<'a> Conn<'a> {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<ResponseHead, (String, bool)> {
         if self.stream.is_none() {
-            let stream = connect(self.target.addr).await.map_err(|e| (e, false))?;
+            let stream = PlayerStream::connect(self.target.addr, self.target.tls.as_ref())
+                .await
+                .map_err(|e| (e, false))?;
             stream
+                .tcp()
                 .set_read_timeout(Some(READ_TIMEOUT))
                 .map_err(|e| (format!("SO_RCVTIMEO: {e}"), false))?;
             self.stream = Some(stream);

@@ -18,23 +18,24 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use proto::flv::{
     parse_file_header, Parse, FILE_HEADER_LEN, PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN,
     TAG_TYPE_AUDIO, TAG_TYPE_VIDEO,
 };
 use proto::media::{AudioPacket, AudioTagHeader, VideoTagHeader};
 
-use crate::net::{connect, media_socket, READ_BUF_LEN};
+use crate::net::{media_socket, READ_BUF_LEN};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, Window};
 use crate::synth::STAMP_PREFIX_LEN;
+use crate::tls::{PlayerStream, TlsClient};
 use proto::http::client::{self as http1, BodyDecoder, Framing};
 
-/// An `http://host[:port]/path[?query]` URL.
+/// An `http://host[:port]/path[?query]` or `https://…` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl {
+    /// https://: TLS.
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -46,12 +47,16 @@ pub struct HttpUrl {
 
 /// The port of an http:// URL that names none.
 const DEFAULT_PORT: u16 = 80;
+/// The port of an https:// URL that names none.
+const DEFAULT_TLS_PORT: u16 = 443;
 
 impl HttpUrl {
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(format!("{url}: not an http:// or https:// URL")),
+        };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let (host, port) = match authority.rsplit_once(':') {
@@ -64,6 +69,7 @@ impl HttpUrl {
                     .ok_or_else(|| format!("{url}: bad port '{p}'"))?;
                 (h, port)
             }
+            _ if tls => (authority, DEFAULT_TLS_PORT),
             _ => (authority, DEFAULT_PORT),
         };
         let host = host
@@ -79,6 +85,7 @@ impl HttpUrl {
             t => t.to_string(),
         };
         Ok(HttpUrl {
+            tls,
             host: host.to_string(),
             port,
             authority: authority.to_string(),
@@ -117,13 +124,15 @@ pub struct HttpFlvTarget {
     /// `GET <target> HTTP/1.1` with Host and Accept, as a player such as
     /// mpegts.js or ffmpeg sends it (keep-alive, the HTTP/1.1 default).
     request: Vec<u8>,
+    /// For https://.
+    tls: Option<TlsClient>,
 }
 
 impl HttpFlvTarget {
-    pub fn new(addr: SocketAddr, url: HttpUrl) -> Self {
+    pub fn new(addr: SocketAddr, url: HttpUrl, tls: Option<TlsClient>) -> Self {
         let mut request = Vec::new();
         http1::write_get(&mut request, &url.authority, &url.target);
-        HttpFlvTarget { addr, request }
+        HttpFlvTarget { addr, request, tls }
     }
 }
 
@@ -146,7 +155,7 @@ const _: () = assert!(http1::RESPONSE_HEAD_BYTES_MAX < READ_BUF_LEN);
 /// A player whose response head said 200: the socket, the read buffer and
 /// where in it the body starts.
 struct Started {
-    stream: TcpStream,
+    stream: PlayerStream,
     buf: Vec<u8>,
     body: std::ops::Range<usize>,
     framing: Framing,
@@ -158,7 +167,7 @@ async fn start_play(
     rec: &RefCell<PlayerRecord>,
     ctx: &ThreadCtx,
 ) -> Result<Started, String> {
-    let mut stream = connect(target.addr).await?;
+    let mut stream = PlayerStream::connect(target.addr, target.tls.as_ref()).await?;
     stream
         .write_all(&target.request)
         .await
@@ -201,14 +210,14 @@ async fn read_media(
     ctx: &ThreadCtx,
 ) -> Result<(), String> {
     let Started {
-        stream,
+        mut stream,
         mut buf,
         body: mut got,
         framing,
     } = started;
     let window = ctx.window();
     // Dropped before the stream: the socket leaves the set before it closes.
-    let media = media_socket(&stream, ctx)?;
+    let media = media_socket(stream.tcp(), ctx)?;
     let mut body = BodyDecoder::new(framing);
     let mut flv = FlvReader::default();
     loop {
@@ -216,9 +225,8 @@ async fn read_media(
         if body.is_done() {
             return Ok(());
         }
-        let n = ctx
-            .sweeper
-            .read(&media, &mut buf)
+        let n = stream
+            .read_swept(&ctx.sweeper, &media, &mut buf)
             .await
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -517,7 +525,11 @@ mod tests {
         assert_eq!(HttpUrl::parse("http://h?x=1").unwrap().target, "/?x=1");
         assert!(HttpUrl::parse("http://h:0/a").is_err());
         assert!(HttpUrl::parse("http://:80/a").is_err());
-        assert!(HttpUrl::parse("https://h/a.flv").is_err());
+        assert!(HttpUrl::parse("ftp://h/a.flv").is_err());
+        let u = HttpUrl::parse("https://127.0.0.1/live/x.flv").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 443);
+        assert!(!HttpUrl::parse("http://h/a.flv").unwrap().tls);
     }
 
     use bytes::Bytes;

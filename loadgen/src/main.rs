@@ -16,8 +16,9 @@
 //! says: `rtmp://` RTMP ([`rtmp`]), `http://…/app/stream.flv` HTTP-FLV
 //! ([`http`]), `http://…/app/stream.m3u8` HLS ([`hls`]: LL-HLS parts after
 //! blocking playlist reloads, or plain HLS segments, on one keep-alive
-//! connection each, the stamp read from the TS); `https://` is refused (no
-//! TLS yet). Whatever the protocol, they count what they get, parse only
+//! connection each, the stamp read from the TS); `https://` plays both
+//! over TLS ([`tls`], rustls; `--cacert PEM` or `--insecure`), `rtmps://`
+//! is refused (not yet). Whatever the protocol, they count what they get, parse only
 //! the FLV header flags and that stamp, and report time to first frame,
 //! end-to-end latency, stalls and skipped frames. Once media flows, RTMP
 //! and HTTP-FLV players wait on their thread's epoll set, checked every
@@ -38,6 +39,7 @@ mod runtime;
 mod stats;
 mod sweep;
 mod synth;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -174,6 +176,13 @@ struct LoadArgs {
     /// even when the playlist is low-latency.
     #[arg(long)]
     hls_plain: bool,
+    /// https://: trust the certificates in this PEM file.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    cacert: Option<std::path::PathBuf>,
+    /// https://: accept any server certificate (benchmarks only; the
+    /// handshake's signature is still checked).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -254,7 +263,7 @@ enum UrlKind {
     Rtmp,
     HttpFlv,
     Hls,
-    /// https:// or rtmps://.
+    /// rtmps://.
     Tls,
 }
 
@@ -262,10 +271,10 @@ fn url_kind(url: &str) -> Result<UrlKind, String> {
     if url.starts_with("rtmp://") {
         return Ok(UrlKind::Rtmp);
     }
-    if url.starts_with("https://") || url.starts_with("rtmps://") {
+    if url.starts_with("rtmps://") {
         return Ok(UrlKind::Tls);
     }
-    if url.starts_with("http://") {
+    if url.starts_with("http://") || url.starts_with("https://") {
         let path = url.split_once('?').map_or(url, |(p, _)| p);
         if path.ends_with(".flv") {
             return Ok(UrlKind::HttpFlv);
@@ -274,7 +283,7 @@ fn url_kind(url: &str) -> Result<UrlKind, String> {
             return Ok(UrlKind::Hls);
         }
         return Err(format!(
-            "{url}: an http:// URL must end in .flv (HTTP-FLV) or .m3u8 (HLS)"
+            "{url}: an http(s):// URL must end in .flv (HTTP-FLV) or .m3u8 (HLS)"
         ));
     }
     Err(format!(
@@ -297,21 +306,41 @@ fn player_target(url: &str, load: &LoadArgs) -> Target {
         UrlKind::Rtmp => Target::Rtmp(rtmp_target(url)),
         UrlKind::HttpFlv => {
             let (addr, parsed) = http_url(url);
-            Target::HttpFlv(http::HttpFlvTarget::new(addr, parsed))
+            let tls = tls_client(&parsed, load);
+            Target::HttpFlv(http::HttpFlvTarget::new(addr, parsed, tls))
         }
         UrlKind::Hls => {
             let (addr, url) = http_url(url);
+            let tls = tls_client(&url, load);
             Target::Hls(hls::HlsTarget {
                 addr,
                 url,
                 plain: load.hls_plain,
+                tls,
             })
         }
         UrlKind::Tls => fail(format!(
-            "{url}: TLS players are not supported yet (the server has no TLS); \
-             use http:// or rtmp://"
+            "{url}: rtmps:// players are not supported yet; use https://, http:// or rtmp://"
         )),
     }
+}
+
+/// The TLS client of an https:// URL, trusting what --cacert or
+/// --insecure says; None for http://.
+fn tls_client(url: &http::HttpUrl, load: &LoadArgs) -> Option<tls::TlsClient> {
+    if !url.tls {
+        if load.cacert.is_some() || load.insecure {
+            fail("--cacert and --insecure are for https:// URLs");
+        }
+        return None;
+    }
+    let trust = match (&load.cacert, load.insecure) {
+        (Some(path), _) => tls::Trust::CaFile(path),
+        (None, true) => tls::Trust::Insecure,
+        (None, false) => fail("an https:// URL needs --cacert PEM or --insecure"),
+    };
+    let config = tls::client_config(trust).unwrap_or_else(|e| fail(e));
+    Some(tls::TlsClient::new(config, &url.host).unwrap_or_else(|e| fail(e)))
 }
 
 /// An http:// URL and the address it names.
@@ -900,7 +929,13 @@ mod tests {
         assert_eq!(url_kind("rtmp://h/a/b"), Ok(UrlKind::Rtmp));
         assert_eq!(url_kind("http://h/a/b.flv?x=1"), Ok(UrlKind::HttpFlv));
         assert_eq!(url_kind("http://h/a/b.m3u8"), Ok(UrlKind::Hls));
-        assert_eq!(url_kind("https://h/a/b.flv"), Ok(UrlKind::Tls));
+        assert_eq!(url_kind("https://h/a/b.flv"), Ok(UrlKind::HttpFlv));
+        assert_eq!(url_kind("https://h/a/b.m3u8"), Ok(UrlKind::Hls));
+        assert_eq!(url_kind("rtmps://h/a/b"), Ok(UrlKind::Tls));
+        assert_eq!(
+            default_publish_url("https://h:8443/live/s.flv"),
+            "rtmp://h:8443/live/s"
+        );
         assert!(url_kind("http://h/a/b?f=.flv").is_err());
         assert!(url_kind("srt://h/a").is_err());
         assert_eq!(default_publish_url("rtmp://h:1/a/b"), "rtmp://h:1/a/b");
