@@ -17,7 +17,6 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -28,7 +27,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection};
 
-use super::transport::sendmsg_nonblocking;
+use super::transport::{poll_sendmsg, sendmsg_nonblocking};
 use crate::config::TlsConfig;
 use crate::error::{ConnError, Deadline};
 use crate::stream::Signal;
@@ -193,7 +192,11 @@ pub async fn accept(
 /// Gives rustls `bytes` of TLS records and lets it process them.
 fn feed(tls: &mut ServerConnection, mut bytes: &[u8]) -> Result<(), ConnError> {
     while !bytes.is_empty() {
-        tls.read_tls(&mut bytes)?;
+        // 0: rustls takes no more (a close_notify came); what follows it
+        // is ignored, as TLS says.
+        if tls.read_tls(&mut bytes)? == 0 {
+            break;
+        }
         tls.process_new_packets()
             .map_err(|e| ConnError::Tls(e.to_string()))?;
     }
@@ -331,16 +334,9 @@ impl Write for PollIo<'_, '_> {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match sendmsg_nonblocking(self.io.as_raw_fd(), bufs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Register for room the reactor's way (it tries once more).
-                let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-                match Pin::new(&mut *self.io).poll_write(self.cx, first) {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-                }
-            }
-            other => other,
+        match poll_sendmsg(self.io, self.cx, bufs) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -368,9 +364,9 @@ impl Write for FdWriter {
 
 /// When a handshake must be done by: `tls.handshake_timeout_s` from now.
 pub fn handshake_deadline(tls: &TlsConfig) -> Deadline {
-    Deadline {
-        at: Instant::now() + std::time::Duration::from_secs(tls.handshake_timeout_s),
-        bound: "tls.handshake_timeout_s",
-        waiting_for: "the TLS handshake",
-    }
+    Deadline::after(
+        std::time::Duration::from_secs(tls.handshake_timeout_s),
+        "tls.handshake_timeout_s",
+        "the TLS handshake",
+    )
 }

@@ -131,6 +131,23 @@ pub(super) fn sendmsg_nonblocking(
     Ok(r as usize)
 }
 
+/// One non-blocking `sendmsg` of all of `bufs` to `s`; when the socket is
+/// full, the reactor is asked to wake the task once there is room (its
+/// single-buffer write tries once more and registers).
+pub(super) fn poll_sendmsg(
+    s: &mut TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    match sendmsg_nonblocking(s.as_raw_fd(), bufs) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            Pin::new(s).poll_write(cx, first)
+        }
+        other => Poll::Ready(other),
+    }
+}
+
 impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -165,13 +182,7 @@ impl AsyncWrite for Transport {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Transport::Tcp(s) => match sendmsg_nonblocking(s.as_raw_fd(), bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-                    Pin::new(s).poll_write(cx, first)
-                }
-                other => Poll::Ready(other),
-            },
+            Transport::Tcp(s) => poll_sendmsg(s, cx, bufs),
             Transport::Tls(t) => Pin::new(&mut **t).poll_write_vectored(cx, bufs),
         }
     }

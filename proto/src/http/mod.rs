@@ -639,7 +639,11 @@ mod tests {
     #[test]
     fn a_percent_escape_is_two_hex_digits_exactly() {
         assert_eq!(super::percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(super::percent_decode("%+1"), None, "a sign is not a hex digit");
+        assert_eq!(
+            super::percent_decode("%+1"),
+            None,
+            "a sign is not a hex digit"
+        );
         assert_eq!(super::percent_decode("%-1"), None);
         assert_eq!(super::percent_decode("%2"), None);
     }
