@@ -130,6 +130,8 @@ const POC_CYCLE_LEN_MAX: u32 = 255;
 /// No level allows more than 139264 macroblocks per frame (level 6.2), so
 /// 16384 macroblocks per side leaves room for any real stream.
 const PIC_SIZE_IN_MBS_MAX: u32 = 16384;
+/// delta_scale is "in the range of -128 to +127, inclusive" (7.4.2.1.1.1).
+const DELTA_SCALE_RANGE: std::ops::RangeInclusive<i32> = -128..=127;
 
 /// Parses an SPS NAL unit (header byte included, emulation prevention
 /// bytes still in place) far enough to know the picture size.
@@ -184,7 +186,15 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), MediaErro
     let mut next_scale: i32 = 8;
     for _ in 0..size {
         if next_scale != 0 {
+            let at = r.byte_pos();
             let delta = r.se("delta_scale")?;
+            if !DELTA_SCALE_RANGE.contains(&delta) {
+                return Err(MediaError::Invalid {
+                    what: "delta_scale",
+                    value: u64::from(delta.unsigned_abs()),
+                    offset: at,
+                });
+            }
             next_scale = (last_scale + delta).rem_euclid(256);
         }
         if next_scale != 0 {
@@ -609,6 +619,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// delta_scale is -128..=127; a huge one (found by the codec_config
+    /// fuzz target, which overflowed `last_scale + delta`) is refused.
+    #[test]
+    fn sps_delta_scale_out_of_range() {
+        for (delta, ok) in [(127, true), (-128, true), (128, false), (i32::MAX, false)] {
+            let mut w = BitWriter::new();
+            w.u(8, 100); // profile_idc: High
+            w.u(8, 0);
+            w.u(8, 31);
+            w.ue(0); // seq_parameter_set_id
+            w.ue(1); // chroma_format_idc
+            w.ue(0); // bit_depth_luma_minus8
+            w.ue(0); // bit_depth_chroma_minus8
+            w.u(1, 0); // qpprime_y_zero_transform_bypass_flag
+            w.u(1, 1); // seq_scaling_matrix_present_flag
+            w.u(1, 1); // seq_scaling_list_present_flag[0]
+            w.se(delta);
+            for _ in 1..16 {
+                w.se(0);
+            }
+            for _ in 1..8 {
+                w.u(1, 0); // seq_scaling_list_present_flag[1..]
+            }
+            for v in [0, 2, 1] {
+                w.ue(v); // log2_max_frame_num_minus4, poc type 2, refs
+            }
+            w.u(1, 0); // gaps_in_frame_num_value_allowed_flag
+            w.ue(0); // width 16
+            w.ue(0); // height 16
+            w.u(1, 1); // frame_mbs_only_flag
+            w.u(1, 1); // direct_8x8_inference_flag
+            w.u(1, 0); // frame_cropping_flag
+            w.u(1, 0); // vui_parameters_present_flag
+            let r = parse_sps(&w.into_nal());
+            if ok {
+                assert_eq!(
+                    r.map(|s| (s.width, s.height)),
+                    Ok((16, 16)),
+                    "delta {delta}"
+                );
+            } else {
+                assert!(
+                    matches!(
+                        r,
+                        Err(MediaError::Invalid {
+                            what: "delta_scale",
+                            ..
+                        })
+                    ),
+                    "delta {delta}: {r:?}"
+                );
+            }
+        }
+        // The fuzzer's input itself: an SPS in an AVC record, then parsed.
+        let crash = [
+            0x67, 0x64, 0x00, 0x4b, 0xbf, 0xfd, 0x87, 0x6d, 0xc7, 0xff, 0x2a, 0x0f, 0x00, 0x00,
+            0x00, 0x00, 0xff, 0xff, 0xff, 0xe0, 0xff, 0xff, 0xe1, 0x27, 0x64, 0xff, 0x1f, 0x27,
+            0x60, 0xc6,
+        ];
+        assert!(parse_sps(&crash).is_err());
     }
 
     #[test]
