@@ -54,10 +54,16 @@ pub enum Refused {
     Auth,
     /// The admin surface refused the peer (`[api]`).
     Admin,
+    /// A hook (`hooks.on_publish`, `hooks.on_play`) refused a publish or
+    /// play, by its answer or by failing with `hooks.on_error = "deny"`.
+    Hook,
+    /// A hook request not sent because `hooks.inflight_max` were in flight
+    /// on the shard (a decision then goes by `hooks.on_error`).
+    HookInflight,
 }
 
 /// Number of [`Refused`] reasons.
-pub const REFUSALS: usize = 5;
+pub const REFUSALS: usize = 7;
 
 impl Refused {
     /// Every reason, in index order.
@@ -67,6 +73,8 @@ impl Refused {
         Refused::Access,
         Refused::Auth,
         Refused::Admin,
+        Refused::Hook,
+        Refused::HookInflight,
     ];
 
     /// Position in per-reason arrays.
@@ -82,6 +90,8 @@ impl Refused {
             Refused::Access => "access",
             Refused::Auth => "auth",
             Refused::Admin => "admin",
+            Refused::Hook => "hook",
+            Refused::HookInflight => "hook_inflight_max",
         }
     }
 }

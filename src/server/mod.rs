@@ -12,6 +12,7 @@
 mod accept;
 pub mod api;
 mod decide;
+mod hooks;
 mod http_conn;
 mod player;
 mod rtmp_conn;
@@ -126,6 +127,9 @@ pub struct Shard {
     access_play: crate::access::Rule,
     /// Peers besides loopback admitted to the admin surface (`api.allow`).
     api_allow: crate::access::Cidrs,
+    /// The HTTP hooks (`[hooks]`), their requests in flight and the HLS
+    /// sessions they admitted.
+    hooks: Rc<hooks::Hooks>,
 }
 
 impl Shard {
@@ -155,6 +159,7 @@ impl Shard {
             access_publish: config.access_rule(true),
             access_play: config.access_rule(false),
             api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
+            hooks: Rc::new(hooks::Hooks::new(&config.hooks)),
             ctx,
             config,
             direct: RefCell::new(HashMap::new()),
@@ -432,6 +437,7 @@ impl Shard {
     fn tick(self: &Rc<Self>) {
         let now = Instant::now();
         self.with_table(|t| t.tick(now));
+        self.hooks.expire_sessions(now);
         if let Some(idle) = self.config.idle_timeout() {
             self.conns.for_each(|_, c| {
                 if now.duration_since(c.last_active.get()) >= idle {

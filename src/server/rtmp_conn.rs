@@ -86,6 +86,8 @@ pub async fn run(
         protocol,
         peer,
         query: &req.query,
+        client_id: reg.id,
+        tc_url: req.tc_url.as_deref(),
     };
     // A player or publisher gets a task of its own and this one ends: a
     // task keeps the memory of its largest state while it lives, and the
@@ -313,6 +315,15 @@ async fn run_publisher(
     }
     .await;
     shard.end_publish(&key, id);
+    shard.hooks.notify_end(&Ask {
+        action: Action::Publish,
+        key: &key,
+        protocol: Protocol::RtmpPublish,
+        peer,
+        query: &req.query,
+        client_id: reg.id,
+        tc_url: req.tc_url.as_deref(),
+    });
     if let Err(e) = result {
         log::warn!("peer={peer} key={key} blame={:?} error={e}", e.blame());
     } else if shards::stop_requested() {
@@ -373,6 +384,7 @@ async fn run_player(
     );
 
     let conn_closed = reg.state.close.clone();
+    let client_id = reg.id;
     let session = RefCell::new(session);
     let filter_player = player.clone();
     drive_player(
@@ -414,4 +426,13 @@ async fn run_player(
         },
     )
     .await;
+    shard.hooks.notify_end(&Ask {
+        action: Action::Play,
+        key: &key,
+        protocol: Protocol::RtmpPlay,
+        peer,
+        query: &req.query,
+        client_id,
+        tc_url: req.tc_url.as_deref(),
+    });
 }
