@@ -1112,6 +1112,13 @@ mod tests {
         assert!(msg.contains("magic") && msg.contains("hook"), "{msg}");
     }
 
+    /// The error loading `toml` (as `a.toml`) gives.
+    fn load_error(toml: &str) -> String {
+        Config::from_toml_str(toml, "a.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
     /// Mode "hook" needs its URL; a URL must be `http://<ip>:<port>/...`.
     #[test]
     fn hook_mode_needs_its_url() {
@@ -1125,23 +1132,17 @@ mod tests {
             (c.auth.play, c.hooks.timeout_ms, c.hooks.on_error),
             (AuthMode::Hook, 500, HookOnError::Allow)
         );
-        let msg = Config::from_toml_str("[auth]\npublish = \"hook\"", "a.toml")
-            .unwrap_err()
-            .to_string();
+        let msg = load_error("[auth]\npublish = \"hook\"");
         assert!(
             msg.contains("hooks.on_publish") && msg.contains("auth.publish"),
             "{msg}"
         );
-        let msg = Config::from_toml_str("[hooks]\non_stop = \"https://x.example/\"", "a.toml")
-            .unwrap_err()
-            .to_string();
+        let msg = load_error("[hooks]\non_stop = \"https://x.example/\"");
         assert!(
             msg.contains("hooks.on_stop") && msg.contains("http://"),
             "{msg}"
         );
-        let msg = Config::from_toml_str("[hooks]\ntimeout_ms = 0", "a.toml")
-            .unwrap_err()
-            .to_string();
+        let msg = load_error("[hooks]\ntimeout_ms = 0");
         assert!(msg.contains("hooks.timeout_ms"), "{msg}");
     }
 

@@ -174,6 +174,27 @@ fn config(hooks: &HookServer, auth: &str, extra: &str) -> String {
     )
 }
 
+/// The server with `auth` and every hook on `hooks`, and a publisher of
+/// `live/test`.
+fn serving(hooks: &HookServer, auth: &str, extra: &str) -> (Server, Proc) {
+    let server = Server::with_config(&config(hooks, auth, extra));
+    let publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
+    (server, publisher)
+}
+
+/// Waits until `flv` got `n` video tags.
+fn wait_video(flv: &BgFlvPlayer, n: usize, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flv.snapshot().iter().filter(|t| t.is_video()).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the FLV player got fewer than {n} video tags in 10 s\n{}",
+            server.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Plays `live/<name>` with the test client for `for_s`: onStatus codes
 /// and descriptions, and media messages.
 fn rtmp_play(port: u16, name: &str, for_s: f64) -> (Vec<(String, String)>, usize) {
@@ -244,14 +265,7 @@ fn a_2xx_admits_and_the_hooks_are_told_every_start_and_end() {
 
     // An HTTP-FLV player: no tc_url; on_stop when it leaves.
     let flv = BgFlvPlayer::start(port, "/live/test.flv?viewer=2", false).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while flv.snapshot().iter().filter(|t| t.is_video()).count() < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "the admitted FLV player got no video"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_video(&flv, 10, &server);
     let play = hooks
         .wait_call("/play", REQUEST_TIMEOUT, |b| b["query"]["viewer"] == "2")
         .expect("on_play was asked for the FLV player");
@@ -281,9 +295,8 @@ fn a_2xx_admits_and_the_hooks_are_told_every_start_and_end() {
 #[test]
 fn a_refusing_hook_refuses_before_any_media() {
     let hooks = HookServer::start();
-    let server = Server::with_config(&config(&hooks, "play = \"hook\"", ""));
+    let (server, _publisher) = serving(&hooks, "play = \"hook\"", "");
     let port = server.port;
-    let _publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
 
     let (statuses, media) = rtmp_play(port, "test?deny=1", 3.0);
     assert!(
@@ -329,11 +342,7 @@ fn a_hook_that_never_answers_refuses_after_timeout_ms_while_the_shard_keeps_serv
     let port = server.port;
     let _publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
     let flv = BgFlvPlayer::start(port, "/live/test.flv", false).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while flv.snapshot().iter().filter(|t| t.is_video()).count() < 30 {
-        assert!(Instant::now() < deadline, "the other player got no video");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_video(&flv, 30, &server);
 
     let videos = || flv.snapshot().iter().filter(|t| t.is_video()).count();
     let before = videos();
@@ -403,23 +412,14 @@ fn a_hook_that_is_down_refuses_with_a_clear_log_line() {
     ));
     let _publisher = publish_and_wait_opts(&server, "publisher2", &PublishOpts::small());
     let flv = BgFlvPlayer::start(server.port, "/live/test.flv", false).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while flv.snapshot().iter().filter(|t| t.is_video()).count() < 5 {
-        assert!(
-            Instant::now() < deadline,
-            "on_error = allow did not admit\n{}",
-            server.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_video(&flv, 5, &server);
 }
 
 #[test]
 fn hls_asks_the_hook_once_per_session() {
     let hooks = HookServer::start();
-    let server = Server::with_config(&config(&hooks, "play = \"hook\"", ""));
+    let (server, _publisher) = serving(&hooks, "play = \"hook\"", "");
     let port = server.port;
-    let _publisher = publish_and_wait_opts(&server, "publisher", &PublishOpts::small());
 
     // One HTTP connection, as a player keeps: playlist until it lists a
     // segment, then a segment, a part and two reloads.
@@ -429,25 +429,9 @@ fn hls_asks_the_hook_once_per_session() {
         conn.read_response(false, Instant::now() + Duration::from_secs(10))
             .unwrap()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let playlist = loop {
-        let r = get("/live/test.m3u8?token=abc");
-        if r.head.status == 200 && r.text().contains("#EXTINF") {
-            break r.text();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no playlist: {} {}",
-            r.head.status,
-            r.text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let segment = playlist
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains(".ts"))
-        .unwrap_or_else(|| panic!("no segment in\n{playlist}"))
-        .to_string();
+    let (playlist, segment) = playlist_with_segment("HLS session", Duration::from_secs(20), || {
+        get("/live/test.m3u8?token=abc")
+    });
     assert!(
         segment.ends_with("?token=abc"),
         "{segment} does not carry the session's query"
