@@ -1,7 +1,7 @@
 //! HTTP hooks (issue 11), against the real binary and a small HTTP server
 //! started here that records every POST and answers by the request it is
-//! told of: a query `deny=1` is answered 403, `hang=1` never, anything
-//! else 200. Players are the test's RTMP client, an HTTP-FLV reader and
+//! told of: a query `deny=1` is answered 403, `deny=slow` 403 with a body
+//! that never ends, `hang=1` never, anything else 200. Players are the test's RTMP client, an HTTP-FLV reader and
 //! plain HTTP GETs for HLS; the publisher is ffmpeg.
 //!
 //! Every process is stopped by PID; every wait has a deadline.
@@ -154,6 +154,15 @@ fn answer(mut conn: TcpStream, calls: &Mutex<Vec<Call>>, stop: &AtomicBool) {
         }
         return;
     }
+    if query["deny"] == "slow" {
+        // A refusal whose body never finishes.
+        let _ = conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\nslow");
+        let until = Instant::now() + HANG_MAX;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return;
+    }
     let reply: &[u8] = if query["deny"] == "1" {
         b"HTTP/1.1 403 Forbidden\r\nContent-Length: 14\r\nConnection: close\r\n\r\nbad token here"
     } else {
@@ -295,7 +304,7 @@ fn a_2xx_admits_and_the_hooks_are_told_every_start_and_end() {
 #[test]
 fn a_refusing_hook_refuses_before_any_media() {
     let hooks = HookServer::start();
-    let (server, _publisher) = serving(&hooks, "play = \"hook\"", "");
+    let (server, _publisher) = serving(&hooks, "play = \"hook\"", "timeout_ms = 1500");
     let port = server.port;
 
     let (statuses, media) = rtmp_play(port, "test?deny=1", 3.0);
@@ -325,7 +334,13 @@ fn a_refusing_hook_refuses_before_any_media() {
     let r = http_client::get(port, "/live/test.m3u8?deny=1", REQUEST_TIMEOUT).unwrap();
     assert_eq!(r.head.status, 403, "HLS: {}", r.head.raw);
     assert!(!r.text().contains("#EXTM3U"), "{}", r.text());
-    assert_eq!(hooks.calls("/play").len(), 3, "{:?}", hooks.calls("/play"));
+
+    // A 403 whose body the deadline cuts short is still the hook's
+    // refusal (403), not a hook error (503).
+    let r = http_client::get(port, "/live/test.flv?deny=slow", REQUEST_TIMEOUT).unwrap();
+    assert_eq!(r.head.status, 403, "{}", r.head.raw);
+    assert!(r.text().contains("403 Forbidden"), "{}", r.text());
+    assert_eq!(hooks.calls("/play").len(), 4, "{:?}", hooks.calls("/play"));
     assert!(
         hooks.calls("/stop").is_empty(),
         "a refused player is no admitted one"

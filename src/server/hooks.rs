@@ -55,46 +55,50 @@ const HLS_DIRECTIVES: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
 /// Which hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
-    OnPublish,
-    OnPlay,
-    OnUnpublish,
-    OnStop,
+    /// `on_publish`.
+    Publish,
+    /// `on_play`.
+    Play,
+    /// `on_unpublish`.
+    Unpublish,
+    /// `on_stop`.
+    Stop,
 }
 
 impl Hook {
     /// The config key's last part, as logs name it.
     pub fn name(self) -> &'static str {
         match self {
-            Hook::OnPublish => "on_publish",
-            Hook::OnPlay => "on_play",
-            Hook::OnUnpublish => "on_unpublish",
-            Hook::OnStop => "on_stop",
+            Hook::Publish => "on_publish",
+            Hook::Play => "on_play",
+            Hook::Unpublish => "on_unpublish",
+            Hook::Stop => "on_stop",
         }
     }
 
     /// The `action` the hook is told.
     fn action(self) -> &'static str {
         match self {
-            Hook::OnPublish => "publish",
-            Hook::OnPlay => "play",
-            Hook::OnUnpublish => "unpublish",
-            Hook::OnStop => "stop",
+            Hook::Publish => "publish",
+            Hook::Play => "play",
+            Hook::Unpublish => "unpublish",
+            Hook::Stop => "stop",
         }
     }
 
     /// The hook that decides `action`.
     pub fn deciding(action: Action) -> Hook {
         match action {
-            Action::Publish => Hook::OnPublish,
-            Action::Play => Hook::OnPlay,
+            Action::Publish => Hook::Publish,
+            Action::Play => Hook::Play,
         }
     }
 
     /// The hook told when an admitted `action` ends.
     pub fn ending(action: Action) -> Hook {
         match action {
-            Action::Publish => Hook::OnUnpublish,
-            Action::Play => Hook::OnStop,
+            Action::Publish => Hook::Unpublish,
+            Action::Play => Hook::Stop,
         }
     }
 
@@ -431,6 +435,10 @@ impl Hooks {
         self.inflight.set(self.inflight.get() + 1);
         let _counted = InFlight(&self.inflight);
         let timeout = self.timeout;
+        // The status, once its head is in: a refusal whose body is slow
+        // stays a refusal when the deadline cuts the body short (it must
+        // not become a hook error, which `on_error = "allow"` admits).
+        let status = RefCell::new(None);
         let exchange = async {
             let mut conn = glommio::net::TcpStream::connect_timeout(url.addr, timeout)
                 .await
@@ -445,18 +453,29 @@ impl Hooks {
                 body,
             );
             conn.write_all(&request).await.map_err(HookError::Io)?;
-            read_answer(&mut conn).await
+            read_answer(&mut conn, &status).await
         };
         let deadline = async {
             glommio::timer::sleep(timeout).await;
-            Err(HookError::Timeout(timeout.as_millis() as u64))
+            match status.borrow_mut().take() {
+                Some((status, status_line)) => Ok(Answer {
+                    status,
+                    status_line,
+                    reason: String::new(),
+                }),
+                None => Err(HookError::Timeout(timeout.as_millis() as u64)),
+            }
         };
         futures_lite::future::or(exchange, deadline).await
     }
 }
 
-/// Reads a response head, then up to [`HOOK_REASON_BYTES_MAX`] of its body.
-async fn read_answer(conn: &mut glommio::net::TcpStream) -> Result<Answer, HookError> {
+/// Reads a response head (its status into `status` once known), then up
+/// to [`HOOK_REASON_BYTES_MAX`] of its body.
+async fn read_answer(
+    conn: &mut glommio::net::TcpStream,
+    status: &RefCell<Option<(u16, String)>>,
+) -> Result<Answer, HookError> {
     let mut buf = Vec::with_capacity(HOOK_READ_BUF_LEN);
     let mut chunk = [0u8; HOOK_READ_BUF_LEN];
     let (head, consumed) = loop {
@@ -471,11 +490,11 @@ async fn read_answer(conn: &mut glommio::net::TcpStream) -> Result<Answer, HookE
         }
         buf.extend_from_slice(&chunk[..n]);
     };
+    *status.borrow_mut() = Some((head.status, head.status_line()));
     let mut reason = Vec::new();
     if !(200..300).contains(&head.status) {
-        // The body's first line, for the refusal a client is told; what
-        // does not arrive with the head or soon after is not waited for
-        // beyond the request's deadline.
+        // The body's first line, for the refusal a client is told, read
+        // until the request's deadline at most.
         let mut decoder = BodyDecoder::new(head.framing);
         let mut pending = buf.split_off(consumed);
         while !decoder.is_done() && reason.len() < HOOK_REASON_BYTES_MAX {
@@ -627,7 +646,7 @@ mod tests {
             client_id: 42,
             tc_url: None,
         };
-        let v: serde_json::Value = serde_json::from_slice(&hook_body(Hook::OnStop, &ask)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&hook_body(Hook::Stop, &ask)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
