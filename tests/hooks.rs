@@ -299,6 +299,10 @@ fn a_2xx_admits_and_the_hooks_are_told_every_start_and_end() {
             &"rtmp".into()
         )
     );
+    assert_eq!(
+        gone["client_id"], p["client_id"],
+        "on_unpublish names another client than on_publish"
+    );
 }
 
 #[test]

@@ -94,6 +94,10 @@ pub struct PublisherHandoff {
     pub peer: SocketAddr,
     /// When the connection was accepted, and its counters so far.
     pub slot: ConnSlot,
+    /// The client id `hooks.on_publish` was told (the accepting shard's;
+    /// the owner gives the connection an id of its own for the API), so
+    /// `hooks.on_unpublish` names the same client.
+    pub hook_client_id: u64,
 }
 
 // A handed-off publisher crosses threads.

@@ -112,8 +112,18 @@ pub async fn run(
         Action::Publish => {
             let owner = shard.ctx.owner_of(key.as_bytes());
             if owner == shard.id() {
-                glommio::spawn_local(run_publisher(shard, conn, session, req, key, slot, reg))
-                    .detach();
+                let hook_client_id = reg.id;
+                glommio::spawn_local(run_publisher(
+                    shard,
+                    conn,
+                    session,
+                    req,
+                    key,
+                    slot,
+                    reg,
+                    hook_client_id,
+                ))
+                .detach();
             } else {
                 Box::pin(hand_off(&shard, conn, session, req, key, slot, reg, owner)).await;
             }
@@ -168,12 +178,14 @@ async fn hand_off(
     }
     reg.count.moved();
     shard.metrics.handoff_sent();
+    let hook_client_id = reg.id;
     drop(reg);
     log::debug!(
         "handoff key={key} peer={peer} from={} to={owner}",
         shard.id()
     );
     let handoff = PublisherHandoff {
+        hook_client_id,
         session,
         request: req,
         key: key.clone(),
@@ -206,7 +218,17 @@ pub async fn run_handed_off_publisher(shard: Rc<Shard>, conn: Transport, h: Publ
         false,
         shard.stopping.is_raised(),
     );
-    run_publisher(shard, conn, h.session, h.request, h.key, h.slot, reg).await;
+    run_publisher(
+        shard,
+        conn,
+        h.session,
+        h.request,
+        h.key,
+        h.slot,
+        reg,
+        h.hook_client_id,
+    )
+    .await;
 }
 
 /// Runs the session through handshake, connect and createStream until the
@@ -246,6 +268,9 @@ async fn until_publish_or_play(
     }
 }
 
+/// Serves an admitted publisher on its owner shard; `hook_client_id` is
+/// the client id its hooks are told.
+#[allow(clippy::too_many_arguments)]
 async fn run_publisher(
     shard: Rc<Shard>,
     mut conn: Transport,
@@ -254,6 +279,7 @@ async fn run_publisher(
     key: StreamKey,
     mut slot: ConnSlot,
     reg: Registered,
+    hook_client_id: u64,
 ) {
     let peer = reg.state.peer;
     let id = match shard.start_publish(&key, &reg) {
@@ -321,7 +347,7 @@ async fn run_publisher(
         protocol: Protocol::RtmpPublish,
         peer,
         query: &req.query,
-        client_id: reg.id,
+        client_id: hook_client_id,
         tc_url: req.tc_url.as_deref(),
     });
     if let Err(e) = result {
