@@ -24,6 +24,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const HANG_MAX: Duration = Duration::from_secs(20);
 /// How long the test waits for a notification to arrive.
 const NOTIFY_WAIT: Duration = Duration::from_secs(10);
+/// The server's `HLS_SESSION_TTL`: an HLS session unused this long ends.
+const HLS_SESSION_TTL: Duration = Duration::from_secs(30);
 
 /// One POST the hook server got.
 #[derive(Clone, Debug)]
@@ -487,4 +489,24 @@ fn hls_asks_the_hook_once_per_session() {
     let r = get(&format!("/live/{bare}?deny=1"));
     assert_eq!(r.head.status, 403, "{}", r.head.raw);
     assert_eq!(hooks.calls("/play").len(), 3);
+
+    // Unused for HLS_SESSION_TTL (30 s), the admitted session ends: on_stop.
+    let stop = hooks
+        .wait_call("/stop", HLS_SESSION_TTL + Duration::from_secs(10), |b| {
+            b["protocol"] == "hls"
+        })
+        .unwrap_or_else(|| panic!("no on_stop for the HLS session\n{}", server.log_tail(20)));
+    assert_eq!(
+        (&stop["action"], &stop["query"], &stop["client_id"]),
+        (
+            &"stop".into(),
+            &serde_json::json!({"token": "abc"}),
+            &plays[0]["client_id"]
+        )
+    );
+    assert_eq!(
+        hooks.calls("/stop").len(),
+        1,
+        "refused sessions are not stopped"
+    );
 }
