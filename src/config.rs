@@ -106,6 +106,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub api: ApiConfig,
+    pub hooks: HooksConfig,
     pub tls: TlsConfig,
 }
 
@@ -201,6 +202,75 @@ pub enum AuthMode {
     Open,
     /// A signed URL (`expires=` and `sign=` in the query, see `auth.secret`).
     Signed,
+    /// An HTTP hook decides: `hooks.on_publish` / `hooks.on_play`.
+    Hook,
+}
+
+/// The longest `hooks.timeout_ms`: a publisher or player waits this long
+/// at most for its decision.
+pub const HOOK_TIMEOUT_MS_MAX: u64 = 60_000;
+/// The most `hooks.inflight_max` may allow per shard (each request in
+/// flight holds a socket and a few KiB).
+pub const HOOK_INFLIGHT_LIMIT: usize = 65_536;
+
+/// What a hook request that got no answer (timeout, refused or
+/// unreachable, `hooks.inflight_max` reached) decides.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HookOnError {
+    /// Refuse (fail closed).
+    #[default]
+    Deny,
+    /// Admit.
+    Allow,
+}
+
+/// HTTP hooks: URLs POSTed a JSON object about each publish, play and
+/// their ends (see `shardcast.toml`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Decides publishes when `auth.publish = "hook"`: a 2xx admits.
+    /// `http://<ip>:<port>/<path>` (an IP address: no DNS lookup on a
+    /// shard); empty = none.
+    pub on_publish: String,
+    /// Decides plays when `auth.play = "hook"` (HLS: once per session).
+    pub on_play: String,
+    /// Told when an admitted publisher ends (fire and forget).
+    pub on_unpublish: String,
+    /// Told when an admitted player ends (fire and forget; HLS: when its
+    /// session expires).
+    pub on_stop: String,
+    /// Milliseconds a hook request may take, connect to answer.
+    /// 1..=60000, default 3000.
+    pub timeout_ms: u64,
+    /// Hook requests one shard may have in flight; one more is not sent
+    /// and counts as a hook error. 1..=65536, default 256.
+    pub inflight_max: usize,
+    /// What a hook error (no answer) decides: "deny" (default) or "allow".
+    /// An answer other than 2xx always refuses.
+    pub on_error: HookOnError,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            on_publish: String::new(),
+            on_play: String::new(),
+            on_unpublish: String::new(),
+            on_stop: String::new(),
+            timeout_ms: 3000,
+            inflight_max: 256,
+            on_error: HookOnError::Deny,
+        }
+    }
+}
+
+impl HooksConfig {
+    /// `hooks.timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
 }
 
 /// Publish and play authorization.
@@ -213,10 +283,12 @@ pub struct AuthConfig {
     /// Never shown by the API.
     #[serde(skip_serializing)]
     pub secret: String,
-    /// Who may publish: "open" or "signed". Default "open".
+    /// Who may publish: "open", "signed" or "hook" (`hooks.on_publish`).
+    /// Default "open".
     pub publish: AuthMode,
-    /// Who may play (RTMP, HTTP-FLV, every HLS request): "open" or
-    /// "signed". Default "open".
+    /// Who may play (RTMP, HTTP-FLV, every HLS request): "open", "signed"
+    /// or "hook" (`hooks.on_play`; HLS asks once per session). Default
+    /// "open".
     pub play: AuthMode,
     /// Seconds a signature is still accepted after its `expires`, for
     /// clocks that differ. 0..=3600, default 30.
@@ -416,6 +488,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
+            hooks: HooksConfig::default(),
         }
     }
 }
@@ -712,6 +785,29 @@ impl Config {
         }
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
         self.validate_tls()?;
+        let h = &self.hooks;
+        for (key, url) in [
+            ("hooks.on_publish", &h.on_publish),
+            ("hooks.on_play", &h.on_play),
+            ("hooks.on_unpublish", &h.on_unpublish),
+            ("hooks.on_stop", &h.on_stop),
+        ] {
+            if !url.is_empty() {
+                if let Err(e) = proto::http::client::HttpUrl::parse(url) {
+                    invalid(key, format!("{url:?}: {e}"))?;
+                }
+            }
+        }
+        for (mode, auth_key, url, key) in [
+            (a.publish, "auth.publish", &h.on_publish, "hooks.on_publish"),
+            (a.play, "auth.play", &h.on_play, "hooks.on_play"),
+        ] {
+            if mode == AuthMode::Hook && url.is_empty() {
+                invalid(key, format!("is empty, but {auth_key} is \"hook\""))?;
+            }
+        }
+        in_range("hooks.timeout_ms", h.timeout_ms, 1, HOOK_TIMEOUT_MS_MAX)?;
+        in_range("hooks.inflight_max", h.inflight_max, 1, HOOK_INFLIGHT_LIMIT)?;
         in_range(
             "max_connections_per_ip",
             self.max_connections_per_ip,
@@ -1118,10 +1214,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("auth.secret"), "{msg}");
-        let msg = Config::from_toml_str("[auth]\npublish = \"hook\"", "a.toml")
+        let msg = Config::from_toml_str("[auth]\npublish = \"magic\"", "a.toml")
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("hook") && msg.contains("signed"), "{msg}");
+        assert!(msg.contains("magic") && msg.contains("hook"), "{msg}");
+    }
+
+    /// The error loading `toml` (as `a.toml`) gives.
+    fn load_error(toml: &str) -> String {
+        Config::from_toml_str(toml, "a.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Mode "hook" needs its URL; a URL must be `http://<ip>:<port>/...`.
+    #[test]
+    fn hook_mode_needs_its_url() {
+        let c = Config::from_toml_str(
+            "[auth]\nplay = \"hook\"\n[hooks]\non_play = \"http://127.0.0.1:9/p\"\n\
+             timeout_ms = 500\non_error = \"allow\"",
+            "a.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.auth.play, c.hooks.timeout_ms, c.hooks.on_error),
+            (AuthMode::Hook, 500, HookOnError::Allow)
+        );
+        let msg = load_error("[auth]\npublish = \"hook\"");
+        assert!(
+            msg.contains("hooks.on_publish") && msg.contains("auth.publish"),
+            "{msg}"
+        );
+        let msg = load_error("[hooks]\non_stop = \"https://x.example/\"");
+        assert!(
+            msg.contains("hooks.on_stop") && msg.contains("http://"),
+            "{msg}"
+        );
+        let msg = load_error("[hooks]\ntimeout_ms = 0");
+        assert!(msg.contains("hooks.timeout_ms"), "{msg}");
     }
 
     /// A list entry that is no CIDR is refused, naming the key and entry.

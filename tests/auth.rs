@@ -248,25 +248,10 @@ fn signed_play_refuses_rtmp_flv_and_hls_players_without_a_valid_signature() {
     // is served with it and refused without it.
     let r = http_client::get(port, "/live/test.m3u8", REQUEST_TIMEOUT).unwrap();
     assert_eq!(r.head.status, 401, "unsigned playlist: {}", r.text());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let playlist = loop {
-        let r =
-            http_client::get(port, &format!("/live/test.m3u8?{good}"), REQUEST_TIMEOUT).unwrap();
-        if r.head.status == 200 && r.text().contains("#EXTINF") {
-            break r.text();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no signed playlist with a segment: {} {}",
-            r.head.status,
-            r.text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let segment = playlist
-        .lines()
-        .find(|l| !l.starts_with('#') && l.contains(".ts"))
-        .unwrap_or_else(|| panic!("no segment URI in\n{playlist}"));
+    let (playlist, segment) =
+        playlist_with_segment("signed playlist", Duration::from_secs(20), || {
+            http_client::get(port, &format!("/live/test.m3u8?{good}"), REQUEST_TIMEOUT).unwrap()
+        });
     assert!(
         segment.ends_with(&format!("?{good}")),
         "segment URI {segment:?} does not carry the playlist's signature"

@@ -56,10 +56,16 @@ pub enum Refused {
     Admin,
     /// A TLS handshake failed or missed `tls.handshake_timeout_s`.
     TlsHandshake,
+    /// A hook (`hooks.on_publish`, `hooks.on_play`) refused a publish or
+    /// play, by its answer or by failing with `hooks.on_error = "deny"`.
+    Hook,
+    /// A hook request not sent because `hooks.inflight_max` were in flight
+    /// on the shard (a decision then goes by `hooks.on_error`).
+    HookInflight,
 }
 
 /// Number of [`Refused`] reasons.
-pub const REFUSALS: usize = 6;
+pub const REFUSALS: usize = 8;
 
 impl Refused {
     /// Every reason, in index order.
@@ -70,6 +76,8 @@ impl Refused {
         Refused::Auth,
         Refused::Admin,
         Refused::TlsHandshake,
+        Refused::Hook,
+        Refused::HookInflight,
     ];
 
     /// Position in per-reason arrays.
@@ -86,6 +94,8 @@ impl Refused {
             Refused::Auth => "auth",
             Refused::Admin => "admin",
             Refused::TlsHandshake => "tls_handshake",
+            Refused::Hook => "hook",
+            Refused::HookInflight => "hook_inflight_max",
         }
     }
 }

@@ -144,7 +144,7 @@ pub fn render(info: &ProcessInfo, shards: &[ShardStats]) -> String {
         o,
         "shardcast_refused_total",
         "counter",
-        "Connections and requests refused, by reason (max_connections and max_connections_per_ip at accept; access, auth and admin by rule).",
+        "Connections and requests refused, by reason (max_connections and max_connections_per_ip at accept; access, auth, admin and hook by rule; hook_inflight_max: hook requests not sent past hooks.inflight_max).",
     );
     labelled(
         o,

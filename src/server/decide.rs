@@ -2,13 +2,14 @@
 //! [`Refusal`], before any media byte: one code path for RTMP, HTTP-FLV and
 //! HLS. The decision may wait (an HTTP hook, a registry lookup: the
 //! security issue plugs them in here) under its own deadline,
-//! [`DECISION_TIMEOUT`], distinct from the handshake deadline; while it
-//! waits, every other connection on the shard keeps running. Today every
-//! request is accepted.
+//! [`DECISION_TIMEOUT`] (longer when `hooks.timeout_ms` needs it),
+//! distinct from the handshake deadline; while it waits, every other
+//! connection on the shard keeps running.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::hooks::HOOK_DECISION_MARGIN;
 use super::Shard;
 use crate::config::AuthMode;
 use crate::error::Refusal;
@@ -52,14 +53,25 @@ pub struct Ask<'a> {
     pub peer: SocketAddr,
     /// The request's query parameters (the stream name's or the URL's).
     pub query: &'a [(String, String)],
+    /// The client id (the API's).
+    pub client_id: u64,
+    /// RTMP's tcUrl; None for HTTP.
+    pub tc_url: Option<&'a str>,
 }
 
 impl Shard {
-    /// Decides `ask`, waiting at most [`DECISION_TIMEOUT`].
+    /// How long a decision may take: [`DECISION_TIMEOUT`], or longer when
+    /// a hook's own deadline (`hooks.timeout_ms`) needs it, so that the
+    /// hook's deadline is the one that fires.
+    pub fn decision_timeout(&self) -> Duration {
+        DECISION_TIMEOUT.max(self.config.hooks.timeout() + HOOK_DECISION_MARGIN)
+    }
+
+    /// Decides `ask`, waiting at most [`Shard::decision_timeout`].
     pub async fn decide(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
         let decision = async { Some(self.decision(ask).await) };
         let timeout = async {
-            glommio::timer::sleep(DECISION_TIMEOUT).await;
+            glommio::timer::sleep(self.decision_timeout()).await;
             None
         };
         futures_lite::future::or(decision, timeout)
@@ -67,8 +79,8 @@ impl Shard {
             .unwrap_or_else(|| Err(Refusal::timed_out("DECISION_TIMEOUT")))
     }
 
-    /// The decision itself: the action's `auth` mode (an open one, or a
-    /// signed URL checked here, locally). Hooks and IP rules come in here.
+    /// The decision itself: the IP rule, then the action's `auth` mode (an
+    /// open one, a signed URL checked here, locally, or the HTTP hook).
     async fn decision(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
         // IP rules first: they need nothing from the request but its peer.
         let rule = match ask.action {
@@ -99,6 +111,9 @@ impl Shard {
                 self.metrics.refused(Refused::Auth);
                 Refusal::credential(e == SignError::Missing, e.to_string())
             })?;
+        }
+        if mode == AuthMode::Hook {
+            self.hooks.decide(ask).await?;
         }
         log::debug!(
             "decision=allow action={} key={} peer={} protocol={:?}",

@@ -414,6 +414,8 @@ async fn decide_play(
         protocol,
         peer: reg.state.peer,
         query: &req.query,
+        client_id: reg.id,
+        tc_url: None,
     };
     shard.decide(&ask).await.map_err(|refusal| {
         log::warn!(
@@ -506,8 +508,13 @@ async fn playlist(
     // chose its vhost, their URIs carry it (a Host header is sent again).
     // They carry the playlist request's signature too, so one signed URL
     // serves a whole HLS session, checked locally per request.
+    // With `auth.play = "hook"` they carry the playlist's whole query
+    // (less the LL-HLS directives): an HLS session is known by it, so the
+    // hook is asked once per session (`hooks::HlsSessions`).
     let mut carried: Vec<(&str, &str)> = Vec::with_capacity(3);
-    if let Some(v) = req.param("vhost") {
+    if shard.config.auth.play == crate::config::AuthMode::Hook {
+        carried = super::hooks::session_query(&req.query);
+    } else if let Some(v) = req.param("vhost") {
         if key
             .strip_prefix(v)
             .is_some_and(|rest| rest.starts_with('/'))
@@ -515,9 +522,11 @@ async fn playlist(
             carried.push(("vhost", v));
         }
     }
-    for p in [proto::sign::EXPIRES, proto::sign::SIGN] {
-        if let Some(v) = req.param(p) {
-            carried.push((p, v));
+    if shard.config.auth.play != crate::config::AuthMode::Hook {
+        for p in [proto::sign::EXPIRES, proto::sign::SIGN] {
+            if let Some(v) = req.param(p) {
+                carried.push((p, v));
+            }
         }
     }
     let query = proto::query::carry(&carried);
@@ -693,6 +702,7 @@ async fn serve_flv(
     key: StreamKey,
 ) {
     let peer = reg.state.peer;
+    let client_id = reg.id;
     let chunked = req.minor_version == 1;
     let filter = MediaFilter::from_query(&req.query);
     // The player's id is its client id, so the API can name it.
@@ -751,4 +761,13 @@ async fn serve_flv(
         },
     )
     .await;
+    shard.hooks.notify_end(&Ask {
+        action: Action::Play,
+        key: &key,
+        protocol: Protocol::HttpFlv,
+        peer,
+        query: &req.query,
+        client_id,
+        tc_url: None,
+    });
 }

@@ -12,6 +12,7 @@
 mod accept;
 pub mod api;
 mod decide;
+mod hooks;
 mod http_conn;
 mod player;
 mod rtmp_conn;
@@ -94,6 +95,10 @@ pub struct PublisherHandoff {
     pub peer: SocketAddr,
     /// When the connection was accepted, and its counters so far.
     pub slot: ConnSlot,
+    /// The client id `hooks.on_publish` was told (the accepting shard's;
+    /// the owner gives the connection an id of its own for the API), so
+    /// `hooks.on_unpublish` names the same client.
+    pub hook_client_id: u64,
 }
 
 // A handed-off publisher crosses threads.
@@ -131,6 +136,9 @@ pub struct Shard {
     tls: Option<Arc<TlsAcceptor>>,
     /// Gives freed memory back to the kernel after many connections end.
     trim: RefCell<crate::net::registry::Trim>,
+    /// The HTTP hooks (`[hooks]`), their requests in flight and the HLS
+    /// sessions they admitted.
+    hooks: Rc<hooks::Hooks>,
 }
 
 impl Shard {
@@ -160,6 +168,7 @@ impl Shard {
             access_publish: config.access_rule(true),
             access_play: config.access_rule(false),
             api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
+            hooks: Rc::new(hooks::Hooks::new(&config.hooks)),
             ctx,
             config,
             tls,
@@ -440,6 +449,7 @@ impl Shard {
         let now = Instant::now();
         self.with_table(|t| t.tick(now));
         self.trim.borrow_mut().tick(self.conns.len(), now);
+        self.hooks.expire_sessions(now);
         if let Some(idle) = self.config.idle_timeout() {
             self.conns.for_each(|_, c| {
                 if now.duration_since(c.last_active.get()) >= idle {

@@ -86,6 +86,8 @@ pub async fn run(
         protocol,
         peer,
         query: &req.query,
+        client_id: reg.id,
+        tc_url: req.tc_url.as_deref(),
     };
     // A player or publisher gets a task of its own and this one ends: a
     // task keeps the memory of its largest state while it lives, and the
@@ -110,8 +112,18 @@ pub async fn run(
         Action::Publish => {
             let owner = shard.ctx.owner_of(key.as_bytes());
             if owner == shard.id() {
-                glommio::spawn_local(run_publisher(shard, conn, session, req, key, slot, reg))
-                    .detach();
+                let hook_client_id = reg.id;
+                glommio::spawn_local(run_publisher(
+                    shard,
+                    conn,
+                    session,
+                    req,
+                    key,
+                    slot,
+                    reg,
+                    hook_client_id,
+                ))
+                .detach();
             } else {
                 Box::pin(hand_off(&shard, conn, session, req, key, slot, reg, owner)).await;
             }
@@ -166,12 +178,14 @@ async fn hand_off(
     }
     reg.count.moved();
     shard.metrics.handoff_sent();
+    let hook_client_id = reg.id;
     drop(reg);
     log::debug!(
         "handoff key={key} peer={peer} from={} to={owner}",
         shard.id()
     );
     let handoff = PublisherHandoff {
+        hook_client_id,
         session,
         request: req,
         key: key.clone(),
@@ -204,7 +218,17 @@ pub async fn run_handed_off_publisher(shard: Rc<Shard>, conn: Transport, h: Publ
         false,
         shard.stopping.is_raised(),
     );
-    run_publisher(shard, conn, h.session, h.request, h.key, h.slot, reg).await;
+    run_publisher(
+        shard,
+        conn,
+        h.session,
+        h.request,
+        h.key,
+        h.slot,
+        reg,
+        h.hook_client_id,
+    )
+    .await;
 }
 
 /// Runs the session through handshake, connect and createStream until the
@@ -244,6 +268,9 @@ async fn until_publish_or_play(
     }
 }
 
+/// Serves an admitted publisher on its owner shard; `hook_client_id` is
+/// the client id its hooks are told.
+#[allow(clippy::too_many_arguments)]
 async fn run_publisher(
     shard: Rc<Shard>,
     mut conn: Transport,
@@ -252,6 +279,7 @@ async fn run_publisher(
     key: StreamKey,
     mut slot: ConnSlot,
     reg: Registered,
+    hook_client_id: u64,
 ) {
     let peer = reg.state.peer;
     let id = match shard.start_publish(&key, &reg) {
@@ -313,6 +341,15 @@ async fn run_publisher(
     }
     .await;
     shard.end_publish(&key, id);
+    shard.hooks.notify_end(&Ask {
+        action: Action::Publish,
+        key: &key,
+        protocol: Protocol::RtmpPublish,
+        peer,
+        query: &req.query,
+        client_id: hook_client_id,
+        tc_url: req.tc_url.as_deref(),
+    });
     if let Err(e) = result {
         log::warn!("peer={peer} key={key} blame={:?} error={e}", e.blame());
     } else if shards::stop_requested() {
@@ -373,6 +410,7 @@ async fn run_player(
     );
 
     let conn_closed = reg.state.close.clone();
+    let client_id = reg.id;
     let session = RefCell::new(session);
     let filter_player = player.clone();
     drive_player(
@@ -414,4 +452,13 @@ async fn run_player(
         },
     )
     .await;
+    shard.hooks.notify_end(&Ask {
+        action: Action::Play,
+        key: &key,
+        protocol: Protocol::RtmpPlay,
+        peer,
+        query: &req.query,
+        client_id,
+        tc_url: req.tc_url.as_deref(),
+    });
 }

@@ -926,3 +926,31 @@ pub fn check_h264_aac(p: &Probe, min_span_s: f64) -> Result<MediaSummary, String
         ))
     }
 }
+
+/// Fetches a media playlist with `get` until it lists a segment, for at
+/// most `timeout`; returns it and its first segment URI.
+pub fn playlist_with_segment(
+    what: &str,
+    timeout: Duration,
+    mut get: impl FnMut() -> http_client::Response,
+) -> (String, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = get();
+        let text = r.text();
+        if r.head.status == 200 && text.contains("#EXTINF") {
+            let segment = text
+                .lines()
+                .find(|l| !l.starts_with('#') && l.contains(".ts"))
+                .unwrap_or_else(|| panic!("{what}: no segment URI in\n{text}"))
+                .to_string();
+            return (text, segment);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no playlist with a segment within {timeout:?}: {} {text}",
+            r.head.status
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -89,6 +89,105 @@ pub fn write_get(out: &mut Vec<u8>, authority: &str, target: &str) {
     }
 }
 
+/// An `http://<ip>[:<port>]/<path>` URL, as a hook is configured. The host
+/// must be an IP address (or `localhost`): a name would need a DNS lookup,
+/// which a caller without a resolver of its own would do blocking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Where to connect.
+    pub addr: std::net::SocketAddr,
+    /// The Host header: the URL's host and port as written.
+    pub authority: String,
+    /// Path and query, `/` when the URL has none.
+    pub target: String,
+}
+
+impl HttpUrl {
+    /// Parses `url`; the error says what is wrong with it.
+    pub fn parse(url: &str) -> Result<HttpUrl, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| "must start with http://".to_string())?;
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_string()),
+        };
+        let (host, port) =
+            match authority.strip_prefix('[') {
+                Some(inner) => {
+                    let (h, after) = inner
+                        .split_once(']')
+                        .ok_or_else(|| "no ] after an IPv6 host".to_string())?;
+                    match after {
+                        "" => (h, None),
+                        _ => (
+                            h,
+                            Some(after.strip_prefix(':').ok_or_else(|| {
+                                format!("{after:?} after the IPv6 host is no :port")
+                            })?),
+                        ),
+                    }
+                }
+                None => match authority.rsplit_once(':') {
+                    Some((h, p)) => (h, Some(p)),
+                    None => (authority, None),
+                },
+            };
+        let port: u16 = match port {
+            None => 80,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("port {p:?} is not a number 0..=65535"))?,
+        };
+        let ip: std::net::IpAddr = if host.eq_ignore_ascii_case("localhost") {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            host.parse().map_err(|_| {
+                format!("host {host:?} is not an IP address (names are not looked up)")
+            })?
+        };
+        if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err("the path has spaces or control characters".into());
+        }
+        Ok(HttpUrl {
+            addr: std::net::SocketAddr::new(ip, port),
+            authority: authority.to_string(),
+            target,
+        })
+    }
+}
+
+/// Appends a POST of `body` (of `content_type`) to `target` on `authority`
+/// to `out`, asking the server to close the connection after its answer.
+pub fn write_post(
+    out: &mut Vec<u8>,
+    authority: &str,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+) {
+    let length = body.len().to_string();
+    for piece in [
+        "POST ",
+        target,
+        " HTTP/1.1\r\nHost: ",
+        authority,
+        concat!(
+            "\r\nUser-Agent: shardcast/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\nConnection: close\r\nContent-Type: "
+        ),
+        content_type,
+        "\r\nContent-Length: ",
+        &length,
+        "\r\n\r\n",
+    ] {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    out.extend_from_slice(body);
+}
+
 /// Parses a response head from the start of `buf`. `head_request`: the
 /// request was HEAD, so the response has no body whatever it says.
 pub fn parse_response_head(buf: &[u8], head_request: bool) -> Parse<ResponseHead> {
@@ -379,6 +478,46 @@ impl BodyDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_urls_are_ip_addresses_with_a_path() {
+        let u = HttpUrl::parse("http://127.0.0.1:9000/hooks/play?x=1").unwrap();
+        assert_eq!(u.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            (u.authority.as_str(), u.target.as_str()),
+            ("127.0.0.1:9000", "/hooks/play?x=1")
+        );
+        let u = HttpUrl::parse("http://[::1]/").unwrap();
+        assert_eq!(u.addr, "[::1]:80".parse().unwrap());
+        let u = HttpUrl::parse("http://localhost:8").unwrap();
+        assert_eq!((u.addr.port(), u.target.as_str()), (8, "/"));
+        for (bad, why) in [
+            ("https://127.0.0.1/", "http://"),
+            ("http://example.com/", "not an IP address"),
+            ("http://127.0.0.1:99999/", "port"),
+            ("http://127.0.0.1/a b", "spaces"),
+            ("http://[::1/", "]"),
+        ] {
+            let e = HttpUrl::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_post_has_its_length_and_asks_to_close() {
+        let mut out = Vec::new();
+        write_post(&mut out, "h:1", "/p", "application/json", b"{}");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /p HTTP/1.1\r\nHost: h:1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(
+            text.ends_with("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"),
+            "{text}"
+        );
+    }
 
     fn head(text: &str) -> ResponseHead {
         match parse_response_head(text.as_bytes(), false) {

@@ -57,6 +57,8 @@ pub struct StreamRequest {
     pub name: String,
     /// The host part of the `tcUrl`, if any.
     pub tc_url_host: Option<String>,
+    /// The whole `tcUrl` of `connect`, if any (hooks are told it).
+    pub tc_url: Option<String>,
     /// Query parameters of the app and the stream name, app's first.
     pub query: Vec<(String, String)>,
 }
@@ -665,6 +667,7 @@ impl ServerSession {
             app: self.app.clone(),
             name: name.to_string(),
             tc_url_host: self.tc_url.as_deref().and_then(url_host),
+            tc_url: self.tc_url.clone(),
             query,
         })
     }
