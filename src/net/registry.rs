@@ -122,6 +122,8 @@ pub struct Conns {
     shards_max: u64,
     next: Cell<u64>,
     map: RefCell<HashMap<u64, Rc<ConnState>>>,
+    /// Connections that have ended, ever.
+    closed: Cell<u64>,
 }
 
 impl Conns {
@@ -133,6 +135,7 @@ impl Conns {
             shards_max: shards_max as u64,
             next: Cell::new(1),
             map: RefCell::new(HashMap::new()),
+            closed: Cell::new(0),
         }
     }
 
@@ -163,6 +166,11 @@ impl Conns {
     /// True when none is open.
     pub fn is_empty(&self) -> bool {
         self.map.borrow().is_empty()
+    }
+
+    /// Number of connections that have ended since the shard started.
+    pub fn closed(&self) -> u64 {
+        self.closed.get()
     }
 }
 
@@ -217,40 +225,53 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.conns.map.borrow_mut().remove(&self.id);
+        self.conns.closed.set(self.conns.closed.get() + 1);
     }
 }
 
-/// After a burst of connections ends (a flood of idle or hostile clients,
-/// a big event's players leaving), the allocator keeps the memory they
-/// freed: glibc's malloc returns a heap's pages to the kernel only from its
-/// top, so RSS stays at its peak. `Trim` asks it to give back every free
-/// page (`malloc_trim`) once the shard's open connections have fallen by
-/// [`TRIM_AFTER_CLOSED`] since the last trim, at most once per
-/// [`TRIM_INTERVAL`], so a steady churn costs nothing.
+/// After many connections or streams end (a flood of idle or hostile
+/// clients, a big event's players leaving, streams dropped after their
+/// grace), the allocator keeps the memory they freed: glibc's malloc
+/// returns a heap's pages to the kernel only from its top, so RSS stays at
+/// its peak. `Trim` asks it to give back every free page (`malloc_trim`)
+/// once [`TRIM_AFTER_CLOSED`] have ended since the last trim, at most once
+/// per [`TRIM_INTERVAL`]: a shard that sees little churn never trims, a
+/// busy one at most every 5 s.
 #[derive(Debug, Default)]
 pub struct Trim {
-    /// Open connections at the last trim (or the most since).
-    high: usize,
+    /// Connections and streams ended, ever, at the last trim.
+    ended_at_last: u64,
     last: Option<Instant>,
+    /// The last trim came in a burst: the next due tick trims what ended
+    /// since, however little (the tail of the burst: a flood's last
+    /// connections, streams dropped after their grace).
+    in_burst: bool,
 }
 
-/// Connections that must have ended since the last trim.
-pub const TRIM_AFTER_CLOSED: usize = 256;
+/// Connections and streams that must have ended since the last trim.
+pub const TRIM_AFTER_CLOSED: u64 = 256;
 /// The least time between two trims of one shard.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Trim {
-    /// Called from the shard's tick with its open connections: trims when
-    /// due; true when it did.
-    pub fn tick(&mut self, open: usize, now: Instant) -> bool {
-        self.high = self.high.max(open);
+    /// Called from the shard's tick with the number of its connections and
+    /// streams ended so far ([`Conns::closed`] and the stream table's
+    /// removals): trims when due; true when it did.
+    pub fn tick(&mut self, ended: u64, now: Instant) -> bool {
         let due = self
             .last
             .is_none_or(|t| now.duration_since(t) >= TRIM_INTERVAL);
-        if !due || self.high < open + TRIM_AFTER_CLOSED {
+        if !due {
             return false;
         }
-        self.high = open;
+        let since = ended - self.ended_at_last;
+        let burst = since >= TRIM_AFTER_CLOSED;
+        let tail = self.in_burst && since > 0;
+        self.in_burst = burst;
+        if !burst && !tail {
+            return false;
+        }
+        self.ended_at_last = ended;
         self.last = Some(now);
         release_free_memory();
         true
@@ -272,20 +293,27 @@ mod trim_tests {
     use super::*;
 
     #[test]
-    fn trims_after_a_burst_of_closes_and_not_on_steady_churn() {
+    fn trims_after_many_closes_at_most_every_interval() {
         let mut t = Trim::default();
         let t0 = Instant::now();
-        assert!(!t.tick(10, t0), "nothing ended");
-        assert!(!t.tick(2000, t0 + Duration::from_secs(1)));
-        assert!(t.tick(20, t0 + Duration::from_secs(2)), "1980 closed");
-        // Another burst within TRIM_INTERVAL waits for it.
-        assert!(!t.tick(2000, t0 + Duration::from_secs(3)));
-        assert!(!t.tick(20, t0 + Duration::from_secs(4)));
-        assert!(t.tick(20, t0 + Duration::from_secs(8)));
-        // Churn below TRIM_AFTER_CLOSED never trims.
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!t.tick(0, t0), "nothing ended");
+        assert!(!t.tick(255, at(1)));
+        assert!(t.tick(256, at(2)), "256 ended");
+        // More within TRIM_INTERVAL wait for it.
+        assert!(!t.tick(2000, at(3)));
+        assert!(!t.tick(2000, at(6)));
+        assert!(t.tick(2000, at(7)));
+        // The tail of the burst, however small, is trimmed once...
+        assert!(!t.tick(2010, at(11)));
+        assert!(t.tick(2010, at(12)), "the tail of the burst");
+        // ...and then fewer than TRIM_AFTER_CLOSED never trims.
         for i in 0..100u64 {
-            let open = 100 + (i as usize % 2) * 100;
-            assert!(!t.tick(open, t0 + Duration::from_secs(20 + i * 6)));
+            assert!(!t.tick(2010 + i * 2, at(20 + i * 6)));
         }
+        // A burst with no tail: nothing more after it.
+        assert!(t.tick(5000, at(1000)));
+        assert!(!t.tick(5000, at(1010)));
+        assert!(!t.tick(5001, at(1020)), "the burst is over");
     }
 }

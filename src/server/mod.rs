@@ -448,7 +448,8 @@ impl Shard {
     fn tick(self: &Rc<Self>) {
         let now = Instant::now();
         self.with_table(|t| t.tick(now));
-        self.trim.borrow_mut().tick(self.conns.len(), now);
+        let ended = self.conns.closed() + self.table.borrow().removed();
+        self.trim.borrow_mut().tick(ended, now);
         self.hooks.expire_sessions(now);
         if let Some(idle) = self.config.idle_timeout() {
             self.conns.for_each(|_, c| {

@@ -241,6 +241,19 @@ impl Entry {
     }
 }
 
+/// Capacity a table's maps keep however few streams they hold.
+const MAP_CAPACITY_KEPT: usize = 64;
+
+/// Gives back most of a map's capacity once it holds under a quarter of
+/// it: a map never shrinks by itself, and after a burst of streams (2000
+/// publishers that left) an entry slot of about 1.2 KiB each would stay
+/// allocated for good.
+fn shrink_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > MAP_CAPACITY_KEPT && map.len() * 4 < map.capacity() {
+        map.shrink_to((map.len() * 2).max(MAP_CAPACITY_KEPT));
+    }
+}
+
 /// One shard's streams.
 pub struct StreamTable {
     cfg: TableConfig,
@@ -248,6 +261,8 @@ pub struct StreamTable {
     /// HLS requests served per stream this shard has an entry for (HLS
     /// players hold no connection: the API counts them by requests).
     hls_requests: HashMap<StreamKey, u64>,
+    /// Entries removed, ever (their memory is freed: see `net::registry::Trim`).
+    removed: u64,
     out: Actions,
 }
 
@@ -258,6 +273,7 @@ impl StreamTable {
             cfg,
             entries: HashMap::new(),
             hls_requests: HashMap::new(),
+            removed: 0,
             out: Actions::default(),
         }
     }
@@ -338,6 +354,11 @@ impl StreamTable {
     }
 
     /// HLS requests served for `key` on this shard.
+    /// Number of stream entries removed since the table was made.
+    pub fn removed(&self) -> u64 {
+        self.removed
+    }
+
     pub fn hls_requests(&self, key: &StreamKey) -> u64 {
         self.hls_requests.get(key).copied().unwrap_or(0)
     }
@@ -707,6 +728,7 @@ impl StreamTable {
     fn maybe_drop_owned(&mut self, key: &StreamKey, now: Instant) {
         if self.entries.get(key).is_some_and(|e| e.owned_and_idle(now)) {
             self.entries.remove(key);
+            self.removed += 1;
         }
     }
 
@@ -820,6 +842,7 @@ impl StreamTable {
     /// [`REPLICA_LINGER`] without players, and logs new skips.
     pub fn tick(&mut self, now: Instant) {
         let mut unsubscribe = Vec::new();
+        let before = self.entries.len();
         self.entries.retain(|key, entry| {
             if entry.owned_and_idle(now) {
                 return false;
@@ -840,9 +863,12 @@ impl StreamTable {
             }
             true
         });
+        self.removed += (before - self.entries.len()) as u64;
         // HLS request counts go with their streams' entries.
         let entries = &self.entries;
         self.hls_requests.retain(|k, _| entries.contains_key(k));
+        shrink_sparse(&mut self.entries);
+        shrink_sparse(&mut self.hls_requests);
         for key in unsubscribe {
             let owner = self.owner_of(&key);
             self.out.send.push((owner, PeerMsg::Unsubscribe(key)));

@@ -96,6 +96,18 @@ pub struct ChunkLimits {
     pub partial_bytes_max: u64,
 }
 
+impl ChunkLimits {
+    /// These limits with messages and their reassembly bounded by at most
+    /// `message_len_max` and `partial_bytes_max`.
+    pub fn capped(self, message_len_max: u32, partial_bytes_max: u64) -> Self {
+        ChunkLimits {
+            message_len_max: self.message_len_max.min(message_len_max),
+            partial_bytes_max: self.partial_bytes_max.min(partial_bytes_max),
+            ..self
+        }
+    }
+}
+
 impl Default for ChunkLimits {
     fn default() -> Self {
         ChunkLimits {
@@ -297,6 +309,12 @@ impl ChunkDecoder {
             streams: Vec::new(),
             pos: 0,
         }
+    }
+
+    /// Changes the limits from the next chunk on. A message already being
+    /// reassembled keeps going; new headers are checked under the new ones.
+    pub fn set_limits(&mut self, limits: ChunkLimits) {
+        self.limits = limits;
     }
 
     /// The chunk size the peer currently sends with.

@@ -305,6 +305,11 @@ impl Connection {
         self.bytes_in += len as u64;
     }
 
+    /// Changes the incoming chunk limits from the next chunk on.
+    pub fn set_chunk_limits(&mut self, limits: ChunkLimits) {
+        self.decoder.set_limits(limits);
+    }
+
     /// Whether media and data messages reach the session from now on.
     pub fn set_media_in(&mut self, on: bool) {
         self.media_in = on;

@@ -33,10 +33,21 @@ use crate::media::{Frame, MediaError};
 /// Message streams one connection may create (`createStream` calls).
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 16;
 
+/// Until a publish is accepted a client sends only commands and control
+/// messages, which are small: its messages are bounded by this, far below
+/// the publishing limits (`SessionConfig::chunk`), so a client that has not
+/// been admitted as a publisher (a player, or one refused or never asking)
+/// holds at most [`UNPUBLISHED_PARTIAL_BYTES_MAX`] in reassembly.
+pub const UNPUBLISHED_MESSAGE_LEN_MAX: u32 = 64 * 1024;
+/// Reassembly bound, across chunk streams, until a publish is accepted.
+pub const UNPUBLISHED_PARTIAL_BYTES_MAX: u64 = 2 * UNPUBLISHED_MESSAGE_LEN_MAX as u64;
+
 /// Bounds and settings of one session.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
-    /// Chunk stream bounds (incoming chunk size, message length, stream ids).
+    /// Chunk stream bounds (incoming chunk size, message length, stream ids)
+    /// of a publisher; until its publish is accepted, capped by
+    /// [`UNPUBLISHED_MESSAGE_LEN_MAX`] and [`UNPUBLISHED_PARTIAL_BYTES_MAX`].
     pub chunk: ChunkLimits,
     /// AMF decoding bounds for commands and data messages.
     pub amf: AmfLimits,
@@ -44,6 +55,11 @@ pub struct SessionConfig {
     pub chunk_size_out: u32,
     /// Window acknowledgement size we announce and acknowledge by.
     pub window_ack_size: u32,
+}
+
+/// `limits` as they are until a publish is accepted.
+fn unpublished(limits: ChunkLimits) -> ChunkLimits {
+    limits.capped(UNPUBLISHED_MESSAGE_LEN_MAX, UNPUBLISHED_PARTIAL_BYTES_MAX)
 }
 
 /// What a client asked to publish or play.
@@ -272,7 +288,7 @@ impl ServerSession {
     /// seed the handshake's S1.
     pub fn new(config: SessionConfig, random: u64, epoch_ms: u32) -> Self {
         let conn_config = ConnConfig {
-            chunk: config.chunk,
+            chunk: unpublished(config.chunk),
             amf: config.amf,
             ack_window: config.window_ack_size,
         };
@@ -440,6 +456,10 @@ impl ServerSession {
             stream,
             StreamState::Publishing(_) | StreamState::PublishPending(_)
         ));
+        self.conn.set_chunk_limits(match stream {
+            StreamState::Publishing(_) => self.config.chunk,
+            _ => unpublished(self.config.chunk),
+        });
     }
 
     /// `_result(txn, null, undefined)`, unless the client wants no reply.
@@ -988,20 +1008,40 @@ mod tests {
         );
     }
 
-    /// With `message_len_max` at the 24-bit maximum, an FCPublish may carry
-    /// a name so long that the onFCPublish echoing it cannot be sent: that
-    /// is an error naming the command and the bound, not a panic.
+    /// Connects, creates a stream and publishes `cam` on it; accepted.
+    fn publishing(config: SessionConfig) -> (ServerSession, Client) {
+        let mut s = ServerSession::new(config, 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        c.command(&mut s, "createStream", 2.0, Amf0Value::Null, vec![], 0);
+        let ev = c.command(
+            &mut s,
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::String("cam".into())],
+            1,
+        );
+        assert!(matches!(ev.as_slice(), [SessionEvent::PublishRequested(_)]));
+        s.accept_publish();
+        drain(&mut s);
+        (s, c)
+    }
+
+    /// With `message_len_max` at the 24-bit maximum, an FCPublish (sent
+    /// again while publishing, when the full limits apply) may carry a name
+    /// so long that the onFCPublish echoing it cannot be sent: that is an
+    /// error naming the command and the bound, not a panic.
     #[test]
     fn fcpublish_whose_echo_does_not_fit_is_an_error() {
         let config = SessionConfig {
             chunk: ChunkLimits {
                 message_len_max: crate::rtmp::chunk::MESSAGE_LEN_FIELD_MAX,
+                partial_bytes_max: 2 * u64::from(crate::rtmp::chunk::MESSAGE_LEN_FIELD_MAX),
                 ..ChunkLimits::default()
             },
             ..config()
         };
-        let mut s = ServerSession::new(config, 1, 0);
-        let (mut c, _) = Client::connect(&mut s);
+        let (mut s, mut c) = publishing(config);
         // "FCPublish", 0.0, null, then an AMF0 long string (0x0C) filling
         // the message up to 16777215 bytes.
         let mut body = hex("02 0009 4643507562 6c697368 00 0000000000000000 05");
@@ -1029,6 +1069,61 @@ mod tests {
         assert!(
             text.contains("FCPublish") && text.contains("MESSAGE_LEN_FIELD_MAX"),
             "{text}"
+        );
+    }
+
+    /// Until its publish is accepted a client's messages are capped at
+    /// UNPUBLISHED_MESSAGE_LEN_MAX, checked at the header before anything is
+    /// buffered (a client that never publishes holds little); once
+    /// publishing, the configured message_len_max applies.
+    #[test]
+    fn messages_are_small_until_a_publish_is_accepted() {
+        let video = |len: u32, c: &mut Client| {
+            let mut out = BytesMut::new();
+            // An AVC NALU frame: keyframe, packet type 1, composition 0.
+            let mut body = vec![0x17u8, 0x01, 0, 0, 0];
+            body.resize(len as usize, 0x65);
+            c.enc
+                .write(6, 0, msg_type::VIDEO, 1, &body, &mut out)
+                .unwrap();
+            out
+        };
+        let mut s = ServerSession::new(config(), 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        let err = s
+            .handle_input(&video(UNPUBLISHED_MESSAGE_LEN_MAX + 1, &mut c))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&UNPUBLISHED_MESSAGE_LEN_MAX.to_string()),
+            "{err}"
+        );
+        // Messages up to the cap pass (unpublished media is dropped).
+        let mut s = ServerSession::new(config(), 1, 0);
+        let (mut c, _) = Client::connect(&mut s);
+        s.handle_input(&video(UNPUBLISHED_MESSAGE_LEN_MAX, &mut c))
+            .unwrap();
+        // A pending publish is not yet accepted.
+        c.command(&mut s, "createStream", 2.0, Amf0Value::Null, vec![], 0);
+        c.command(
+            &mut s,
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::String("cam".into())],
+            1,
+        );
+        assert!(s
+            .handle_input(&video(UNPUBLISHED_MESSAGE_LEN_MAX + 1, &mut c))
+            .is_err());
+
+        let (mut s, mut c) = publishing(config());
+        let big = config().chunk.message_len_max;
+        s.handle_input(&video(big, &mut c)).unwrap();
+        let (_, ev) = drain(&mut s);
+        assert!(
+            ev.iter().any(|e| matches!(e, SessionEvent::Media(_))),
+            "a {big}-byte frame while publishing: {ev:?}"
         );
     }
 
