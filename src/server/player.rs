@@ -42,7 +42,7 @@ pub(super) async fn drive_player(
 ) {
     let peer = reg.state.peer;
     let to = conn.direct_handle();
-    let (mut rd, mut wr) = futures_lite::io::split(conn);
+    let (mut rd, mut wr) = crate::net::transport::split(conn);
     // Declared after the connection's halves, so dropped (ending the
     // fan-out's direct writes) before the connection closes, however this
     // future ends. A TLS player has none: its writer is woken instead.
