@@ -370,3 +370,106 @@ pub fn handshake_deadline(tls: &TlsConfig) -> Deadline {
         "the TLS handshake",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::process::Command;
+
+    /// A self-signed certificate for 127.0.0.1 made with the openssl CLI
+    /// (the test command installs it), as PEM paths in `dir`.
+    fn self_signed(dir: &std::path::Path) -> TlsConfig {
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TlsConfig {
+            cert: cert.to_string_lossy().into_owned(),
+            key: key.to_string_lossy().into_owned(),
+            ..TlsConfig::default()
+        }
+    }
+
+    /// Bytes a client wants to send, as they would go on the wire.
+    fn wire(client: &mut ClientConnection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Records after a close_notify (here, a client's junk in the same read
+    /// as its alert) are ignored: `feed` returns instead of spinning on a
+    /// rustls that takes no more bytes.
+    #[test]
+    fn feed_stops_at_a_close_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = self_signed(dir.path());
+        let server_config = server_config(&tls).unwrap();
+        let mut roots = RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&tls.cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client_config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = ServerConnection::new(server_config).unwrap();
+        for _ in 0..10 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+            feed(&mut server, &wire(&mut client)).unwrap();
+            let mut back = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut back).unwrap();
+            }
+            let mut rd = &back[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+            }
+            client.process_new_packets().unwrap();
+        }
+        assert!(!server.is_handshaking(), "handshake done");
+        client.send_close_notify();
+        let mut bytes = wire(&mut client);
+        // More than rustls reads at once, so bytes are left after it has
+        // seen the alert.
+        for _ in 0..8 {
+            bytes.extend_from_slice(&[0x17, 0x03, 0x03, 0x20, 0x00]);
+            bytes.resize(bytes.len() + 0x2000, 0xaa);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = feed(&mut server, &bytes).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("feed returned within 10 s");
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
