@@ -304,20 +304,18 @@ fn hostile_bytes(n: usize, rng: &mut common::rtmp_client::XorShift) -> (bool, Ve
 
 /// Opens one hostile session and sends its bytes (the server may cut it
 /// at any point: write errors end it). Returns the socket, still open.
-fn hostile_session(
-    port: u16,
-    n: usize,
-    rng: &mut common::rtmp_client::XorShift,
-) -> Option<TcpStream> {
+/// Every session must reach the server: a refused connect fails the test.
+fn hostile_session(port: u16, n: usize, rng: &mut common::rtmp_client::XorShift) -> TcpStream {
     let (shake, bytes) = hostile_bytes(n, rng);
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("hostile session {n}: connect: {e}"));
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     if shake && common::rtmp_client::handshake(&mut s).is_err() {
-        return Some(s);
+        return s;
     }
     let _ = s.write_all(&bytes);
-    Some(s)
+    s
 }
 
 /// 6000 hostile RTMP sessions (random bytes, mutated publish captures,
@@ -354,7 +352,7 @@ fn hostile_rtmp_sessions_cost_their_connection_and_memory_comes_back() {
                             0x2545_F491_4F6C_DD1D ^ ((round * threads + t) as u64 + 1),
                         );
                         (0..HOSTILE_AT_ONCE / threads)
-                            .filter_map(|i| {
+                            .map(|i| {
                                 let n =
                                     round * HOSTILE_AT_ONCE + t * (HOSTILE_AT_ONCE / threads) + i;
                                 hostile_session(port, n, &mut rng)

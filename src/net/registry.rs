@@ -234,7 +234,7 @@ impl Drop for Registered {
 /// grace), the allocator keeps the memory they freed: glibc's malloc
 /// returns a heap's pages to the kernel only from its top, so RSS stays at
 /// its peak. `Trim` asks it to give back every free page (`malloc_trim`)
-/// once [`TRIM_AFTER_CLOSED`] have ended since the last trim, at most once
+/// once [`TRIM_AFTER_ENDED`] have ended since the last trim, at most once
 /// per [`TRIM_INTERVAL`]: a shard that sees little churn never trims, a
 /// busy one at most every 5 s.
 #[derive(Debug, Default)]
@@ -249,7 +249,7 @@ pub struct Trim {
 }
 
 /// Connections and streams that must have ended since the last trim.
-pub const TRIM_AFTER_CLOSED: u64 = 256;
+pub const TRIM_AFTER_ENDED: u64 = 256;
 /// The least time between two trims of one shard.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -265,7 +265,7 @@ impl Trim {
             return false;
         }
         let since = ended - self.ended_at_last;
-        let burst = since >= TRIM_AFTER_CLOSED;
+        let burst = since >= TRIM_AFTER_ENDED;
         let tail = self.in_burst && since > 0;
         self.in_burst = burst;
         if !burst && !tail {
@@ -307,7 +307,7 @@ mod trim_tests {
         // The tail of the burst, however small, is trimmed once...
         assert!(!t.tick(2010, at(11)));
         assert!(t.tick(2010, at(12)), "the tail of the burst");
-        // ...and then fewer than TRIM_AFTER_CLOSED never trims.
+        // ...and then fewer than TRIM_AFTER_ENDED never trims.
         for i in 0..100u64 {
             assert!(!t.tick(2010 + i * 2, at(20 + i * 6)));
         }
