@@ -1,6 +1,7 @@
 //! The load generator against the real server: `shardcast-bench` (the
 //! binary under test too) runs small fan-outs of RTMP and HTTP-FLV players
-//! against `shardcast --shards 2` and its `--json` report is checked.
+//! (and RTMPS players, with a test CA) against `shardcast --shards 2` and
+//! its `--json` report is checked.
 //!
 //! Each test starts its own server on a free port; the bench is bounded by
 //! its own `--duration` and, should it hang, ended by PID at a deadline.
@@ -13,6 +14,7 @@ use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::test_ca::TestCa;
 use common::*;
 use serde_json::Value;
 
@@ -196,10 +198,88 @@ fn play_mode_against_an_ffmpeg_publisher() {
     assert!(r["server"].is_null(), "{ctx}");
 }
 
+/// `play` of rtmps:// (`--cacert` on a test CA) against a TLS server and
+/// an ffmpeg publisher: every player completes the TLS handshake, gets the
+/// stream at the best player's rate and sees keyframes; the server logged
+/// their rtmps:// tcUrl. With another CA's certificate as --cacert every
+/// player fails on the server's certificate: the players did speak TLS
+/// (the server would serve plain RTMP on the port too).
+#[test]
+fn play_rtmps_with_cacert_against_an_ffmpeg_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let (cert, key) = ca.leaf("srv", &["localhost"]);
+    let server = Server::builder()
+        .config(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ))
+        .start();
+    let _publisher = publish_and_wait(&server, "ffmpeg-publisher");
+    let url = format!("rtmps://127.0.0.1:{}/live/test", server.port);
+    // 5 players for 4 s, trusting `cacert`.
+    let play = |name: &str, cacert: &std::path::Path| {
+        let cacert = cacert.to_str().unwrap();
+        bench(
+            name,
+            &[
+                "play",
+                &url,
+                "--cacert",
+                cacert,
+                "--players",
+                "5",
+                "--duration",
+                "4",
+            ],
+        )
+    };
+    let r = play("play-rtmps", &ca.pem());
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(40));
+    assert_eq!(num(&r, "/players/connected"), 5.0, "{ctx}");
+    assert_eq!(num(&r, "/players/failed"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/dropped"), 0.0, "{ctx}");
+    assert_eq!(num(&r, "/players/ok"), 5.0, "{ctx}");
+    assert_eq!(r["reference_source"], "best player", "{ctx}");
+    assert!(
+        num(&r, "/players/video_frames_received") > 5.0 * 30.0,
+        "{ctx}"
+    );
+    assert_eq!(num(&r, "/first_keyframe_ms/count"), 5.0, "{ctx}");
+    assert_eq!(num(&r, "/ttff_ms/count"), 5.0, "{ctx}");
+    // ffmpeg's frames carry no bench stamp: no latency is claimed.
+    assert_eq!(num(&r, "/latency_ms/count"), 0.0, "{ctx}");
+    assert!(
+        r["errors"].as_object().is_some_and(|e| e.is_empty()),
+        "{ctx}"
+    );
+    // RTMP play lines (HTTP-FLV ones name their protocol).
+    let key = format!("{DEFAULT_VHOST}/live/test");
+    let plays = server.find_logs(|l| {
+        is_event(l, "play") && kv(l, "key") == Some(key.as_str()) && kv(l, "protocol").is_none()
+    });
+    assert!(plays.len() >= 5, "{} RTMP play lines; {ctx}", plays.len());
+    let tc_url = format!("rtmps://127.0.0.1:{}/live", server.port);
+    let connects =
+        server.find_logs(|l| is_event(l, "connect") && kv(l, "tc_url") == Some(tc_url.as_str()));
+    assert_eq!(connects.len(), 5, "connects with tcUrl {tc_url}; {ctx}");
+
+    let other = TestCa::new(dir.path(), "other");
+    let r = play("play-rtmps-other-ca", &other.pem());
+    let ctx = format!("report: {r:#}\n{}", server.log_tail(20));
+    assert_eq!(num(&r, "/players/failed"), 5.0, "{ctx}");
+    let errors = r["errors"].as_object().expect("errors");
+    assert!(
+        !errors.is_empty() && errors.keys().all(|e| e.contains("certificate")),
+        "{ctx}"
+    );
+}
+
 /// URLs the bench cannot play are refused at once (exit 2), before any
-/// connection: an https:// URL with no way to verify the server (neither
-/// `--cacert` nor `--insecure`), and an http:// URL that is neither .flv nor
-/// .m3u8.
+/// connection: an https:// or rtmps:// URL with no way to verify the
+/// server (neither `--cacert` nor `--insecure`), and an http:// URL that
+/// is neither .flv nor .m3u8.
 #[test]
 fn unverifiable_tls_and_unknown_urls_are_refused() {
     for (args, says) in [
@@ -212,6 +292,20 @@ fn unverifiable_tls_and_unknown_urls_are_refused() {
                 "fanout",
                 "--url",
                 "https://127.0.0.1:1/live/x.flv",
+                "--players",
+                "1",
+            ],
+            "--cacert",
+        ),
+        (
+            &["play", "rtmps://127.0.0.1:1/live/x", "--players", "1"],
+            "--cacert",
+        ),
+        (
+            &[
+                "fanout",
+                "--url",
+                "rtmps://127.0.0.1:1/live/x",
                 "--players",
                 "1",
             ],

@@ -5,6 +5,7 @@
 //! shardcast-bench play    rtmp://host:8079/live/bench --players 1000 [--ramp 500/s]
 //! shardcast-bench play    http://host:8079/live/bench.flv --players 1000
 //! shardcast-bench play    http://host:8079/live/bench.m3u8 --players 1000 [--hls-plain]
+//! shardcast-bench play    rtmps://host:8079/live/bench --players 1000 --cacert ca.pem
 //! shardcast-bench fanout  --url rtmp://host:8079/live/bench --players 1000 [--server-pid PID] [--json]
 //! shardcast-bench fanout  --url http://host:8000/live/bench.flv [--publish-url rtmp://host:1935/live/bench] ...
 //! ```
@@ -17,16 +18,16 @@
 //! ([`http`]), `http://…/app/stream.m3u8` HLS ([`hls`]: LL-HLS parts after
 //! blocking playlist reloads, or plain HLS segments, on one keep-alive
 //! connection each, the stamp read from the TS); `https://` plays both
-//! over TLS ([`tls`], rustls; `--cacert PEM` or `--insecure`), `rtmps://`
-//! is refused (not yet). Whatever the protocol, they count what they get, parse only
+//! and `rtmps://` plays RTMP over TLS ([`tls`], rustls; `--cacert PEM` or
+//! `--insecure`). Whatever the protocol, they count what they get, parse only
 //! the FLV header flags and that stamp, and report time to first frame,
 //! end-to-end latency, stalls and skipped frames. Once media flows, RTMP
 //! and HTTP-FLV players wait on their thread's epoll set, checked every
 //! millisecond ([`sweep`]), not on a wakeup per packet, which on loopback
 //! the server would pay for. In a fanout the
 //! publisher goes to `--publish-url`, by default the play URL if it is
-//! RTMP, else RTMP on the play URL's host and port (shardcast serves both
-//! on one port). Every run stops by itself ([`DURATION_MAX`], and a
+//! rtmp://, else plain RTMP on the play URL's host and port (shardcast
+//! serves all of them on one port). Every run stops by itself ([`DURATION_MAX`], and a
 //! watchdog after it) and connects only to the addresses its URLs name.
 
 mod hls;
@@ -105,7 +106,8 @@ enum Command {
     Play {
         /// rtmp://host[:port]/app/stream, HTTP-FLV
         /// http://host[:port]/app/stream.flv[?query], or HLS
-        /// http://host[:port]/app/stream.m3u8
+        /// http://host[:port]/app/stream.m3u8; rtmps:// and https:// for
+        /// the same over TLS (with --cacert or --insecure)
         url: String,
         #[command(flatten)]
         load: LoadArgs,
@@ -120,13 +122,15 @@ enum Command {
     Fanout {
         /// What players play: rtmp://host[:port]/app/stream, HTTP-FLV
         /// http://host[:port]/app/stream.flv[?query], or HLS
-        /// http://host[:port]/app/stream.m3u8
+        /// http://host[:port]/app/stream.m3u8; rtmps:// and https:// for
+        /// the same over TLS (with --cacert or --insecure)
         #[arg(long)]
         url: String,
         /// Where the publisher publishes, rtmp://host[:port]/app/stream.
         /// Default: --url if it is rtmp://, else rtmp:// on --url's host
-        /// and port with its path less the extension and query (right for
-        /// shardcast, which serves RTMP and HTTP on one port).
+        /// and port with its path (for http(s):// less the extension and
+        /// query): right for shardcast, which serves RTMP, RTMPS, HTTP and
+        /// HTTPS on one port.
         #[arg(long)]
         publish_url: Option<String>,
         #[command(flatten)]
@@ -176,11 +180,11 @@ struct LoadArgs {
     /// even when the playlist is low-latency.
     #[arg(long)]
     hls_plain: bool,
-    /// https://: trust the certificates in this PEM file.
+    /// https:// and rtmps://: trust the certificates in this PEM file.
     #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
     cacert: Option<std::path::PathBuf>,
-    /// https://: accept any server certificate (benchmarks only; the
-    /// handshake's signature is still checked).
+    /// https:// and rtmps://: accept any server certificate (benchmarks
+    /// only; the handshake's signature is still checked).
     #[arg(long)]
     insecure: bool,
 }
@@ -261,10 +265,10 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum UrlKind {
     Rtmp,
+    /// rtmps://: RTMP over TLS.
+    Rtmps,
     HttpFlv,
     Hls,
-    /// rtmps://.
-    Tls,
 }
 
 fn url_kind(url: &str) -> Result<UrlKind, String> {
@@ -272,7 +276,7 @@ fn url_kind(url: &str) -> Result<UrlKind, String> {
         return Ok(UrlKind::Rtmp);
     }
     if url.starts_with("rtmps://") {
-        return Ok(UrlKind::Tls);
+        return Ok(UrlKind::Rtmps);
     }
     if url.starts_with("http://") || url.starts_with("https://") {
         let path = url.split_once('?').map_or(url, |(p, _)| p);
@@ -287,7 +291,8 @@ fn url_kind(url: &str) -> Result<UrlKind, String> {
         ));
     }
     Err(format!(
-        "{url}: use an rtmp:// URL, or http://…/app/stream.flv for HTTP-FLV"
+        "{url}: use an rtmp(s):// URL, http(s)://…/app/stream.flv for HTTP-FLV \
+         or http(s)://…/app/stream.m3u8 for HLS"
     ))
 }
 
@@ -303,15 +308,23 @@ fn resolve(host: &str, port: u16) -> SocketAddr {
 /// Players' target for URL; nothing else is ever connected to.
 fn player_target(url: &str, load: &LoadArgs) -> Target {
     match url_kind(url).unwrap_or_else(|e| fail(e)) {
-        UrlKind::Rtmp => Target::Rtmp(rtmp_target(url)),
+        UrlKind::Rtmp | UrlKind::Rtmps => {
+            let (addr, parsed) = rtmp_url(url);
+            let tls = tls_client(parsed.tls.then_some(TlsScheme::Rtmps), &parsed.host, load);
+            Target::Rtmp(rtmp::RtmpTarget {
+                addr,
+                url: parsed,
+                tls,
+            })
+        }
         UrlKind::HttpFlv => {
             let (addr, parsed) = http_url(url);
-            let tls = tls_client(&parsed, load);
+            let tls = tls_client(parsed.tls.then_some(TlsScheme::Https), &parsed.host, load);
             Target::HttpFlv(http::HttpFlvTarget::new(addr, parsed, tls))
         }
         UrlKind::Hls => {
             let (addr, url) = http_url(url);
-            let tls = tls_client(&url, load);
+            let tls = tls_client(url.tls.then_some(TlsScheme::Https), &url.host, load);
             Target::Hls(hls::HlsTarget {
                 addr,
                 url,
@@ -319,28 +332,52 @@ fn player_target(url: &str, load: &LoadArgs) -> Target {
                 tls,
             })
         }
-        UrlKind::Tls => fail(format!(
-            "{url}: rtmps:// players are not supported yet; use https://, http:// or rtmp://"
-        )),
     }
 }
 
-/// The TLS client of an https:// URL, trusting what --cacert or
-/// --insecure says; None for http://.
-fn tls_client(url: &http::HttpUrl, load: &LoadArgs) -> Option<tls::TlsClient> {
-    if !url.tls {
+/// The scheme of a player URL over TLS.
+#[derive(Clone, Copy, Debug)]
+enum TlsScheme {
+    Https,
+    Rtmps,
+}
+
+impl TlsScheme {
+    fn name(self) -> &'static str {
+        match self {
+            TlsScheme::Https => "https",
+            TlsScheme::Rtmps => "rtmps",
+        }
+    }
+
+    /// The ALPN protocol its players offer.
+    fn alpn(self) -> Option<&'static [u8]> {
+        match self {
+            TlsScheme::Https => Some(tls::ALPN_HTTP1),
+            TlsScheme::Rtmps => None,
+        }
+    }
+}
+
+/// The TLS client of a player URL on `host` whose scheme is `tls`,
+/// trusting what --cacert or --insecure says; None for a plain URL.
+fn tls_client(tls: Option<TlsScheme>, host: &str, load: &LoadArgs) -> Option<tls::TlsClient> {
+    let Some(scheme) = tls else {
         if load.cacert.is_some() || load.insecure {
-            fail("--cacert and --insecure are for https:// URLs");
+            fail("--cacert and --insecure are for https:// and rtmps:// URLs");
         }
         return None;
-    }
+    };
     let trust = match (&load.cacert, load.insecure) {
         (Some(path), _) => tls::Trust::CaFile(path),
         (None, true) => tls::Trust::Insecure,
-        (None, false) => fail("an https:// URL needs --cacert PEM or --insecure"),
+        (None, false) => fail(format!(
+            "an {}:// URL needs --cacert PEM or --insecure",
+            scheme.name()
+        )),
     };
-    let config = tls::client_config(trust).unwrap_or_else(|e| fail(e));
-    Some(tls::TlsClient::new(config, &url.host).unwrap_or_else(|e| fail(e)))
+    let config = tls::client_config(trust, scheme.alpn()).unwrap_or_else(|e| fail(e));
+    Some(tls::TlsClient::new(config, host).unwrap_or_else(|e| fail(e)))
 }
 
 /// An http:// URL and the address it names.
@@ -349,21 +386,36 @@ fn http_url(url: &str) -> (SocketAddr, http::HttpUrl) {
     (resolve(&parsed.host, parsed.port), parsed)
 }
 
-/// The address an rtmp:// URL names.
+/// An rtmp:// or rtmps:// URL and the address it names.
+fn rtmp_url(url: &str) -> (SocketAddr, RtmpUrl) {
+    let parsed = RtmpUrl::parse(url).unwrap_or_else(|e| fail(format!("{url}: {e}")));
+    (resolve(&parsed.host, parsed.port), parsed)
+}
+
+/// The publisher's target: plain RTMP only.
 fn rtmp_target(url: &str) -> rtmp::RtmpTarget {
     if url_kind(url) != Ok(UrlKind::Rtmp) {
-        fail(format!("{url}: publishing needs an rtmp:// URL"));
+        fail(format!(
+            "{url}: publishing needs an rtmp:// URL (the bench publishes plain RTMP only)"
+        ));
     }
-    let parsed = RtmpUrl::parse(url).unwrap_or_else(|e| fail(format!("{url}: {e}")));
-    let addr = resolve(&parsed.host, parsed.port);
-    rtmp::RtmpTarget { addr, url: parsed }
+    let (addr, url) = rtmp_url(url);
+    rtmp::RtmpTarget {
+        addr,
+        url,
+        tls: None,
+    }
 }
 
 /// Where a fanout publishes when --publish-url is absent: the play URL
-/// itself if it is RTMP, else RTMP on the same host and port.
+/// itself if it is rtmp://, else plain RTMP on the same host and port.
 fn default_publish_url(play_url: &str) -> String {
     match url_kind(play_url) {
         Ok(UrlKind::Rtmp) => play_url.to_string(),
+        Ok(UrlKind::Rtmps) => {
+            let url = RtmpUrl::parse(play_url).unwrap_or_else(|e| fail(format!("{play_url}: {e}")));
+            RtmpUrl { tls: false, ..url }.to_string()
+        }
         _ => http::HttpUrl::parse(play_url)
             .unwrap_or_else(|e| fail(e))
             .rtmp_publish_url(),
@@ -931,7 +983,11 @@ mod tests {
         assert_eq!(url_kind("http://h/a/b.m3u8"), Ok(UrlKind::Hls));
         assert_eq!(url_kind("https://h/a/b.flv"), Ok(UrlKind::HttpFlv));
         assert_eq!(url_kind("https://h/a/b.m3u8"), Ok(UrlKind::Hls));
-        assert_eq!(url_kind("rtmps://h/a/b"), Ok(UrlKind::Tls));
+        assert_eq!(url_kind("rtmps://h/a/b"), Ok(UrlKind::Rtmps));
+        assert_eq!(
+            default_publish_url("rtmps://127.0.0.1:8443/live/s?k=1"),
+            "rtmp://127.0.0.1:8443/live/s?k=1"
+        );
         assert_eq!(
             default_publish_url("https://h:8443/live/s.flv"),
             "rtmp://h:8443/live/s"

@@ -1,7 +1,8 @@
 //! RTMP publisher and player drivers: a glommio socket around
 //! [`ClientSession`]. The player is kept cheap: one read buffer, the
 //! session's chunk decoding, and per frame only the FLV header flags and,
-//! on video, the stamp.
+//! on video, the stamp. Players read a [`PlayerStream`], so `rtmps://`
+//! players are the same code over TLS; the publisher is plain RTMP only.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -20,15 +21,18 @@ use crate::net::{connect, media_socket, READ_BUF_LEN, START_TIMEOUT};
 use crate::runtime::{player_started, start_within, wall_us, ThreadCtx};
 use crate::stats::{Media, PlayerRecord, PublisherRecord};
 use crate::synth::{Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
+use crate::tls::{PlayerStream, TlsClient};
 
 /// How long the publisher's goodbye (FCUnpublish, deleteStream) may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Where RTMP players connect.
+/// Where RTMP players connect (and the publisher, over plain RTMP).
 #[derive(Clone, Debug)]
 pub struct RtmpTarget {
     pub addr: SocketAddr,
     pub url: RtmpUrl,
+    /// For rtmps:// players.
+    pub tls: Option<TlsClient>,
 }
 
 impl RtmpTarget {
@@ -71,8 +75,8 @@ async fn start_play(
     rec: &RefCell<PlayerRecord>,
     ctx: &ThreadCtx,
     salt: u64,
-) -> Result<(TcpStream, ClientSession), String> {
-    let mut stream = connect(target.addr).await?;
+) -> Result<(PlayerStream, ClientSession), String> {
+    let mut stream = PlayerStream::connect(target.addr, target.tls.as_ref()).await?;
     let mut session = ClientSession::new(target.config(StreamMode::Play), seed(salt), 0);
     let mut buf = vec![0u8; READ_BUF_LEN];
     loop {
@@ -107,7 +111,7 @@ async fn start_play(
 /// Reads until the connection ends: Ok on a clean close by the server,
 /// Err naming what went wrong otherwise.
 async fn read_media(
-    mut stream: TcpStream,
+    mut stream: PlayerStream,
     mut session: ClientSession,
     rec: &RefCell<PlayerRecord>,
     ctx: &ThreadCtx,
@@ -115,7 +119,7 @@ async fn read_media(
     let mut buf = vec![0u8; READ_BUF_LEN];
     let window = ctx.window();
     // Dropped before the stream: the socket leaves the set before it closes.
-    let media = media_socket(&stream, ctx)?;
+    let media = media_socket(stream.tcp(), ctx)?;
     loop {
         let now = Instant::now();
         let mut wall = None;
@@ -145,9 +149,8 @@ async fn read_media(
                 Output::Event(_) => {}
             }
         }
-        let n = ctx
-            .sweeper
-            .read(&media, &mut buf)
+        let n = stream
+            .read_swept(&ctx.sweeper, &media, &mut buf)
             .await
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -161,7 +164,8 @@ async fn read_media(
     }
 }
 
-/// What the publisher sends and where.
+/// What the publisher sends and where: plain RTMP (`main.rs` refuses an
+/// rtmps:// publish URL, so the target has no TLS client).
 #[derive(Clone, Debug)]
 pub struct PublishPlan {
     pub target: RtmpTarget,

@@ -59,18 +59,21 @@ pub fn wall_us() -> u64 {
 
 /// What players connect to, chosen by the play URL's scheme and extension
 /// (`main.rs`, `player_target`): one variant a protocol, each documented
-/// below; `https://` is refused until the server speaks TLS. Each variant
+/// below, plain or over TLS (`rtmps://`, `https://`: the target's
+/// [`crate::tls::TlsClient`], `--cacert` or `--insecure`). Each variant
 /// has a driver of the shape `play(target, rec, ctx) -> Result<(), String>`
 /// that connects only to the target's address, marks the player playing
 /// with [`player_started`] and feeds the same [`PlayerRecord`];
 /// [`run_player`] does the rest.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// `rtmp://host:port/app/stream` ([`rtmp::play`]).
+    /// `rtmp://host:port/app/stream` or `rtmps://…` ([`rtmp::play`]).
     Rtmp(RtmpTarget),
-    /// `http://host:port/app/stream.flv[?query]`: HTTP-FLV ([`http::play`]).
+    /// `http://host:port/app/stream.flv[?query]` or `https://…`: HTTP-FLV
+    /// ([`http::play`]).
     HttpFlv(HttpFlvTarget),
-    /// `http://…/app/stream.m3u8`: HLS or LL-HLS ([`hls::play`]).
+    /// `http://…/app/stream.m3u8` or `https://…`: HLS or LL-HLS
+    /// ([`hls::play`]).
     Hls(HlsTarget),
 }
 

@@ -1,6 +1,6 @@
-//! TLS players (`https://`): a rustls client session over a player's glommio
-//! socket, and [`PlayerStream`], the byte stream the HTTP-FLV and HLS
-//! players read, plain or encrypted. Players see only plaintext; what they
+//! TLS players (`https://`, `rtmps://`): a rustls client session over a
+//! player's glommio socket, and [`PlayerStream`], the byte stream the
+//! HTTP-FLV, HLS and RTMP players read, plain or encrypted. Players see only plaintext; what they
 //! count and parse is the same either way.
 //!
 //! rustls is the state machine; this module only moves its bytes: records
@@ -46,9 +46,13 @@ pub enum Trust<'a> {
     Insecure,
 }
 
-/// A rustls client configuration: aws-lc-rs, TLS 1.2 and 1.3, ALPN
-/// `http/1.1`.
-pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
+/// The ALPN protocol HTTP players offer; RTMPS players offer none, as
+/// FFmpeg and OBS do.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// A rustls client configuration: aws-lc-rs, TLS 1.2 and 1.3, offering
+/// `alpn` if given.
+pub fn client_config(trust: Trust<'_>, alpn: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -74,7 +78,7 @@ pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
             .with_custom_certificate_verifier(Arc::new(AnyCert { provider }))
             .with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.into_iter().map(<[u8]>::to_vec).collect();
     Ok(Arc::new(config))
 }
 
@@ -414,18 +418,20 @@ mod tests {
 
     #[test]
     fn configs_and_names() {
-        let c = client_config(Trust::Insecure).unwrap();
+        let c = client_config(Trust::Insecure, Some(ALPN_HTTP1)).unwrap();
         assert_eq!(c.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let rtmps = client_config(Trust::Insecure, None).unwrap();
+        assert!(rtmps.alpn_protocols.is_empty());
         assert!(TlsClient::new(c.clone(), "127.0.0.1").is_ok());
         assert!(TlsClient::new(c, "localhost").is_ok());
         let missing = Path::new("/nonexistent/ca.pem");
-        let e = client_config(Trust::CaFile(missing)).unwrap_err();
+        let e = client_config(Trust::CaFile(missing), None).unwrap_err();
         assert!(e.contains("--cacert"), "{e}");
         let dir = std::env::temp_dir().join(format!("shardcast-bench-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let e = client_config(Trust::CaFile(&empty)).unwrap_err();
+        let e = client_config(Trust::CaFile(&empty), None).unwrap_err();
         assert!(e.contains("no certificate"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

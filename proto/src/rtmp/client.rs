@@ -40,6 +40,8 @@ use crate::media::{Frame, MediaError};
 
 /// The RTMP port when a URL names none (IANA registration for RTMP).
 pub const DEFAULT_PORT: u16 = 1935;
+/// The RTMPS port when a URL names none (what FFmpeg and OBS use).
+pub const DEFAULT_TLS_PORT: u16 = 443;
 
 /// Our outgoing chunk size unless the config says otherwise: large enough
 /// that audio frames and most video frames go out as one chunk.
@@ -122,13 +124,17 @@ impl ClientConfig {
     }
 }
 
-/// The parts of an `rtmp://host[:port]/app[/inst]/stream[?query]` URL.
+/// The parts of an `rtmp://host[:port]/app[/inst]/stream[?query]` URL, or
+/// of an `rtmps://` one (RTMP over TLS; this module only speaks RTMP, the
+/// driver does the TLS).
 ///
 /// As FFmpeg does, the app is the first path segment and the stream name is
 /// the rest (so `rtmp://h/live/a/b` plays `a/b` in app `live`); the query
 /// string stays on the stream name, where servers read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// rtmps://: RTMP over TLS.
+    pub tls: bool,
     /// Host name or address as written (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -140,7 +146,7 @@ pub struct RtmpUrl {
 /// Why a URL is not an RTMP URL we can use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UrlError {
-    /// It does not start with `rtmp://`.
+    /// It does not start with `rtmp://` or `rtmps://`.
     Scheme,
     /// No host after `rtmp://`.
     NoHost,
@@ -153,7 +159,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme => f.write_str("URL does not start with rtmp://"),
+            UrlError::Scheme => f.write_str("URL does not start with rtmp:// or rtmps://"),
             UrlError::NoHost => f.write_str("URL has no host"),
             UrlError::BadPort(p) => write!(f, "URL port '{p}' is not in 1..=65535"),
             UrlError::NoStream => f.write_str("URL path needs /app/stream"),
@@ -164,9 +170,13 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl RtmpUrl {
-    /// Parses `rtmp://host[:port]/app/stream[?query]`.
+    /// Parses `rtmp://host[:port]/app/stream[?query]` or `rtmps://…`.
     pub fn parse(url: &str) -> Result<RtmpUrl, UrlError> {
-        let rest = url.strip_prefix("rtmp://").ok_or(UrlError::Scheme)?;
+        let (tls, rest) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(UrlError::Scheme),
+        };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = match authority.strip_prefix('[') {
             Some(v6) => {
@@ -182,6 +192,7 @@ impl RtmpUrl {
             return Err(UrlError::NoHost);
         }
         let port = match port {
+            None if tls => DEFAULT_TLS_PORT,
             None => DEFAULT_PORT,
             Some(p) => p
                 .parse::<u16>()
@@ -194,6 +205,7 @@ impl RtmpUrl {
             return Err(UrlError::NoStream);
         }
         Ok(RtmpUrl {
+            tls,
             host: host.to_string(),
             port,
             app: app.to_string(),
@@ -201,13 +213,22 @@ impl RtmpUrl {
         })
     }
 
-    /// `rtmp://host:port/app`, the `tcUrl` of `connect`.
+    /// `rtmp://host:port/app` (`rtmps://` for TLS), the `tcUrl` of
+    /// `connect`.
     pub fn tc_url(&self) -> String {
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
         if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://[{}]:{}/{}", self.host, self.port, self.app)
         } else {
-            format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
         }
+    }
+}
+
+/// The whole URL, the port always written: `tcUrl` then `/stream`.
+impl fmt::Display for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tc_url(), self.stream)
     }
 }
 
@@ -1167,6 +1188,7 @@ mod tests {
         assert_eq!(
             u,
             RtmpUrl {
+                tls: false,
                 host: "example.com".into(),
                 port: 1935,
                 app: "live".into(),
@@ -1177,6 +1199,14 @@ mod tests {
         let u = RtmpUrl::parse("rtmp://[::1]:8079/live/s").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 8079));
         assert_eq!(u.tc_url(), "rtmp://[::1]:8079/live");
+        assert_eq!(u.to_string(), "rtmp://[::1]:8079/live/s");
+        let u = RtmpUrl::parse("rtmps://example.com/live/s?k=v").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, DEFAULT_TLS_PORT);
+        assert_eq!(u.tc_url(), "rtmps://example.com:443/live");
+        assert_eq!(u.to_string(), "rtmps://example.com:443/live/s?k=v");
+        let plain = RtmpUrl { tls: false, ..u };
+        assert_eq!(plain.to_string(), "rtmp://example.com:443/live/s?k=v");
         assert_eq!(RtmpUrl::parse("http://h/a/b"), Err(UrlError::Scheme));
         assert_eq!(RtmpUrl::parse("rtmp://h/live"), Err(UrlError::NoStream));
         assert_eq!(RtmpUrl::parse("rtmp://h/live/"), Err(UrlError::NoStream));
