@@ -20,6 +20,8 @@
 #   BITRATE=2M      the published stream's video bitrate
 #   BUILD=1         0 skips `cargo build --release`
 #   OUT_DIR=        keep the bench JSON here (default: a temp dir, removed)
+#   RTMP=0          1 adds a plain RTMP and an RTMPS run (rtmp:// and
+#                   rtmps:// players of the same stream, same one port)
 #
 # The certificate (self-signed P-256, CN=localhost, SAN IP:127.0.0.1, marked
 # CA:FALSE, which webpki wants of an end-entity certificate) is made in a
@@ -38,6 +40,7 @@ SHARDS=${SHARDS:-2}
 BITRATE=${BITRATE:-2M}
 BUILD=${BUILD:-1}
 OUT_DIR=${OUT_DIR:-}
+RTMP=${RTMP:-0}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # Seconds the server has to listen, the stream to appear, a process to
 # exit after SIGTERM; beyond its duration a bench run gets this long.
@@ -144,6 +147,12 @@ bench() {
 
 bench plain "http://127.0.0.1:$PORT/live/test.flv"
 bench tls "https://127.0.0.1:$PORT/live/test.flv" --cacert "$TMP/c.pem"
+RUNS=(plain tls)
+if [[ $RTMP == 1 ]]; then
+    bench rtmp "rtmp://127.0.0.1:$PORT/live/test"
+    bench rtmps "rtmps://127.0.0.1:$PORT/live/test" --cacert "$TMP/c.pem"
+    RUNS+=(rtmp rtmps)
+fi
 
 # Figures: name players ok window_s gbit cpu_s cpu_per_gbit
 figures() {
@@ -153,11 +162,16 @@ figures() {
         | map(. // "nan" | tostring) | join("|")' "$TMP/$1.json"
 }
 printf '%-6s %7s %5s %9s %13s %12s %14s  %s\n' run players OK window_s delivered_Gbit server_CPU_s CPU_s_per_Gbit errors
-for name in plain tls; do
+for name in "${RUNS[@]}"; do
     IFS='|' read -r n p ok w g c cg err < <(figures "$name")
     printf '%-6s %7s %5s %9.2f %13.3f %12.2f %14.3f  %s\n' "$n" "$p" "$ok" "$w" "$g" "$c" "$cg" "$err"
 done
 plain=$(jq .server.cpu_s_per_gbit "$TMP/plain.json")
 tls=$(jq .server.cpu_s_per_gbit "$TMP/tls.json")
 echo "ratio TLS/plain (CPU-s per Gbit): $(jq -n "$tls / $plain * 1000 | round / 1000")"
+if [[ $RTMP == 1 ]]; then
+    rtmp=$(jq .server.cpu_s_per_gbit "$TMP/rtmp.json")
+    rtmps=$(jq .server.cpu_s_per_gbit "$TMP/rtmps.json")
+    echo "ratio RTMPS/RTMP (CPU-s per Gbit): $(jq -n "$rtmps / $rtmp * 1000 | round / 1000")"
+fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); server --shards $SHARDS, bench on the same cores"
