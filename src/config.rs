@@ -8,7 +8,7 @@
 //! file name and the key, never ignored.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -99,6 +99,10 @@ pub struct Config {
     /// A connection that moves no bytes either way for this many seconds is
     /// closed; -1 = never. Default 60.
     pub idle_timeout_s: i64,
+    /// What this node is: "origin" (default: streams are published here)
+    /// or "edge" (a stream's first player makes the node pull it from one
+    /// of `edge.origins`). Flag `--edge`.
+    pub mode: Mode,
     pub stream: StreamConfig,
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
@@ -108,6 +112,100 @@ pub struct Config {
     pub api: ApiConfig,
     pub hooks: HooksConfig,
     pub tls: TlsConfig,
+    pub edge: EdgeConfig,
+}
+
+/// What a node is (`mode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Streams are published here.
+    #[default]
+    Origin,
+    /// Streams are pulled from `edge.origins` on demand.
+    Edge,
+}
+
+/// How an edge orders its origins for a stream (`edge.lb`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginChoice {
+    /// A consistent (rendezvous) hash of the stream key over the list:
+    /// every edge pulls a stream from the same origin, and removing an
+    /// origin moves only the streams it had.
+    #[default]
+    Hash,
+    /// Each new pull starts at the next origin of the list.
+    RoundRobin,
+}
+
+/// Edge mode: where streams are pulled from and the retry policy.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Origins as "host:port" (RTMP; resolved once at startup). An origin
+    /// may itself be an edge (a tree). Flag `--origin`, repeatable.
+    pub origins: Vec<String>,
+    /// Milliseconds a player (RTMP, HTTP-FLV, HLS) waits for the pull to
+    /// deliver; then 404 / `NetStream.Play.StreamNotFound`.
+    /// 100..=60000, default 5000.
+    pub pull_wait_ms: u64,
+    /// Seconds a pull goes on after its last player or HLS request, so a
+    /// player who reloads finds it running. 0..=3600, default 10.
+    pub keep_pulling_s: u64,
+    /// Which origin a stream is pulled from first: "hash" (default) or
+    /// "round_robin".
+    pub lb: OriginChoice,
+    /// Milliseconds a TCP connect to an origin may take. 1..=60000,
+    /// default 1000.
+    pub connect_timeout_ms: u64,
+    /// Retries right after a failure, each to the next origin. 0..=16,
+    /// default 2.
+    pub fast_retries: u32,
+    /// Milliseconds between the later retries. 1..=60000, default 1000.
+    pub retry_interval_ms: u64,
+    /// Milliseconds of failing after which the pull gives up and its
+    /// players are told the stream ended. 0..=3600000, default 10000.
+    pub retry_max_ms: u64,
+    /// Seconds an origin that failed a stream is skipped for that stream
+    /// (unless every origin is). 0..=3600, default 10.
+    pub origin_disable_s: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            origins: Vec::new(),
+            pull_wait_ms: 5000,
+            keep_pulling_s: 10,
+            lb: OriginChoice::Hash,
+            connect_timeout_ms: 1000,
+            fast_retries: 2,
+            retry_interval_ms: 1000,
+            retry_max_ms: 10_000,
+            origin_disable_s: 10,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// `origins` resolved, in order; the error names the entry.
+    pub fn origin_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        self.origins
+            .iter()
+            .map(|o| {
+                o.to_socket_addrs()
+                    .map_err(|e| format!("{o:?}: {e} (give host:port)"))?
+                    .next()
+                    .ok_or_else(|| format!("{o:?} resolves to no address"))
+            })
+            .collect()
+    }
+
+    /// `pull_wait_ms` as a duration.
+    pub fn pull_wait(&self) -> Duration {
+        Duration::from_millis(self.pull_wait_ms)
+    }
 }
 
 /// TLS on the one port (HTTPS and RTMPS beside plain HTTP and RTMP: a
@@ -480,6 +578,7 @@ impl Default for Config {
             max_connections: 0,
             max_connections_per_ip: 0,
             idle_timeout_s: 60,
+            mode: Mode::Origin,
             stream: StreamConfig::default(),
             rtmp: RtmpConfig::default(),
             http: HttpConfig::default(),
@@ -489,6 +588,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             tls: TlsConfig::default(),
             hooks: HooksConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -554,6 +654,13 @@ pub struct Flags {
     /// PEM private key of `--tls-cert` (`tls.key`).
     #[arg(long, value_name = "PATH")]
     pub tls_key: Option<String>,
+    /// Run as an edge (`mode = "edge"`): pull streams from `--origin`s.
+    #[arg(long)]
+    pub edge: bool,
+    /// An origin of the edge, HOST:PORT (`edge.origins`); repeatable, and
+    /// replaces the file's list.
+    #[arg(long = "origin", value_name = "HOST:PORT")]
+    pub origins: Vec<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -732,6 +839,14 @@ impl Config {
             self.tls.key = key.clone();
             any = true;
         }
+        if flags.edge {
+            self.mode = Mode::Edge;
+            any = true;
+        }
+        if !flags.origins.is_empty() {
+            self.edge.origins = flags.origins.clone();
+            any = true;
+        }
         any
     }
 
@@ -773,6 +888,27 @@ impl Config {
         in_range("tls.handshake_timeout_s", t.handshake_timeout_s, 1, 60)
     }
 
+    /// The `[edge]` section: an edge needs origins that resolve.
+    fn validate_edge(&self) -> Result<(), ConfigError> {
+        let e = &self.edge;
+        if self.mode == Mode::Edge && e.origins.is_empty() {
+            invalid(
+                "edge.origins",
+                "is empty, but mode is \"edge\": give at least one host:port (--origin)".into(),
+            )?;
+        }
+        if let Err(why) = e.origin_addrs() {
+            invalid("edge.origins", why)?;
+        }
+        in_range("edge.pull_wait_ms", e.pull_wait_ms, 100, 60_000)?;
+        in_range("edge.keep_pulling_s", e.keep_pulling_s, 0, 3600)?;
+        in_range("edge.connect_timeout_ms", e.connect_timeout_ms, 1, 60_000)?;
+        in_range("edge.fast_retries", e.fast_retries, 0, 16)?;
+        in_range("edge.retry_interval_ms", e.retry_interval_ms, 1, 60_000)?;
+        in_range("edge.retry_max_ms", e.retry_max_ms, 0, 3_600_000)?;
+        in_range("edge.origin_disable_s", e.origin_disable_s, 0, 3600)
+    }
+
     /// Checks every value shardcast cannot work with; the error names the
     /// dotted key.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -785,6 +921,7 @@ impl Config {
         }
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
         self.validate_tls()?;
+        self.validate_edge()?;
         let h = &self.hooks;
         for (key, url) in [
             ("hooks.on_publish", &h.on_publish),

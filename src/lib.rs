@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod net;

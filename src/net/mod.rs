@@ -4,6 +4,7 @@
 //! player's queue, and the registry of open connections. Nothing here knows
 //! the shard, its streams or any session: the drivers in `server/` use it.
 
+pub mod dial;
 pub mod io;
 pub mod registry;
 pub mod tls;

@@ -117,6 +117,7 @@ pub struct StreamPart {
 #[derive(Debug)]
 struct OwnerPart {
     publisher: Option<PublisherView>,
+    pull: Option<PullView>,
     uptime_s: f64,
     published_unix_ms: u64,
     bitrate_in_bps: u64,
@@ -130,14 +131,28 @@ struct OwnerPart {
 /// The publisher of a stream.
 #[derive(Clone, Debug, Serialize)]
 pub struct PublisherView {
-    /// Client id (for `DELETE /api/v1/clients/{id}`).
+    /// Client id (for `DELETE /api/v1/clients/{id}`); 0 for a pull.
     id: u64,
+    /// `publisher` (a client publishes here) or `pull` (an edge's pull).
+    source: &'static str,
+    /// The client's address, or the origin pulled from.
     peer: String,
     protocol: &'static str,
     shard: usize,
     /// Media payload bytes received.
     bytes_in: u64,
     frames_in: u64,
+}
+
+/// An edge's pull of a stream.
+#[derive(Clone, Debug, Serialize)]
+struct PullView {
+    /// The origin of the current or last attempt.
+    origin: Option<String>,
+    /// `connecting`, `playing` or `retrying`.
+    state: &'static str,
+    /// Attempts failed since media last flowed.
+    failures: u32,
 }
 
 /// One player of a stream.
@@ -185,6 +200,8 @@ struct StreamView {
     published_at: String,
     published_unix: u64,
     publisher: PublisherView,
+    /// Edge mode: the pull that feeds the stream.
+    pull: Option<PullView>,
     video: Option<VideoView>,
     audio: Option<AudioView>,
     /// Media payload bits per second over the last `bitrate_window_s`.
@@ -332,12 +349,18 @@ fn stream_part(
         Role::Owner {
             publisher,
             replicas,
+            pull,
             ..
         } => {
             let meter = publisher.as_ref().map(|p| &p.meter);
             let fps = meter.and_then(IngestMeter::fps);
             Some(OwnerPart {
                 publisher: publisher.as_ref().map(|p| publisher_view(shard, p)),
+                pull: pull.as_ref().map(|p| PullView {
+                    origin: p.origin.map(|o| o.to_string()),
+                    state: p.state.name(),
+                    failures: p.failures,
+                }),
                 uptime_s: meter.map_or(0.0, |m| round_ms(now.saturating_duration_since(m.started))),
                 published_unix_ms: meter.map_or(0, |m| m.started_unix_ms),
                 bitrate_in_bps: meter.map_or(0, |m| m.bitrate_bps(now)),
@@ -424,6 +447,7 @@ fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
                 published_at: rfc3339(o.published_unix_ms),
                 published_unix: o.published_unix_ms / 1000,
                 publisher,
+                pull: o.pull,
                 video: o.video,
                 audio: o.audio,
                 bitrate_in_bps: o.bitrate_in_bps,
@@ -494,13 +518,17 @@ fn drop_publisher(shard: &Shard, key: &StreamKey) -> Option<PublisherView> {
 }
 
 fn publisher_view(shard: &Shard, p: &PublisherSlot) -> PublisherView {
-    let Source::Client {
-        conn_id,
-        peer,
-        protocol,
-    } = &p.source;
+    let (id, source, peer, protocol) = match &p.source {
+        Source::Client {
+            conn_id,
+            peer,
+            protocol,
+        } => (*conn_id, "publisher", peer, *protocol),
+        Source::Pull { origin } => (0, "pull", origin, "rtmp"),
+    };
     PublisherView {
-        id: *conn_id,
+        id,
+        source,
         peer: peer.to_string(),
         protocol,
         shard: shard.id(),

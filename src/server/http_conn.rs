@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::decide::{Action, Ask};
 use super::player::{drive_player, log_close};
 use super::Shard;
+use super::WAIT_REFRESH;
 use crate::error::{ConnError, Deadline};
 use crate::metrics::Protocol;
 use crate::net::io::{read_some, write_all, READ_BUF_LEN};
@@ -20,9 +21,6 @@ use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, Stream
 use proto::hls::Readiness;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
-/// How often a waiting request re-asserts its interest in the stream (it
-/// also wakes at once on any change of the stream).
-const WAIT_REFRESH: Duration = Duration::from_secs(1);
 /// Blocking timeout before a window knows its target duration (3 × 2 s).
 const BLOCKING_TIMEOUT_DEFAULT_MS: u64 = 6_000;
 /// A body up to this long is written in one write with its head.
@@ -371,8 +369,10 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::HttpFlv).await {
                 return Answer::Reply(r);
             }
-            let wait = Duration::from_secs(shard.config.http.stream_wait_s);
-            if !wait_live(shard, &key, wait, reg).await {
+            if !shard
+                .wait_live(&key, shard.stream_wait(), &reg.state.close)
+                .await
+            {
                 return Answer::Reply(Response::text(
                     404,
                     format!("stream {key} is not published\n"),
@@ -454,8 +454,7 @@ async fn playlist(
         (m, p) => (m.and_then(Result::ok), p.and_then(Result::ok)),
     };
     let skip = matches!(req.param("_HLS_skip"), Some("YES" | "v2"));
-    let wait = Duration::from_secs(shard.config.http.stream_wait_s);
-    let Some(notify) = wait_hls(shard, key, r, wait, reg).await else {
+    let Some(notify) = wait_hls(shard, key, r, shard.stream_wait(), reg).await else {
         return (
             404,
             format!("stream {key} has no HLS segments (not published?)\n"),
@@ -659,36 +658,6 @@ fn content_type_of(path: &str) -> &'static str {
         Some("map" | "json") => "application/json",
         Some("css") => "text/css",
         _ => "application/octet-stream",
-    }
-}
-
-/// Waits up to `wait` for the stream to be live on this shard, waking as
-/// soon as its state changes.
-async fn wait_live(shard: &Rc<Shard>, key: &StreamKey, wait: Duration, reg: &Registered) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        if shard.watch_live(key) {
-            return true;
-        }
-        // Read right after the check, with no await between: no change can
-        // slip in unnoticed.
-        let seen = shard.stream_changed(key).map(|n| (n.generation(), n));
-        if Instant::now() >= deadline || reg.state.close.is_raised() {
-            return false;
-        }
-        let nap = deadline
-            .saturating_duration_since(Instant::now())
-            .min(WAIT_REFRESH);
-        match seen {
-            Some((generation, notify)) => {
-                let _ = futures_lite::future::or(
-                    notify.changed(generation),
-                    glommio::timer::sleep(nap),
-                )
-                .await;
-            }
-            None => glommio::timer::sleep(nap.min(Duration::from_millis(20))).await,
-        }
     }
 }
 

@@ -15,6 +15,7 @@ mod decide;
 mod hooks;
 mod http_conn;
 mod player;
+mod pull;
 mod rtmp_conn;
 mod stats;
 
@@ -66,6 +67,9 @@ pub const CONTROL_BACKLOG_MAX: usize = 16384;
 pub const ASSET_BYTES_MAX: u64 = 8 << 20;
 /// How long a gather across shards (e.g. the stream list) waits for replies.
 pub const GATHER_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a waiting request re-asserts its interest in the stream (it
+/// also wakes at once on any change of the stream).
+pub const WAIT_REFRESH: Duration = Duration::from_secs(1);
 /// How long shutdown waits for connections to say goodbye.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -139,6 +143,8 @@ pub struct Shard {
     /// The HTTP hooks (`[hooks]`), their requests in flight and the HLS
     /// sessions they admitted.
     hooks: Rc<hooks::Hooks>,
+    /// Edge mode: the origins and retry policy of this shard's pulls.
+    edge: Option<pull::Edge>,
 }
 
 impl Shard {
@@ -161,6 +167,8 @@ impl Shard {
             },
             republish: s.republish,
             publisher_grace: s.publisher_grace(),
+            keep_pulling: (config.mode == crate::config::Mode::Edge)
+                .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
         });
         Self {
             conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),
@@ -169,6 +177,7 @@ impl Shard {
             access_play: config.access_rule(false),
             api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
             hooks: Rc::new(hooks::Hooks::new(&config.hooks)),
+            edge: pull::Edge::new(&config),
             ctx,
             config,
             tls,
@@ -253,6 +262,9 @@ impl Shard {
         for s in actions.raise.drain(..) {
             s.raise();
         }
+        for (key, stop) in actions.pull.drain(..) {
+            glommio::spawn_local(pull::run(self.clone(), key, stop)).detach();
+        }
         {
             let direct = self.direct.borrow();
             let now = Instant::now();
@@ -305,6 +317,67 @@ impl Shard {
     /// Is the stream live, as this shard sees it? (Follows it.)
     pub fn watch_live(self: &Rc<Self>, key: &StreamKey) -> bool {
         self.with_table(|t| t.watch_live(key, Instant::now()))
+    }
+
+    /// How long a player waits for a stream that is not live yet:
+    /// `edge.pull_wait_ms` on an edge (its pull is starting), else
+    /// `http.stream_wait_s`.
+    pub fn stream_wait(&self) -> Duration {
+        match self.edge {
+            Some(_) => self.config.edge.pull_wait(),
+            None => Duration::from_secs(self.config.http.stream_wait_s),
+        }
+    }
+
+    /// How long an RTMP play waits for the stream to be live before its
+    /// answer, if at all: an edge waits for its pull (`edge.pull_wait_ms`);
+    /// an origin answers an edge's pull (query `edge=`) within
+    /// [`pull::PULL_PROBE_WAIT`]; other plays start at once and wait for a
+    /// publisher as players.
+    pub fn rtmp_play_wait(&self, query: &[(String, String)]) -> Option<Duration> {
+        if self.edge.is_some() {
+            Some(self.config.edge.pull_wait())
+        } else if proto::query::param(query, pull::EDGE_PARAM).is_some() {
+            Some(pull::PULL_PROBE_WAIT)
+        } else {
+            None
+        }
+    }
+
+    /// Waits up to `wait` for `key` to be live on this shard, waking as
+    /// soon as its state changes; false if it is not by then or `close`
+    /// was raised.
+    pub async fn wait_live(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        wait: Duration,
+        close: &Signal,
+    ) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.watch_live(key) {
+                return true;
+            }
+            // Read right after the check, with no await between: no change
+            // can slip in unnoticed.
+            let seen = self.stream_changed(key).map(|n| (n.generation(), n));
+            if Instant::now() >= deadline || close.is_raised() {
+                return false;
+            }
+            let nap = deadline
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_REFRESH);
+            match seen {
+                Some((generation, notify)) => {
+                    let _ = futures_lite::future::or(
+                        notify.changed(generation),
+                        glommio::timer::sleep(nap),
+                    )
+                    .await;
+                }
+                None => glommio::timer::sleep(nap.min(Duration::from_millis(20))).await,
+            }
+        }
     }
 
     /// Follows `key` for HLS rendition `r` (see `StreamTable::watch_hls`).

@@ -92,7 +92,24 @@ pub async fn run(
     // A player or publisher gets a task of its own and this one ends: a
     // task keeps the memory of its largest state while it lives, and the
     // set-up's states are larger than a player needs.
-    if let Err(refusal) = Box::pin(shard.decide(&ask)).await {
+    let decided = async {
+        Box::pin(shard.decide(&ask)).await?;
+        // A play the node must answer only once the stream is live (an
+        // edge's pull, an origin asked by an edge).
+        match shard
+            .rtmp_play_wait(&req.query)
+            .filter(|_| action == Action::Play)
+        {
+            Some(wait) if !shard.wait_live(&key, wait, &reg.state.close).await => {
+                Err(Refusal::stream(format!(
+                    "{key} is not published here (waited {} ms)",
+                    wait.as_millis()
+                )))
+            }
+            _ => Ok(()),
+        }
+    };
+    if let Err(refusal) = decided.await {
         Box::pin(refuse(
             &mut conn,
             &mut session,

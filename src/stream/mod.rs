@@ -103,6 +103,8 @@ pub enum StreamEvent {
     Published,
     /// The publisher left; players wait `publisher_grace_s` for another.
     Unpublished,
+    /// No publisher will come (an edge's pull gave up): players end now.
+    Ended,
     /// `onMetaData`: an AMF0 body `["onMetaData", {..}]`.
     Metadata(Bytes),
     /// One audio or video message.
@@ -598,6 +600,14 @@ impl StreamCore {
                         self.chunk_size,
                     );
                 }
+            }
+            StreamEvent::Ended => {
+                self.changed.notify();
+                self.live = false;
+                for p in &self.players {
+                    p.wait_deadline.set(Some(now));
+                }
+                self.expire_waiting(now);
             }
             StreamEvent::Metadata(body) => {
                 self.to_sinks(sink::SinkItem::Metadata(body.clone()));

@@ -55,6 +55,11 @@ pub struct TableConfig {
     pub republish: Republish,
     /// How long players wait for a publisher that left.
     pub publisher_grace: Duration,
+    /// Edge mode: demand for a stream nobody publishes here starts an
+    /// upstream pull on its owner ([`Actions::pull`]), which is stopped
+    /// after this long without players, replicas or requests
+    /// (`edge.keep_pulling_s`). None: an origin, which never pulls.
+    pub keep_pulling: Option<Duration>,
 }
 
 /// Which lane of the shard pair a message travels on.
@@ -109,14 +114,20 @@ pub struct Actions {
     pub send: Vec<(usize, PeerMsg)>,
     /// Players with bytes ready to write.
     pub ready: Vec<Rc<Player>>,
-    /// Signals to raise (a replaced publisher's close).
+    /// Signals to raise (a replaced publisher's close, a pull's stop).
     pub raise: Vec<Rc<Signal>>,
+    /// Upstream pulls to start (edge mode): the stream and the signal that
+    /// stops the pull.
+    pub pull: Vec<(StreamKey, Rc<Signal>)>,
 }
 
 impl Actions {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.send.is_empty() && self.ready.is_empty() && self.raise.is_empty()
+        self.send.is_empty()
+            && self.ready.is_empty()
+            && self.raise.is_empty()
+            && self.pull.is_empty()
     }
 }
 
@@ -159,11 +170,53 @@ pub enum Source {
         /// The protocol it publishes with, as the API names it.
         protocol: &'static str,
     },
+    /// An edge's pull from an origin.
+    Pull {
+        /// The origin it plays from.
+        origin: SocketAddr,
+    },
+}
+
+/// What an edge's pull of a stream is doing, as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullState {
+    /// Connecting to an origin, or waiting for its first media.
+    Connecting,
+    /// Media flows.
+    Playing,
+    /// The last attempt failed; the next one is scheduled.
+    Retrying,
+}
+
+impl PullState {
+    /// The API's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PullState::Connecting => "connecting",
+            PullState::Playing => "playing",
+            PullState::Retrying => "retrying",
+        }
+    }
+}
+
+/// An edge's pull as the stream's owner tracks it (one per stream per
+/// node: only the owner shard pulls).
+#[derive(Debug)]
+pub struct PullSlot {
+    /// Raised to stop the pull (no demand for `keep_pulling`).
+    pub stop: Rc<Signal>,
+    /// The last time something wanted the stream.
+    last_demand: Instant,
+    /// The origin of the current or last attempt.
+    pub origin: Option<SocketAddr>,
+    /// What it is doing.
+    pub state: PullState,
+    /// Attempts that failed since media last flowed.
+    pub failures: u32,
 }
 
 /// The live publisher of an owned stream: a source with its own close
-/// signal (a client session today; an upstream pull in the edge, a second
-/// [`Source`]).
+/// signal (a client session, or an edge's upstream pull).
 #[derive(Debug)]
 pub struct PublisherSlot {
     /// Unique per publish.
@@ -206,6 +259,8 @@ pub enum Role {
         /// numbering) is kept until then: `publisher_grace_s` after an
         /// unpublish, [`REPLICA_LINGER`] after a request that follows it.
         keep_until: Instant,
+        /// Edge mode: the upstream pull that feeds the stream, if one runs.
+        pull: Option<PullSlot>,
     },
     /// A copy fed by the owner.
     Replica {
@@ -234,6 +289,7 @@ impl Entry {
                 publisher: None,
                 replicas,
                 keep_until,
+                pull: None,
                 ..
             } => !self.core.has_subscribers() && replicas.is_empty() && now >= *keep_until,
             _ => false,
@@ -383,6 +439,7 @@ impl StreamTable {
                 segmenters: [None, None, None],
                 hls_wanted: [true, false, false],
                 keep_until: now + REPLICA_LINGER,
+                pull: None,
             },
         }
     }
@@ -417,6 +474,8 @@ impl StreamTable {
     /// entry's `keep_until`; false when the owner does not know the stream.
     pub fn follow(&mut self, key: &StreamKey, now: Instant) -> bool {
         if self.is_owner(key) {
+            // An edge pulls what is asked for (and so knows every key).
+            self.demand(key, now);
             return match self.entries.get_mut(key) {
                 Some(Entry {
                     role: Role::Owner { keep_until, .. },
@@ -509,6 +568,11 @@ impl StreamTable {
             )));
         };
         let mut replaced = None;
+        if matches!(publisher.source, Source::Pull { .. }) && slot.is_some() {
+            return Err(Refusal::stream(format!(
+                "{key} is published here by a client: not pulled"
+            )));
+        }
         if let Some(old) = slot.take() {
             if republish == Republish::Reject {
                 *slot = Some(old);
@@ -725,6 +789,91 @@ impl StreamTable {
         }
     }
 
+    /// Something wants `key` (a player, a sink, a replica, a request). On
+    /// an edge's owner shard, with no publisher here and no pull running,
+    /// this starts the stream's one pull ([`Actions::pull`]); with a pull
+    /// running, it pushes back the pull's stop.
+    fn demand(&mut self, key: &StreamKey, now: Instant) {
+        if self.cfg.keep_pulling.is_none() || !self.is_owner(key) {
+            return;
+        }
+        let Role::Owner {
+            publisher, pull, ..
+        } = &mut self.entry(key, now, None).role
+        else {
+            return;
+        };
+        match pull {
+            Some(p) => p.last_demand = now,
+            // A client publishes here: nothing to pull.
+            None if publisher.is_some() => {}
+            None => {
+                let stop = Rc::new(Signal::default());
+                *pull = Some(PullSlot {
+                    stop: stop.clone(),
+                    last_demand: now,
+                    origin: None,
+                    state: PullState::Connecting,
+                    failures: 0,
+                });
+                self.out.pull.push((key.clone(), stop));
+            }
+        }
+    }
+
+    /// The pull of `key` is at `origin`, doing `state`, with `failures`
+    /// failed attempts since media last flowed (for the API).
+    pub fn set_pull_state(
+        &mut self,
+        key: &StreamKey,
+        origin: SocketAddr,
+        state: PullState,
+        failures: u32,
+    ) {
+        if let Some(Entry {
+            role: Role::Owner { pull: Some(p), .. },
+            ..
+        }) = self.entries.get_mut(key)
+        {
+            p.origin = Some(origin);
+            p.state = state;
+            p.failures = failures;
+        }
+    }
+
+    /// The pull of `key`, if one runs on this shard.
+    pub fn pull(&self, key: &StreamKey) -> Option<&PullSlot> {
+        match self.entries.get(key) {
+            Some(Entry {
+                role: Role::Owner { pull, .. },
+                ..
+            }) => pull.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The pull of `key` ended: stopped (no demand, or a client publishes
+    /// here now) or, `gave_up`, failing for `edge.retry_max_ms`, when every
+    /// player of the stream on every shard is told the stream ended. If
+    /// the stream is wanted again already, a new pull starts.
+    pub fn pull_ended(&mut self, key: &StreamKey, gave_up: bool, now: Instant) {
+        let Some(Entry {
+            core,
+            role: Role::Owner { pull, replicas, .. },
+        }) = self.entries.get_mut(key)
+        else {
+            return;
+        };
+        *pull = None;
+        let wanted = core.has_subscribers() || !replicas.is_empty();
+        if gave_up {
+            self.owner_event(key, StreamEvent::Ended, now);
+        } else if wanted {
+            self.demand(key, now);
+        }
+        self.maybe_drop_owned(key, now);
+    }
+
     fn maybe_drop_owned(&mut self, key: &StreamKey, now: Instant) {
         if self.entries.get(key).is_some_and(|e| e.owned_and_idle(now)) {
             self.entries.remove(key);
@@ -737,6 +886,7 @@ impl StreamTable {
     pub fn attach_player(&mut self, key: &StreamKey, player: Rc<Player>, now: Instant) -> usize {
         let grace = now + self.cfg.publisher_grace;
         self.entry(key, now, None);
+        self.demand(key, now);
         let entry = self.entries.get_mut(key).expect("created above");
         if let Role::Replica { empty_since, .. } = &mut entry.role {
             *empty_since = None;
@@ -760,6 +910,7 @@ impl StreamTable {
     /// then every frame, in order.
     pub fn attach_sink(&mut self, key: &StreamKey, sink: Rc<Sink>, now: Instant) {
         self.entry(key, now, None);
+        self.demand(key, now);
         let entry = self.entries.get_mut(key).expect("created above");
         if let Role::Replica { empty_since, .. } = &mut entry.role {
             *empty_since = None;
@@ -800,6 +951,7 @@ impl StreamTable {
                     );
                     return;
                 }
+                self.demand(&key, now);
                 let entry = self.entry(&key, now, None);
                 let snapshot = entry.core.snapshot();
                 if let Role::Owner { replicas, .. } = &mut entry.role {
@@ -843,9 +995,29 @@ impl StreamTable {
     pub fn tick(&mut self, now: Instant) {
         let mut unsubscribe = Vec::new();
         let before = self.entries.len();
+        let keep_pulling = self.cfg.keep_pulling.unwrap_or_default();
+        let out = &mut self.out;
         self.entries.retain(|key, entry| {
             if entry.owned_and_idle(now) {
                 return false;
+            }
+            if let Role::Owner {
+                pull: Some(p),
+                replicas,
+                ..
+            } = &mut entry.role
+            {
+                if entry.core.has_subscribers() || !replicas.is_empty() {
+                    p.last_demand = now;
+                } else if now.saturating_duration_since(p.last_demand) >= keep_pulling
+                    && !p.stop.is_raised()
+                {
+                    log::info!(
+                        "pull unwanted key={key} for {}s (edge.keep_pulling_s): stopping it",
+                        keep_pulling.as_secs()
+                    );
+                    out.raise.push(p.stop.clone());
+                }
             }
             entry.core.expire_waiting(now);
             for p in &entry.core.players {

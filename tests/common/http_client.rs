@@ -88,7 +88,11 @@ pub struct HttpConn {
 impl HttpConn {
     /// Connects to 127.0.0.1:`port` (5 s timeout).
     pub fn connect(port: u16) -> io::Result<HttpConn> {
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        HttpConn::connect_addr(([127, 0, 0, 1], port).into())
+    }
+
+    /// Connects to `addr` (5 s timeout).
+    pub fn connect_addr(addr: SocketAddr) -> io::Result<HttpConn> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         HttpConn::from_stream(s)
     }
@@ -292,7 +296,24 @@ pub fn request(
     extra: &[&str],
     timeout: Duration,
 ) -> io::Result<Response> {
-    let mut c = HttpConn::connect(port)?;
+    request_at(
+        ([127, 0, 0, 1], port).into(),
+        method,
+        target,
+        extra,
+        timeout,
+    )
+}
+
+/// [`request`] to a server at `addr`.
+pub fn request_at(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> io::Result<Response> {
+    let mut c = HttpConn::connect_addr(addr)?;
     let mut headers = vec!["Connection: close"];
     headers.extend_from_slice(extra);
     c.send_request(method, target, &headers)?;
@@ -594,7 +615,12 @@ pub struct FlvPlayed {
 
 impl BgFlvPlayer {
     pub fn start(port: u16, target: &str, http10: bool) -> io::Result<BgFlvPlayer> {
-        let mut c = HttpConn::connect(port)?;
+        BgFlvPlayer::start_at(([127, 0, 0, 1], port).into(), target, http10)
+    }
+
+    /// [`BgFlvPlayer::start`] against a server at `addr`.
+    pub fn start_at(addr: SocketAddr, target: &str, http10: bool) -> io::Result<BgFlvPlayer> {
+        let mut c = HttpConn::connect_addr(addr)?;
         let req = if http10 {
             format!("GET {target} HTTP/1.0\r\n\r\n")
         } else {

@@ -115,6 +115,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 /// Builds a [`Server`].
 pub struct ServerBuilder {
     config: Option<String>,
+    listen: String,
     shards: usize,
     log: String,
     extra_args: Vec<String>,
@@ -129,6 +130,13 @@ impl ServerBuilder {
 
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// The loopback address to listen on (default 127.0.0.1; 127.0.0.2,
+    /// .3, … for the nodes of a cluster).
+    pub fn listen(mut self, ip: &str) -> Self {
+        self.listen = ip.to_string();
         self
     }
 
@@ -152,7 +160,7 @@ impl ServerBuilder {
             std::fs::write(&path, toml).expect("write config");
             cmd.arg("--config").arg(&path);
         }
-        cmd.args(["--listen", "127.0.0.1"])
+        cmd.args(["--listen", &self.listen])
             .args(["--port", &port.to_string()])
             .args(["--shards", &self.shards.to_string()])
             .args(["--log", &self.log])
@@ -203,6 +211,7 @@ impl ServerBuilder {
         let mut server = Server {
             child: Some(child),
             pid,
+            listen: self.listen.clone(),
             port,
             shards: self.shards,
             lines,
@@ -213,7 +222,7 @@ impl ServerBuilder {
         let listening = server.wait_for_log(STARTUP_TIMEOUT, |l| l.contains("listening"));
         match listening {
             Some(line) => {
-                let addr = format!("127.0.0.1:{port}");
+                let addr = format!("{}:{port}", self.listen);
                 assert_eq!(
                     kv(&line, "addr"),
                     Some(addr.as_str()),
@@ -231,8 +240,9 @@ impl ServerBuilder {
                     .as_mut()
                     .and_then(|c| c.try_wait().ok().flatten());
                 panic!(
-                    "shardcast did not log `listening addr=127.0.0.1:{port} shards={}` within {:?} \
+                    "shardcast did not log `listening addr={}:{port} shards={}` within {:?} \
                      (process exit: {exited:?}); log:\n{}",
+                    self.listen,
                     self.shards,
                     STARTUP_TIMEOUT,
                     server.log_tail(100)
@@ -248,6 +258,8 @@ impl ServerBuilder {
 pub struct Server {
     child: Option<Child>,
     pub pid: u32,
+    /// The address it listens on.
+    pub listen: String,
     pub port: u16,
     pub shards: usize,
     lines: Arc<Mutex<Vec<String>>>,
@@ -260,6 +272,7 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: None,
+            listen: "127.0.0.1".into(),
             shards: 2,
             log: "debug".into(),
             extra_args: Vec::new(),
@@ -276,14 +289,21 @@ impl Server {
         Self::builder().config(toml).start()
     }
 
-    /// `rtmp://127.0.0.1:PORT/<path>`.
+    /// `rtmp://LISTEN:PORT/<path>`.
     pub fn url(&self, path: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/{}", self.port, path)
+        format!("rtmp://{}:{}/{}", self.listen, self.port, path)
     }
 
-    /// `http://127.0.0.1:PORT/<path>`.
+    /// `http://LISTEN:PORT/<path>`.
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, path)
+        format!("http://{}:{}/{}", self.listen, self.port, path)
+    }
+
+    /// `LISTEN:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        format!("{}:{}", self.listen, self.port)
+            .parse()
+            .expect("listen is an IP address")
     }
 
     /// All log lines so far.

@@ -196,12 +196,23 @@ struct Mesh {
     control: Vec<(usize, usize, PeerMsg)>,
     /// Signals the tables asked to raise.
     raised: Vec<Rc<Signal>>,
+    /// Pulls the tables asked to start: (shard, key, stop).
+    pulls: Vec<(usize, StreamKey, Rc<Signal>)>,
     viewers: Vec<Rc<Viewer>>,
     next_id: u64,
 }
 
 impl Mesh {
     fn new(republish: Republish) -> Self {
+        Self::with_pulls(republish, None)
+    }
+
+    /// An edge's tables: demand starts pulls, stopped after `keep`.
+    fn edge(keep: Duration) -> Self {
+        Self::with_pulls(Republish::Replace, Some(keep))
+    }
+
+    fn with_pulls(republish: Republish, keep_pulling: Option<Duration>) -> Self {
         let tables = (0..SHARDS)
             .map(|shard| {
                 StreamTable::new(TableConfig {
@@ -220,6 +231,7 @@ impl Mesh {
                     coalesce: Coalesce::default(),
                     republish,
                     publisher_grace: GRACE,
+                    keep_pulling,
                 })
             })
             .collect();
@@ -234,6 +246,7 @@ impl Mesh {
             delivered: Default::default(),
             control: Vec::new(),
             raised: Vec::new(),
+            pulls: Vec::new(),
             viewers: Vec::new(),
             next_id: 1,
         }
@@ -278,6 +291,9 @@ impl Mesh {
         for s in actions.raise {
             s.raise();
             self.raised.push(s);
+        }
+        for (key, stop) in actions.pull {
+            self.pulls.push((shard, key, stop));
         }
         for p in &actions.ready {
             self.viewer(p.id).write();
@@ -355,15 +371,32 @@ impl Mesh {
 
     /// Publisher `id` asks the owner to publish; returns its close signal.
     fn publish(&mut self, id: u64) -> Result<Rc<Signal>, Refusal> {
-        let close = Rc::new(Signal::default());
-        let slot = PublisherSlot {
+        self.publish_from(
             id,
-            close: close.clone(),
-            source: Source::Client {
+            Source::Client {
                 conn_id: id,
                 peer: "127.0.0.1:1".parse().unwrap(),
                 protocol: "rtmp",
             },
+        )
+    }
+
+    /// A pull's publish (`id`) from an origin.
+    fn publish_pull(&mut self, id: u64) -> Result<Rc<Signal>, Refusal> {
+        self.publish_from(
+            id,
+            Source::Pull {
+                origin: "127.0.0.2:1935".parse().unwrap(),
+            },
+        )
+    }
+
+    fn publish_from(&mut self, id: u64, source: Source) -> Result<Rc<Signal>, Refusal> {
+        let close = Rc::new(Signal::default());
+        let slot = PublisherSlot {
+            id,
+            close: close.clone(),
+            source,
             meter: IngestMeter::new(self.now),
         };
         self.step(OWNER, |t, now| t.start_publish(&key(), slot, now))
@@ -750,4 +783,145 @@ fn a_replica_lingers_then_unsubscribes_before_it_subscribes_again() {
         "the replica is fed again"
     );
     assert_eq!(first.frames(), [Key(0)], "the detached player got no more");
+}
+
+const KEEP: Duration = Duration::from_secs(10);
+
+#[test]
+fn an_edge_starts_one_pull_for_players_on_every_shard() {
+    let mut mesh = Mesh::edge(KEEP);
+    let viewers: Vec<_> = [1, 2, 0, 1]
+        .iter()
+        .map(|&s| mesh.attach(s, QUEUE))
+        .collect();
+    assert_eq!(
+        mesh.pulls.len(),
+        1,
+        "one pull, however many players and shards"
+    );
+    assert_eq!(mesh.pulls[0].0, OWNER, "on the owner");
+    assert_eq!(mesh.pulls[0].1, key());
+    // The pull publishes like a client: every player gets the stream.
+    mesh.publish_pull(7).unwrap();
+    mesh.feed(7, start_of_stream(0));
+    for v in &viewers {
+        assert_eq!(
+            v.media(),
+            [VideoConfig(0), AudioConfig(0), Key(0)],
+            "shard {}",
+            v.shard
+        );
+    }
+    // An HLS request (a follow) on the owner makes no second pull.
+    mesh.step(OWNER, |t, now| t.follow(&key(), now));
+    assert_eq!(mesh.pulls.len(), 1);
+}
+
+#[test]
+fn an_origin_never_pulls() {
+    let mut mesh = Mesh::new(Republish::Replace);
+    mesh.attach(1, QUEUE);
+    mesh.attach(0, QUEUE);
+    mesh.step(OWNER, |t, now| t.follow(&key(), now));
+    assert!(mesh.pulls.is_empty());
+}
+
+#[test]
+fn a_follow_alone_starts_the_pull_and_holds_it_for_keep_pulling() {
+    let mut mesh = Mesh::edge(KEEP);
+    // An HLS request on a replica shard: it subscribes, the owner pulls.
+    mesh.step(2, |t, now| t.follow(&key(), now));
+    assert_eq!(mesh.pulls.len(), 1);
+    let stop = mesh.pulls[0].2.clone();
+    // The replica lingers REPLICA_LINGER after its last request, then
+    // unsubscribes; the pull goes on keep_pulling after that.
+    mesh.advance(REPLICA_LINGER);
+    mesh.tick_all();
+    assert!(mesh.replicas().is_empty(), "the replica unsubscribed");
+    mesh.advance(KEEP - MS);
+    mesh.tick_all();
+    assert!(!stop.is_raised(), "within keep_pulling");
+    mesh.advance(MS);
+    mesh.tick_all();
+    assert!(stop.is_raised(), "keep_pulling passed without demand");
+    mesh.step(OWNER, |t, now| t.pull_ended(&key(), false, now));
+    mesh.tick_all();
+    assert!(
+        mesh.tables[OWNER].get(&key()).is_none(),
+        "the idle entry went"
+    );
+}
+
+#[test]
+fn a_player_within_keep_pulling_keeps_the_pull() {
+    let mut mesh = Mesh::edge(KEEP);
+    let v = mesh.attach(OWNER, QUEUE);
+    let stop = mesh.pulls[0].2.clone();
+    mesh.detach(&v);
+    mesh.advance(KEEP / 2);
+    mesh.tick_all();
+    // The player reloads: same pull, and its demand counts from now.
+    mesh.attach(OWNER, QUEUE);
+    mesh.advance(KEEP * 2);
+    mesh.tick_all();
+    assert!(!stop.is_raised());
+    assert_eq!(mesh.pulls.len(), 1);
+}
+
+#[test]
+fn players_stay_through_retries_and_end_when_the_pull_gives_up() {
+    let mut mesh = Mesh::edge(KEEP);
+    let viewers: Vec<_> = (0..SHARDS).map(|s| mesh.attach(s, QUEUE)).collect();
+    mesh.publish_pull(7).unwrap();
+    mesh.feed(7, start_of_stream(0));
+    // The upstream failed: the pull's publish ends while it retries.
+    mesh.unpublish(7);
+    mesh.advance(GRACE / 2);
+    mesh.tick_all();
+    assert_eq!(
+        closed(&viewers),
+        [false; SHARDS],
+        "players wait through retries"
+    );
+    // A retry reached an origin: the players go on.
+    mesh.publish_pull(8).unwrap();
+    mesh.feed(8, start_of_stream(0));
+    for v in &viewers {
+        assert!(
+            v.seen().contains(&Status(PUBLISH_NOTIFY.into())),
+            "shard {}",
+            v.shard
+        );
+    }
+    mesh.unpublish(8);
+    mesh.step(OWNER, |t, now| t.pull_ended(&key(), true, now));
+    mesh.tick_all();
+    assert_eq!(
+        closed(&viewers),
+        [true; SHARDS],
+        "told the stream ended, on every shard"
+    );
+    assert_eq!(mesh.pulls.len(), 1, "no new pull after giving up");
+}
+
+#[test]
+fn a_pull_that_ended_while_wanted_starts_again() {
+    let mut mesh = Mesh::edge(KEEP);
+    mesh.attach(1, QUEUE);
+    assert_eq!(mesh.pulls.len(), 1);
+    mesh.step(OWNER, |t, now| t.pull_ended(&key(), false, now));
+    assert_eq!(mesh.pulls.len(), 2, "a replica still wants the stream");
+}
+
+#[test]
+fn a_pull_never_replaces_a_client_and_a_client_publish_is_not_pulled() {
+    let mut mesh = Mesh::edge(KEEP);
+    let client = mesh.publish(1).unwrap();
+    mesh.feed(1, start_of_stream(0));
+    mesh.attach(1, QUEUE);
+    mesh.attach(OWNER, QUEUE);
+    assert!(mesh.pulls.is_empty(), "a client publishes here");
+    let refused = mesh.publish_pull(7).unwrap_err();
+    assert_eq!(refused.blame, Blame::Stream);
+    assert!(!client.is_raised());
 }

@@ -1,0 +1,364 @@
+//! Edge mode: the one upstream pull of a stream per node. The stream's
+//! owner shard runs it (the table asks for it, `Actions::pull`, on the
+//! first demand from any shard and any protocol); it plays the stream from
+//! an origin over RTMP with `proto::rtmp::client` and feeds what arrives to
+//! the table as a local publisher would (`Source::Pull`), so the GOP
+//! cache, replicas and HLS work unchanged. Which origin and when to retry
+//! is `crate::edge`'s; the table stops the pull after `edge.keep_pulling_s`
+//! without demand.
+//!
+//! The pull asks the origin not to wait for a stream it does not have
+//! (query `edge=<node>`): an origin answers `NetStream.Play.StreamNotFound`
+//! at once, so the pull moves to the next origin. It carries a `play`
+//! signature of `auth.secret` when one is set, so an origin with
+//! `auth.play = "signed"` admits edges that share the secret.
+
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncWriteExt;
+use proto::rtmp::client::{
+    ClientConfig, ClientError, ClientEvent, ClientLimits, ClientSession, Output, StreamMode,
+};
+
+use super::Shard;
+use crate::config::{Config, Mode, OriginChoice};
+use crate::edge::{origin_order, Attempts, RetryPolicy, Step};
+use crate::error::{ConnError, Deadline};
+use crate::net::dial::dial;
+use crate::net::io::{read_some, READ_BUF_LEN};
+use crate::stream::table::{PublisherSlot, PullState, Source};
+use crate::stream::{IngestMeter, Signal, StreamEvent, StreamKey};
+
+/// The query parameter that marks a play as an edge's pull; its value is
+/// the edge's node id. A node that does not have the stream answers it
+/// within [`PULL_PROBE_WAIT`] (an origin) or `edge.pull_wait_ms` (an edge,
+/// which pulls it first: a tree).
+pub const EDGE_PARAM: &str = "edge";
+/// How long an origin looks for a stream an edge asks for before it
+/// answers `StreamNotFound`: enough for a shard that had no copy of the
+/// stream to get its owner's snapshot.
+pub const PULL_PROBE_WAIT: Duration = Duration::from_millis(500);
+/// An upstream that sends nothing for this long has failed (a live stream
+/// sends several messages a second; the origin's own pings are more
+/// frequent than this).
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the signature of a pull is valid (`auth.secret`): a pull is
+/// signed anew at every attempt, so it need only outlive the play.
+pub const PULL_SIGNATURE_TTL_S: u64 = 60;
+
+/// An edge's origins and policy, shared by the pulls of one shard.
+pub struct Edge {
+    /// `edge.origins`, resolved at startup.
+    origins: Vec<SocketAddr>,
+    choice: OriginChoice,
+    policy: RetryPolicy,
+    connect_timeout: Duration,
+    /// The address pulls connect from (`listen`, unless unspecified).
+    local: Option<IpAddr>,
+    /// This node as origins' logs name it.
+    node_id: String,
+    /// The next round-robin start.
+    turn: Cell<usize>,
+}
+
+impl Edge {
+    /// The edge of `config`, or None on an origin. The origins were
+    /// checked when the configuration was loaded.
+    pub fn new(config: &Config) -> Option<Edge> {
+        if config.mode != Mode::Edge {
+            return None;
+        }
+        let e = &config.edge;
+        let origins = match e.origin_addrs() {
+            Ok(o) => o,
+            Err(why) => {
+                log::error!("edge.origins: {why}");
+                Vec::new()
+            }
+        };
+        let local = config
+            .listen
+            .parse::<IpAddr>()
+            .ok()
+            .filter(|ip| !ip.is_unspecified());
+        Some(Edge {
+            origins,
+            choice: e.lb,
+            policy: RetryPolicy::from_config(e),
+            connect_timeout: Duration::from_millis(e.connect_timeout_ms),
+            local,
+            node_id: format!("{}:{}", config.listen, config.port),
+            turn: Cell::new(0),
+        })
+    }
+}
+
+/// How one attempt ended, when it did not fail.
+enum Ended {
+    /// The table stopped the pull (no demand).
+    Stopped,
+    /// A client publishes the stream here now, or the API dropped it.
+    Replaced,
+}
+
+/// Runs the pull of `key` until `stop` is raised or the retry policy gives
+/// up; then tells the table.
+pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
+    let Some(edge) = shard.edge.as_ref() else {
+        return;
+    };
+    let turn = edge.turn.get();
+    edge.turn.set(turn.wrapping_add(1));
+    let order = origin_order(&edge.origins, &key, edge.choice, turn);
+    let mut attempts = Attempts::new(edge.policy, order, edge.origins.len());
+    let mut failures = 0u32;
+    let mut last_origin = None;
+    log::info!("pull start key={key} shard={}", shard.id());
+    let gave_up = loop {
+        if stop.is_raised() {
+            break false;
+        }
+        match attempts.next(Instant::now()) {
+            Step::GiveUp => break true,
+            Step::WaitUntil(at) => {
+                if let Some(o) = last_origin {
+                    shard.with_table(|t| t.set_pull_state(&key, o, PullState::Retrying, failures));
+                }
+                futures_lite::future::or(
+                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())),
+                    stop.wait(),
+                )
+                .await;
+            }
+            Step::Try(i) => {
+                let origin = edge.origins[i];
+                last_origin = Some(origin);
+                shard.with_table(|t| {
+                    t.set_pull_state(&key, origin, PullState::Connecting, failures)
+                });
+                match attempt(
+                    &shard,
+                    edge,
+                    &key,
+                    origin,
+                    &stop,
+                    &mut attempts,
+                    &mut failures,
+                )
+                .await
+                {
+                    Ok(Ended::Stopped) => break false,
+                    Ok(Ended::Replaced) => break false,
+                    Err(why) => {
+                        failures += 1;
+                        attempts.failed(i, Instant::now());
+                        let failing = attempts
+                            .failing_for(Instant::now())
+                            .unwrap_or_default()
+                            .as_millis();
+                        log::warn!(
+                            "pull failed key={key} origin={origin} failures={failures} failing_ms={failing} error={why}"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    if gave_up {
+        log::warn!(
+            "pull gave up key={key} after {failures} failed attempts (edge.retry_max_ms): its players are told the stream ended"
+        );
+    } else {
+        log::info!("pull stop key={key}");
+    }
+    shard.with_table(|t| t.pull_ended(&key, gave_up, Instant::now()));
+}
+
+/// The play request's stream name: the key's stream with the pull's
+/// query (`edge=`, the vhost when not the default, a signature).
+fn upstream_name(config: &Config, key: &str, stream: &str, vhost: &str, node: &str) -> String {
+    let mut params: Vec<(&str, String)> = vec![(EDGE_PARAM, node.to_string())];
+    if vhost != config.default_vhost {
+        params.push(("vhost", vhost.to_string()));
+    }
+    let mut name = format!("{stream}?");
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            name.push('&');
+        }
+        name.push_str(&format!("{k}={v}"));
+    }
+    if !config.auth.secret.is_empty() {
+        let expires = crate::stream::unix_ms() / 1000 + PULL_SIGNATURE_TTL_S;
+        name.push('&');
+        name.push_str(&proto::sign::signed_query(
+            config.auth.secret.as_bytes(),
+            "play",
+            key,
+            expires,
+        ));
+    }
+    name
+}
+
+/// One connection to `origin`: plays the stream and publishes what comes
+/// into the table until the upstream fails (Err, with why) or the pull is
+/// stopped.
+async fn attempt(
+    shard: &Rc<Shard>,
+    edge: &Edge,
+    key: &StreamKey,
+    origin: SocketAddr,
+    stop: &Rc<Signal>,
+    attempts: &mut Attempts,
+    failures: &mut u32,
+) -> Result<Ended, String> {
+    let mut parts = key.splitn(3, '/');
+    let (Some(vhost), Some(app), Some(stream)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{key} is not vhost/app/stream"));
+    };
+    let config = &shard.config;
+    let client = ClientConfig {
+        tc_url: format!("rtmp://{origin}/{app}"),
+        app: app.to_string(),
+        stream: upstream_name(config, key, stream, vhost, &edge.node_id),
+        mode: StreamMode::Play,
+        chunk_size_out: config.rtmp.chunk_size_out,
+        buffer_ms: 1000,
+        limits: ClientLimits {
+            chunk: shard.session_config().chunk,
+            amf: Default::default(),
+        },
+    };
+    let seed = crate::stream::unix_ms() ^ (shard.conns.next_id() << 20);
+    let mut session = ClientSession::new(client, seed, 0);
+    let c0c1 = session.take_transmit().unwrap_or_default();
+    let mut conn = dial(edge.local, origin, &c0c1, edge.connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    log::debug!("pull connected key={key} origin={origin}");
+
+    // Our publish into the table: starts with the first media, ends when
+    // the origin unpublishes or the attempt ends.
+    let mut publishing: Option<(u64, Rc<Signal>)> = None;
+    let mut buf = vec![0u8; READ_BUF_LEN];
+    let result: Result<Ended, String> = async {
+        loop {
+            while let Some(out) = session.poll_output() {
+                let event = match out {
+                    Output::Transmit(b) => {
+                        conn.write_all(&b)
+                            .await
+                            .map_err(|e| format!("write to {origin}: {e}"))?;
+                        crate::metrics::with(|m| m.bytes_out(b.len() as u64));
+                        continue;
+                    }
+                    Output::Event(e) => e,
+                };
+                let publish = match event {
+                    ClientEvent::Media(f) => Some(StreamEvent::Frame(f)),
+                    ClientEvent::Metadata(m) => Some(StreamEvent::Metadata(m)),
+                    ClientEvent::Refused(s) => {
+                        return Err(format!(
+                            "{origin} refused the play: {} {}",
+                            s.code, s.description
+                        ))
+                    }
+                    ClientEvent::Status(s) if s.code == "NetStream.Play.UnpublishNotify" => {
+                        if let Some((id, _)) = publishing.take() {
+                            shard.end_publish(key, id);
+                        }
+                        None
+                    }
+                    ClientEvent::StreamEof => return Err(format!("{origin} ended the stream")),
+                    ClientEvent::BadMedia(e) => {
+                        log::debug!("pull bad media key={key} origin={origin} error={e}");
+                        None
+                    }
+                    _ => None,
+                };
+                let Some(event) = publish else { continue };
+                let id = match &publishing {
+                    Some((id, _)) => *id,
+                    None => {
+                        let Some((id, close)) = start(shard, key, origin) else {
+                            return Ok(Ended::Replaced);
+                        };
+                        attempts.succeeded();
+                        *failures = 0;
+                        shard.with_table(|t| t.set_pull_state(key, origin, PullState::Playing, 0));
+                        publishing = Some((id, close));
+                        id
+                    }
+                };
+                shard.publish_event(key, id, event);
+            }
+            if stop.is_raised() {
+                return Ok(Ended::Stopped);
+            }
+            if publishing.as_ref().is_some_and(|(_, c)| c.is_raised()) {
+                return Ok(Ended::Replaced);
+            }
+            let deadline = Deadline::after(
+                UPSTREAM_IDLE_TIMEOUT,
+                "UPSTREAM_IDLE_TIMEOUT",
+                "media from the origin",
+            );
+            // The read ends early when the pull is stopped or its publish
+            // replaced.
+            let close = publishing.as_ref().map_or(stop.clone(), |(_, c)| c.clone());
+            let read = futures_lite::future::or(
+                read_some(&mut conn, &mut buf, &close, Some(deadline)),
+                async {
+                    stop.wait().await;
+                    Ok(None)
+                },
+            )
+            .await;
+            let n = match read {
+                Ok(Some(n)) => n,
+                Ok(None) if stop.is_raised() => return Ok(Ended::Stopped),
+                Ok(None) if close.is_raised() => return Ok(Ended::Replaced),
+                Ok(None) => return Err(format!("{origin} closed the connection")),
+                Err(ConnError::Deadline { bound, .. }) => {
+                    return Err(format!("nothing from {origin} within {bound}"))
+                }
+                Err(e) => return Err(format!("read from {origin}: {e}")),
+            };
+            session
+                .handle_input(&buf[..n])
+                .map_err(|e: ClientError| format!("from {origin}: {e}"))?;
+        }
+    }
+    .await;
+    if let Some((id, _)) = publishing {
+        shard.end_publish(key, id);
+    }
+    result
+}
+
+/// Makes the pull the stream's publisher; None when a client publishes
+/// the stream here (a pull never replaces a client).
+fn start(shard: &Rc<Shard>, key: &StreamKey, origin: SocketAddr) -> Option<(u64, Rc<Signal>)> {
+    let id = shard.conns.next_id();
+    let now = Instant::now();
+    let close = Rc::new(Signal::default());
+    let publisher = PublisherSlot {
+        id,
+        close: close.clone(),
+        source: Source::Pull { origin },
+        meter: IngestMeter::new(now),
+    };
+    if let Err(r) = shard.with_table(|t| t.start_publish(key, publisher, now)) {
+        log::info!("pull of {key} not published: {r}");
+        return None;
+    }
+    log::info!(
+        "pull playing key={key} origin={origin} shard={}",
+        shard.id()
+    );
+    Some((id, close))
+}
