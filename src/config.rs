@@ -170,6 +170,10 @@ pub struct EdgeConfig {
     /// Seconds an origin that failed a stream is skipped for that stream
     /// (unless every origin is). 0..=3600, default 10.
     pub origin_disable_s: u64,
+    /// A stream published to the edge is pushed to the origin `lb` picks
+    /// for it (with the same retry policy), so publishers may use any
+    /// node. Default true.
+    pub push_publishes: bool,
 }
 
 impl Default for EdgeConfig {
@@ -184,6 +188,7 @@ impl Default for EdgeConfig {
             retry_interval_ms: 1000,
             retry_max_ms: 10_000,
             origin_disable_s: 10,
+            push_publishes: true,
         }
     }
 }
@@ -1166,6 +1171,45 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str = include_str!("../shardcast.toml");
+
+    #[test]
+    fn the_cluster_examples_in_deploy_load() {
+        for (name, text) in [
+            ("origin.toml", include_str!("../deploy/cluster/origin.toml")),
+            ("edge.toml", include_str!("../deploy/cluster/edge.toml")),
+            (
+                "edge-of-edge.toml",
+                include_str!("../deploy/cluster/edge-of-edge.toml"),
+            ),
+        ] {
+            let c = Config::from_toml_str(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.mode == Mode::Edge, name.starts_with("edge"), "{name}");
+            if c.mode == Mode::Edge {
+                assert_eq!(c.edge.origin_addrs().map(|o| o.len()), Ok(2), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_edge_needs_origins_that_are_host_and_port() {
+        let e = Config::from_toml_str("mode = \"edge\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("edge.origins"), "{e}");
+        let e = Config::from_toml_str("[edge]\norigins = [\"127.0.0.1\"]\n", "t").unwrap_err();
+        assert!(
+            e.to_string().contains("edge.origins") && e.to_string().contains("host:port"),
+            "{e}"
+        );
+        let flags = Flags {
+            edge: true,
+            origins: vec!["127.0.0.2:1935".into()],
+            ..Flags::default()
+        };
+        let mut c = Config::default();
+        assert!(c.apply_flags(&flags));
+        assert_eq!(c.mode, Mode::Edge);
+        assert_eq!(c.edge.origins, ["127.0.0.2:1935"]);
+        c.validate().unwrap();
+    }
 
     #[test]
     fn defaults() {

@@ -441,3 +441,102 @@ fn a_signed_origin_admits_an_edge_with_the_secret() {
         .expect("GET on the origin");
     assert_eq!(direct.head.status, 401, "an unsigned player at the origin");
 }
+
+/// A stream published to an edge reaches the origin (`edge.push_publishes`),
+/// published from the edge's address, while the edge's own players play
+/// the local publish without a pull.
+#[test]
+fn an_edge_publish_reaches_the_origin() {
+    let o = origin("127.0.0.2", "");
+    let e = edge("127.0.0.3", &[o.addr()], "", "");
+    let _p = publish(&e, "test");
+    let ov = wait_until(Duration::from_secs(10), || stream_view(&o, "test")).unwrap_or_else(|| {
+        panic!(
+            "the origin did not get the edge's publish within 10 s\n{}",
+            e.log_tail(30)
+        )
+    });
+    let peer = ov["publisher"]["peer"].as_str().unwrap_or("");
+    assert_eq!(ip_of(peer), "127.0.0.3", "published from the edge: {ov}");
+    let probe = ffprobe(
+        "ffprobe-origin-of-push",
+        &o.http_url("live/test.flv"),
+        Some(3.0),
+        Duration::from_secs(30),
+    );
+    check_h264_aac(&probe, 2.0)
+        .unwrap_or_else(|err| panic!("the pushed stream at the origin: {err}\n{}", e.log_tail(30)));
+    let probe = ffprobe(
+        "ffprobe-edge-local",
+        &e.url("live/test"),
+        Some(2.0),
+        Duration::from_secs(20),
+    );
+    assert!(!packets_of(&probe, "video").is_empty(), "{}", probe.stderr);
+    assert!(
+        e.find_logs(|l| l.contains("pull start")).is_empty(),
+        "the edge pulled a stream it has: {}",
+        e.log_tail(30)
+    );
+}
+
+/// The origin with the stream is SIGKILLed and its publisher moves to the
+/// other origin: an HTTP-FLV player on the edge gets media again within
+/// 3 s of the republish, on the same connection.
+#[test]
+fn an_edge_player_follows_its_publisher_to_another_origin() {
+    let mut a = origin("127.0.0.2", "");
+    let b = origin("127.0.0.3", "");
+    let origins = [a.addr(), b.addr()];
+    // A stream the hash pulls from A first.
+    let name = name_hashed_to(&origins, "m", 0);
+    let mut first_publisher = publish(&a, &name);
+    let e = edge("127.0.0.4", &origins, "", "");
+    let player =
+        BgFlvPlayer::start_at(e.addr(), &format!("/live/{name}.flv"), false).expect("connect");
+    let playing = player.wait_until(Duration::from_secs(15), |tags| {
+        tags.iter().filter(|t| t.is_video()).count() >= 30
+    });
+    assert!(playing, "the edge player did not start\n{}", e.log_tail(30));
+
+    signal(a.pid, libc::SIGKILL);
+    assert!(
+        a.wait_exit(Duration::from_secs(5)).is_some(),
+        "origin A did not die"
+    );
+    let killed = Instant::now();
+    first_publisher.kill();
+    let _second_publisher = publish(&b, &name);
+    let republished = Instant::now();
+    let back = player.wait_until(Duration::from_secs(10), |tags| {
+        tags.iter().any(|t| t.is_video() && t.at > republished)
+    });
+    let tags = player.snapshot();
+    let last_before = tags
+        .iter()
+        .rev()
+        .find(|t| t.is_video() && t.at <= killed)
+        .map(|t| t.at);
+    let first_after = tags
+        .iter()
+        .find(|t| t.is_video() && t.at > killed)
+        .map(|t| t.at);
+    assert!(
+        back && !player.is_finished(),
+        "no media on the same connection within 10 s of the republish (player ended: {})\n{}",
+        player.is_finished(),
+        e.log_tail(40)
+    );
+    let (last_before, first_after) = (last_before.unwrap(), first_after.unwrap());
+    let after_republish = first_after.saturating_duration_since(republished);
+    println!(
+        "failover: gap {} ms (last frame before the kill to the first after), {} ms after the republish, publisher away {} ms",
+        first_after.duration_since(last_before).as_millis(),
+        after_republish.as_millis(),
+        republished.duration_since(killed).as_millis()
+    );
+    assert!(
+        after_republish <= Duration::from_secs(3),
+        "media came back {after_republish:?} after the republish"
+    );
+}

@@ -1309,3 +1309,44 @@ fn blocking_reload_without_a_publisher_is_answered_503() {
         server.log_tail(30)
     );
 }
+
+/// What a cache in front of HLS (nginx `proxy_cache`, a CDN) is told: a
+/// plain playlist reload is never served from a cache, a blocking reload
+/// may be kept a few seconds, and segments and parts are immutable for as
+/// long as their numbering lives (`stream.publisher_grace_s`).
+#[test]
+fn playlists_are_not_cached_and_media_is_immutable() {
+    let server = Server::start();
+    let _publisher = start_publishing(&server);
+    let pl = wait_playlist(&server, "", Duration::from_secs(15), "a segment", |p| {
+        !p.segments.is_empty()
+    });
+    let (_, plain) = get_playlist(server.port, "");
+    assert_eq!(
+        plain.head.header("cache-control"),
+        Some("no-cache"),
+        "{}",
+        plain.head.raw
+    );
+    let seg = &pl.segments[0];
+    let (_, blocking) = get_playlist(server.port, &format!("?_HLS_msn={}", seg.msn));
+    assert_eq!(
+        blocking.head.header("cache-control"),
+        Some("public, max-age=6"),
+        "{}",
+        blocking.head.raw
+    );
+    for uri in [Some(&seg.uri), seg.parts.first().map(|p| &p.uri)]
+        .into_iter()
+        .flatten()
+    {
+        let r = get_rel(server.port, uri);
+        assert_eq!(r.head.status, 200, "GET {uri}");
+        assert_eq!(
+            r.head.header("cache-control"),
+            Some("public, max-age=30, immutable"),
+            "GET {uri}: {}",
+            r.head.raw
+        );
+    }
+}

@@ -21,6 +21,8 @@ use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, Stream
 use proto::hls::Readiness;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
+/// How long a cache may keep the answer to a blocking playlist reload.
+const BLOCKING_RELOAD_MAX_AGE_S: u64 = 6;
 /// Blocking timeout before a window knows its target duration (3 × 2 s).
 const BLOCKING_TIMEOUT_DEFAULT_MS: u64 = 6_000;
 /// A body up to this long is written in one write with its head.
@@ -339,6 +341,7 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
             if status == 200 {
                 Response::new(200, "application/vnd.apple.mpegurl", body, keep)
+                    .with_header(playlist_cache_control(&req))
             } else {
                 Response::text(status, body, keep)
             }
@@ -360,7 +363,8 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
                 _ => Rendition::Main,
             };
             match media(shard, &key, r, msn, part, reg).await {
-                Ok(bytes) => Response::new(200, "video/mp2t", bytes, keep),
+                Ok(bytes) => Response::new(200, "video/mp2t", bytes, keep)
+                    .with_header(media_cache_control(shard)),
                 Err((status, what)) => Response::text(status, what, keep),
             }
         }
@@ -397,6 +401,30 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
         }
     };
     Answer::Reply(reply)
+}
+
+/// A live playlist changes with every part: a plain reload must not be
+/// served from a cache. A blocking reload (`_HLS_msn`) names the part it
+/// waits for, and any answer to it stays a correct answer, so a cache may
+/// keep it for a few target durations (every player of that part then
+/// gets it from the cache).
+fn playlist_cache_control(req: &Request) -> String {
+    if req.param("_HLS_msn").is_some() {
+        format!("Cache-Control: public, max-age={BLOCKING_RELOAD_MAX_AGE_S}")
+    } else {
+        "Cache-Control: no-cache".to_string()
+    }
+}
+
+/// A segment or part never changes under its URI while its numbering
+/// lives, and the numbering outlives the stream's last publisher by
+/// `stream.publisher_grace_s` (a later publish may start again from 0):
+/// that is how long a cache may keep it.
+fn media_cache_control(shard: &Shard) -> String {
+    format!(
+        "Cache-Control: public, max-age={}, immutable",
+        shard.config.stream.publisher_grace_s
+    )
 }
 
 /// Asks for the play decision of an HTTP request (before its response's

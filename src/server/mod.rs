@@ -16,6 +16,7 @@ mod hooks;
 mod http_conn;
 mod player;
 mod pull;
+mod push;
 mod rtmp_conn;
 mod stats;
 

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
 use proto::rtmp::client::{
     ClientConfig, ClientError, ClientEvent, ClientLimits, ClientSession, Output, StreamMode,
 };
@@ -48,18 +49,20 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the signature of a pull is valid (`auth.secret`): a pull is
 /// signed anew at every attempt, so it need only outlive the play.
 pub const PULL_SIGNATURE_TTL_S: u64 = 60;
+/// The buffer length a pull announces to its origin (ms).
+pub const UPSTREAM_BUFFER_MS: u32 = 1000;
 
 /// An edge's origins and policy, shared by the pulls of one shard.
 pub struct Edge {
     /// `edge.origins`, resolved at startup.
-    origins: Vec<SocketAddr>,
-    choice: OriginChoice,
-    policy: RetryPolicy,
-    connect_timeout: Duration,
+    pub(super) origins: Vec<SocketAddr>,
+    pub(super) choice: OriginChoice,
+    pub(super) policy: RetryPolicy,
+    pub(super) connect_timeout: Duration,
     /// The address pulls connect from (`listen`, unless unspecified).
-    local: Option<IpAddr>,
+    pub(super) local: Option<IpAddr>,
     /// This node as origins' logs name it.
-    node_id: String,
+    pub(super) node_id: String,
     /// The next round-robin start.
     turn: Cell<usize>,
 }
@@ -127,11 +130,7 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
                 if let Some(o) = last_origin {
                     shard.with_table(|t| t.set_pull_state(&key, o, PullState::Retrying, failures));
                 }
-                futures_lite::future::or(
-                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())),
-                    stop.wait(),
-                )
-                .await;
+                sleep_until(at, &stop).await;
             }
             Step::Try(i) => {
                 let origin = edge.origins[i];
@@ -177,9 +176,31 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
     shard.with_table(|t| t.pull_ended(&key, gave_up, Instant::now()));
 }
 
-/// The play request's stream name: the key's stream with the pull's
-/// query (`edge=`, the vhost when not the default, a signature).
-fn upstream_name(config: &Config, key: &str, stream: &str, vhost: &str, node: &str) -> String {
+/// Sleeps until `at`, or until `stop` is raised.
+pub(super) async fn sleep_until(at: Instant, stop: &Signal) {
+    futures_lite::future::or(
+        glommio::timer::sleep(at.saturating_duration_since(Instant::now())),
+        stop.wait(),
+    )
+    .await;
+}
+
+/// `vhost/app/stream` in its parts.
+pub(super) fn key_parts(key: &str) -> Result<(&str, &str, &str), String> {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(vhost), Some(app), Some(stream)) => Ok((vhost, app, stream)),
+        _ => Err(format!("{key} is not vhost/app/stream")),
+    }
+}
+
+/// The upstream request's stream name: the key's stream with the edge's
+/// query (`edge=`, the vhost when not the default, a signature of
+/// `action` when `auth.secret` is set).
+pub(super) fn upstream_name(config: &Config, key: &str, action: &str, node: &str) -> String {
+    let Ok((vhost, _, stream)) = key_parts(key) else {
+        return key.to_string();
+    };
     let mut params: Vec<(&str, String)> = vec![(EDGE_PARAM, node.to_string())];
     if vhost != config.default_vhost {
         params.push(("vhost", vhost.to_string()));
@@ -196,12 +217,62 @@ fn upstream_name(config: &Config, key: &str, stream: &str, vhost: &str, node: &s
         name.push('&');
         name.push_str(&proto::sign::signed_query(
             config.auth.secret.as_bytes(),
-            "play",
+            action,
             key,
             expires,
         ));
     }
     name
+}
+
+/// Connects to `origin` for `mode` (a pull plays, a push publishes) of
+/// `key`, the handshake's first bytes sent: the connection and the
+/// session that goes on over it.
+pub(super) async fn connect(
+    shard: &Shard,
+    edge: &Edge,
+    key: &StreamKey,
+    origin: SocketAddr,
+    mode: StreamMode,
+) -> Result<(TcpStream, ClientSession), String> {
+    let (_, app, _) = key_parts(key)?;
+    let config = &shard.config;
+    let action = match mode {
+        StreamMode::Play => "play",
+        StreamMode::Publish => "publish",
+    };
+    let client = ClientConfig {
+        tc_url: format!("rtmp://{origin}/{app}"),
+        app: app.to_string(),
+        stream: upstream_name(config, key, action, &edge.node_id),
+        mode,
+        chunk_size_out: config.rtmp.chunk_size_out,
+        buffer_ms: UPSTREAM_BUFFER_MS,
+        limits: ClientLimits {
+            chunk: shard.session_config().chunk,
+            amf: Default::default(),
+        },
+    };
+    let seed = crate::stream::unix_ms() ^ (shard.conns.next_id() << 20);
+    let mut session = ClientSession::new(client, seed, 0);
+    let c0c1 = session.take_transmit().unwrap_or_default();
+    let conn = dial(edge.local, origin, &c0c1, edge.connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((conn, session))
+}
+
+/// Writes bytes of the session to the upstream, counting them.
+pub(super) async fn send(
+    conn: &mut TcpStream,
+    bytes: &[u8],
+    origin: SocketAddr,
+) -> Result<(), String> {
+    conn.write_all(bytes)
+        .await
+        .map_err(|e| format!("write to {origin}: {e}"))?;
+    crate::metrics::with(|m| m.bytes_out(bytes.len() as u64));
+    Ok(())
 }
 
 /// One connection to `origin`: plays the stream and publishes what comes
@@ -216,29 +287,7 @@ async fn attempt(
     attempts: &mut Attempts,
     failures: &mut u32,
 ) -> Result<Ended, String> {
-    let mut parts = key.splitn(3, '/');
-    let (Some(vhost), Some(app), Some(stream)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("{key} is not vhost/app/stream"));
-    };
-    let config = &shard.config;
-    let client = ClientConfig {
-        tc_url: format!("rtmp://{origin}/{app}"),
-        app: app.to_string(),
-        stream: upstream_name(config, key, stream, vhost, &edge.node_id),
-        mode: StreamMode::Play,
-        chunk_size_out: config.rtmp.chunk_size_out,
-        buffer_ms: 1000,
-        limits: ClientLimits {
-            chunk: shard.session_config().chunk,
-            amf: Default::default(),
-        },
-    };
-    let seed = crate::stream::unix_ms() ^ (shard.conns.next_id() << 20);
-    let mut session = ClientSession::new(client, seed, 0);
-    let c0c1 = session.take_transmit().unwrap_or_default();
-    let mut conn = dial(edge.local, origin, &c0c1, edge.connect_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut conn, mut session) = connect(shard, edge, key, origin, StreamMode::Play).await?;
     log::debug!("pull connected key={key} origin={origin}");
 
     // Our publish into the table: starts with the first media, ends when
@@ -250,10 +299,7 @@ async fn attempt(
             while let Some(out) = session.poll_output() {
                 let event = match out {
                     Output::Transmit(b) => {
-                        conn.write_all(&b)
-                            .await
-                            .map_err(|e| format!("write to {origin}: {e}"))?;
-                        crate::metrics::with(|m| m.bytes_out(b.len() as u64));
+                        send(&mut conn, &b, origin).await?;
                         continue;
                     }
                     Output::Event(e) => e,

@@ -316,6 +316,8 @@ async fn run_publisher(
         }
     };
     session.accept_publish();
+    // An edge pushes the stream on to an origin while it is published here.
+    let _push = super::push::start(&shard, &key);
     reg.count.classify(Protocol::RtmpPublish);
     reg.set_what(ConnWhat::Publisher(key.clone()));
     log::info!(

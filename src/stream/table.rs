@@ -574,7 +574,10 @@ impl StreamTable {
             )));
         }
         if let Some(old) = slot.take() {
-            if republish == Republish::Reject {
+            // A client always takes over from a pull: it is the stream's
+            // source here now.
+            let pulled = matches!(old.source, Source::Pull { .. });
+            if republish == Republish::Reject && !pulled {
                 *slot = Some(old);
                 return Err(Refusal::stream(format!("{key} is already being published")));
             }
