@@ -591,3 +591,62 @@ fn failover(a: &str, b: &str, e: &str) -> Failover {
         after_republish,
     }
 }
+
+/// HLS players on an edge through an origin's death: the playlist never
+/// answers 404 while the pull retries, and after the publisher moved to
+/// the other origin it goes on with an EXT-X-DISCONTINUITY.
+#[test]
+fn edge_hls_survives_an_origin_failover_with_a_discontinuity() {
+    let mut a = origin("127.0.0.2", "");
+    let b = origin("127.0.0.3", "");
+    let origins = [a.addr(), b.addr()];
+    let name = name_hashed_to(&origins, "h", 0);
+    let mut first_publisher = publish(&a, &name);
+    let e = edge("127.0.0.4", &origins, "", "pull_wait_ms = 10000");
+    let playlist = format!("/live/{name}.m3u8");
+    let get = || {
+        http_client::request_at(e.addr(), "GET", &playlist, &[], REQUEST_TIMEOUT)
+            .expect("GET the edge's playlist")
+    };
+    playlist_with_segment("edge playlist", Duration::from_secs(15), get);
+
+    signal(a.pid, libc::SIGKILL);
+    assert!(
+        a.wait_exit(Duration::from_secs(5)).is_some(),
+        "origin A did not die"
+    );
+    first_publisher.kill();
+    // While nothing publishes, reloads keep answering.
+    let away_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < away_until {
+        let r = get();
+        assert_eq!(
+            r.head.status,
+            200,
+            "a reload while the pull retries: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _second_publisher = publish(&b, &name);
+    let after = wait_until(Duration::from_secs(15), || {
+        let r = get();
+        assert_eq!(
+            r.head.status,
+            200,
+            "a reload after the republish: {}",
+            r.text()
+        );
+        let text = r.text();
+        // A segment after the discontinuity: the new publisher's media.
+        text.split_once("#EXT-X-DISCONTINUITY")
+            .is_some_and(|(_, rest)| rest.contains("#EXTINF"))
+            .then_some(text)
+    });
+    assert!(
+        after.is_some(),
+        "no segment after an EXT-X-DISCONTINUITY within 15 s of the republish\n{}\n{}",
+        get().text(),
+        e.log_tail(30)
+    );
+}
