@@ -29,6 +29,12 @@ if ! command -v promtool >/dev/null 2>&1; then
     missing+=(promtool)
     apt_packages+=(prometheus)
 fi
+# tests/cluster.rs runs a real Redis (Debian's redis-server, with
+# redis-cli) on a free port.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    missing+=(redis-server)
+    apt_packages+=(redis-server redis-tools)
+fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_packages[*]} (missing: ${missing[*]})" >&2
     if [ "$(id -u)" -eq 0 ]; then

@@ -113,6 +113,59 @@ pub struct Config {
     pub hooks: HooksConfig,
     pub tls: TlsConfig,
     pub edge: EdgeConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// The origin cluster's registry on Redis (see `shardcast.toml`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]`; empty = no cluster.
+    pub redis: String,
+    /// This node's id in the registry; default `advertise`.
+    pub node_id: String,
+    /// Where other nodes reach this one (host:port); default
+    /// `listen:port`, which must then be a specific address.
+    pub advertise: String,
+    /// Seconds an announcement lives unless refreshed. 2..=3600, default 10.
+    pub ttl_s: u64,
+    /// Seconds between refreshes; less than `ttl_s`. Default 3.
+    pub refresh_s: u64,
+    /// Prefix of every key and channel. Default "shardcast".
+    pub key_prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: String::new(),
+            node_id: String::new(),
+            advertise: String::new(),
+            ttl_s: 10,
+            refresh_s: 3,
+            key_prefix: "shardcast".into(),
+        }
+    }
+}
+
+impl Config {
+    /// `cluster.advertise`, or `listen:port`.
+    pub fn advertise(&self) -> String {
+        if self.cluster.advertise.is_empty() {
+            format!("{}:{}", self.listen, self.port)
+        } else {
+            self.cluster.advertise.clone()
+        }
+    }
+
+    /// `cluster.node_id`, or the advertised address.
+    pub fn node_id(&self) -> String {
+        if self.cluster.node_id.is_empty() {
+            self.advertise()
+        } else {
+            self.cluster.node_id.clone()
+        }
+    }
 }
 
 /// What a node is (`mode`).
@@ -594,6 +647,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             hooks: HooksConfig::default(),
             edge: EdgeConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -893,6 +947,46 @@ impl Config {
         in_range("tls.handshake_timeout_s", t.handshake_timeout_s, 1, 60)
     }
 
+    /// The `[cluster]` section.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.redis.is_empty() {
+            return Ok(());
+        }
+        if !c.redis.starts_with("redis://") {
+            invalid(
+                "cluster.redis",
+                format!("{:?} is not a redis:// URL", c.redis),
+            )?;
+        }
+        if c.advertise.is_empty()
+            && self
+                .listen
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+        {
+            invalid(
+                "cluster.advertise",
+                format!(
+                    "is empty and listen is {}: give the host:port other nodes reach",
+                    self.listen
+                ),
+            )?;
+        }
+        if self.advertise().to_socket_addrs().is_err() {
+            invalid(
+                "cluster.advertise",
+                format!("{:?} is not host:port", self.advertise()),
+            )?;
+        }
+        in_range("cluster.ttl_s", c.ttl_s, 2, 3600)?;
+        in_range("cluster.refresh_s", c.refresh_s, 1, c.ttl_s - 1)?;
+        if c.key_prefix.is_empty() {
+            invalid("cluster.key_prefix", "is empty".into())?;
+        }
+        Ok(())
+    }
+
     /// The `[edge]` section: an edge needs origins that resolve.
     fn validate_edge(&self) -> Result<(), ConfigError> {
         let e = &self.edge;
@@ -927,6 +1021,7 @@ impl Config {
         in_range("auth.clock_skew_s", a.clock_skew_s, 0, 3600)?;
         self.validate_tls()?;
         self.validate_edge()?;
+        self.validate_cluster()?;
         let h = &self.hooks;
         for (key, url) in [
             ("hooks.on_publish", &h.on_publish),

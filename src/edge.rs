@@ -122,10 +122,30 @@ impl Attempts {
         }
     }
 
+    /// Adds an origin (one the registry named) after the others; returns
+    /// its index.
+    pub fn add_origin(&mut self) -> usize {
+        let i = self.disabled_until.len();
+        self.disabled_until.push(None);
+        self.order.push(i);
+        i
+    }
+
     /// What to do now.
     pub fn next(&mut self, now: Instant) -> Step {
+        self.next_with(now, None)
+    }
+
+    /// [`Attempts::next`], trying `preferred` (the origin the registry
+    /// names) first when it is not disabled. With no origin at all, that
+    /// counts as failing: a wait, until the policy gives up.
+    pub fn next_with(&mut self, now: Instant, preferred: Option<usize>) -> Step {
         if self.order.is_empty() {
-            return Step::GiveUp;
+            let since = *self.failing_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.policy.max {
+                return Step::GiveUp;
+            }
+            return Step::WaitUntil(now + self.policy.interval);
         }
         if let Some(since) = self.failing_since {
             if now.saturating_duration_since(since) >= self.policy.max {
@@ -144,8 +164,12 @@ impl Attempts {
             let i = self.order[p % n];
             self.disabled_until[i].is_none_or(|t| t <= now)
         };
-        // The next origin not disabled; when every one is, the next one.
-        let pos = (start..start + n).find(usable).unwrap_or(start) % n;
+        let preferred = preferred
+            .and_then(|i| self.order.iter().position(|&o| o == i))
+            .filter(usable);
+        // The preferred origin, else the next not disabled; when every one
+        // is, the next one.
+        let pos = preferred.unwrap_or_else(|| (start..start + n).find(usable).unwrap_or(start) % n);
         if self.failing_since.is_some() && self.fast_left > 0 {
             self.fast_left -= 1;
         }
@@ -311,8 +335,22 @@ mod tests {
     }
 
     #[test]
-    fn no_origins_gives_up() {
+    fn no_origins_waits_then_gives_up() {
+        let t0 = Instant::now();
         let mut a = Attempts::new(policy(), vec![], 0);
-        assert_eq!(a.next(Instant::now()), Step::GiveUp);
+        assert_eq!(a.next(t0), Step::WaitUntil(t0 + Duration::from_secs(1)));
+        assert_eq!(a.next(t0 + Duration::from_secs(10)), Step::GiveUp);
+    }
+
+    #[test]
+    fn the_registrys_origin_goes_first_unless_it_failed() {
+        let t0 = Instant::now();
+        let mut a = Attempts::new(policy(), vec![0, 1], 2);
+        let found = a.add_origin();
+        assert_eq!(found, 2);
+        assert_eq!(a.next_with(t0, Some(found)), Step::Try(2));
+        a.failed(2, t0);
+        // Disabled now: the static order goes on.
+        assert_eq!(a.next_with(t0, Some(found)), Step::Try(0));
     }
 }

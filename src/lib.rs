@@ -5,6 +5,7 @@
 //! map.
 
 pub mod access;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod error;

@@ -82,6 +82,8 @@ fn main() {
     } else {
         None
     };
+    let registry =
+        shardcast::cluster::Registry::start(&config.cluster, config.node_id(), config.advertise());
     let config = Arc::new(config);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
     let shard_config = config.clone();
@@ -90,7 +92,12 @@ fn main() {
         .name("pool".into())
         .spawn(move || {
             let result = shards::run(&pool, move |ctx| {
-                server::shard_main(ctx, shard_config.clone(), shard_tls.clone())
+                server::shard_main(
+                    ctx,
+                    shard_config.clone(),
+                    shard_tls.clone(),
+                    registry.clone(),
+                )
             });
             let _ = done_tx.send(result);
         })

@@ -732,6 +732,12 @@ struct ServerView {
     pin_cores: bool,
     /// By shard: the CPU it is pinned to (null: not pinned, or no answer).
     pinned_cpus: Vec<Option<usize>>,
+    /// `origin` or `edge`.
+    mode: &'static str,
+    /// This node in a cluster (`cluster.node_id`).
+    node_id: String,
+    /// The cluster's registry: null without `[cluster] redis`.
+    registry: Option<serde_json::Value>,
     config: ConfigSummary,
 }
 
@@ -794,6 +800,9 @@ async fn server_json(shard: &Rc<Shard>) -> (u16, Vec<u8>) {
         shards_answered: answered,
         pin_cores: c.pin_cores,
         pinned_cpus,
+        mode: if shard.is_edge() { "edge" } else { "origin" },
+        node_id: c.node_id(),
+        registry: shard.registry.as_ref().map(|r| r.view()),
         config: ConfigSummary {
             listen: c.listen.clone(),
             port: c.port,

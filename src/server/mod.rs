@@ -144,12 +144,20 @@ pub struct Shard {
     /// The HTTP hooks (`[hooks]`), their requests in flight and the HLS
     /// sessions they admitted.
     hooks: Rc<hooks::Hooks>,
-    /// Edge mode: the origins and retry policy of this shard's pulls.
+    /// Edge mode, or an origin of a cluster: the origins and retry
+    /// policy of this shard's pulls.
     edge: Option<pull::Edge>,
+    /// The cluster's registry (`[cluster] redis`).
+    registry: Option<crate::cluster::Registry>,
 }
 
 impl Shard {
-    fn new(ctx: ShardCtx<ShardMsg>, config: Arc<Config>, tls: Option<Arc<TlsAcceptor>>) -> Self {
+    fn new(
+        ctx: ShardCtx<ShardMsg>,
+        config: Arc<Config>,
+        tls: Option<Arc<TlsAcceptor>>,
+        registry: Option<crate::cluster::Registry>,
+    ) -> Self {
         let s = &config.stream;
         let table = StreamTable::new(TableConfig {
             shard: ctx.id(),
@@ -168,7 +176,9 @@ impl Shard {
             },
             republish: s.republish,
             publisher_grace: s.publisher_grace(),
-            keep_pulling: (config.mode == crate::config::Mode::Edge)
+            // Edges pull what is asked for; origins of a cluster pull what
+            // another origin has.
+            keep_pulling: (config.mode == crate::config::Mode::Edge || registry.is_some())
                 .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
         });
         Self {
@@ -178,7 +188,8 @@ impl Shard {
             access_play: config.access_rule(false),
             api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
             hooks: Rc::new(hooks::Hooks::new(&config.hooks)),
-            edge: pull::Edge::new(&config),
+            edge: pull::Edge::new(&config, registry.is_some()),
+            registry,
             ctx,
             config,
             tls,
@@ -324,10 +335,16 @@ impl Shard {
     /// `edge.pull_wait_ms` on an edge (its pull is starting), else
     /// `http.stream_wait_s`.
     pub fn stream_wait(&self) -> Duration {
-        match self.edge {
-            Some(_) => self.config.edge.pull_wait(),
-            None => Duration::from_secs(self.config.http.stream_wait_s),
+        if self.is_edge() {
+            self.config.edge.pull_wait()
+        } else {
+            Duration::from_secs(self.config.http.stream_wait_s)
         }
+    }
+
+    /// `mode = "edge"`.
+    pub fn is_edge(&self) -> bool {
+        self.config.mode == crate::config::Mode::Edge
     }
 
     /// How long an RTMP play waits for the stream to be live before its
@@ -336,7 +353,7 @@ impl Shard {
     /// [`pull::PULL_PROBE_WAIT`]; other plays start at once and wait for a
     /// publisher as players.
     pub fn rtmp_play_wait(&self, query: &[(String, String)]) -> Option<Duration> {
-        if self.edge.is_some() {
+        if self.is_edge() {
             Some(self.config.edge.pull_wait())
         } else if proto::query::param(query, pull::EDGE_PARAM).is_some() {
             Some(pull::PULL_PROBE_WAIT)
@@ -455,6 +472,10 @@ impl Shard {
                     log::error!("publish of {key} on shard {}: {r}", self.id());
                 }
             })?;
+        // An origin tells the cluster (an edge's origin does, for its push).
+        if let Some(r) = self.registry.as_ref().filter(|_| !self.is_edge()) {
+            r.announce(key, crate::stream::unix_ms());
+        }
         Ok(id)
     }
 
@@ -472,6 +493,14 @@ impl Shard {
     /// Publisher `id` left (if it is still the current one).
     fn end_publish(self: &Rc<Self>, key: &StreamKey, id: u64) {
         self.with_table(|t| t.end_publish(key, id, Instant::now()));
+        // Withdrawn once nobody publishes it here (a replaced publisher's
+        // end leaves its successor's announcement alone; the registry only
+        // withdraws what this node announced).
+        if let Some(r) = &self.registry {
+            if self.table.borrow().publisher(key).is_none() {
+                r.withdraw(key);
+            }
+        }
     }
 
     /// Adds a player to this shard's copy of the stream (owned or replica).
@@ -543,9 +572,10 @@ pub async fn shard_main(
     ctx: ShardCtx<ShardMsg>,
     config: Arc<Config>,
     tls: Option<Arc<TlsAcceptor>>,
+    registry: Option<crate::cluster::Registry>,
 ) {
     crate::metrics::started();
-    let shard = Rc::new(Shard::new(ctx, config.clone(), tls));
+    let shard = Rc::new(Shard::new(ctx, config.clone(), tls, registry));
     let inbox_shard = shard.clone();
     shards::serve_inbox(move |from, _lane, msg: ShardMsg| inbox_shard.on_message(from, msg));
 

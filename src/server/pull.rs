@@ -25,6 +25,7 @@ use proto::rtmp::client::{
 };
 
 use super::Shard;
+use crate::cluster::Lookup;
 use crate::config::{Config, Mode, OriginChoice};
 use crate::edge::{origin_order, Attempts, RetryPolicy, Step};
 use crate::error::{ConnError, Deadline};
@@ -68,10 +69,12 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// The edge of `config`, or None on an origin. The origins were
-    /// checked when the configuration was loaded.
-    pub fn new(config: &Config) -> Option<Edge> {
-        if config.mode != Mode::Edge {
+    /// The pulls' setting of `config`: an edge's, or an origin's in a
+    /// `cluster` (no static origins: the registry names them); None on a
+    /// lone origin. The origins were checked when the configuration was
+    /// loaded.
+    pub fn new(config: &Config, cluster: bool) -> Option<Edge> {
+        if config.mode != Mode::Edge && !cluster {
             return None;
         }
         let e = &config.edge;
@@ -117,6 +120,8 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
     edge.turn.set(turn.wrapping_add(1));
     let order = origin_order(&edge.origins, &key, edge.choice, turn);
     let mut attempts = Attempts::new(edge.policy, order, edge.origins.len());
+    // The static list, and origins the registry named since.
+    let mut origins = edge.origins.clone();
     let mut failures = 0u32;
     let mut last_origin = None;
     log::info!("pull start key={key} shard={}", shard.id());
@@ -124,7 +129,19 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
         if stop.is_raised() {
             break false;
         }
-        match attempts.next(Instant::now()) {
+        let preferred = match &shard.registry {
+            Some(r) => match r.lookup(&key).await {
+                Lookup::Found { node, addr } if node != r.node_id => {
+                    Some(origins.iter().position(|o| *o == addr).unwrap_or_else(|| {
+                        origins.push(addr);
+                        attempts.add_origin()
+                    }))
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        match attempts.next_with(Instant::now(), preferred) {
             Step::GiveUp => break true,
             Step::WaitUntil(at) => {
                 if let Some(o) = last_origin {
@@ -133,7 +150,7 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
                 sleep_until(at, &stop).await;
             }
             Step::Try(i) => {
-                let origin = edge.origins[i];
+                let origin = origins[i];
                 last_origin = Some(origin);
                 shard.with_table(|t| {
                     t.set_pull_state(&key, origin, PullState::Connecting, failures)
@@ -166,14 +183,19 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
             }
         }
     };
-    if gave_up {
+    // On an origin, players of a stream nobody has wait for a publisher
+    // here as they always do; on an edge there is no other source.
+    let ends_players = gave_up && shard.is_edge();
+    if ends_players {
         log::warn!(
             "pull gave up key={key} after {failures} failed attempts (edge.retry_max_ms): its players are told the stream ended"
         );
+    } else if gave_up {
+        log::info!("pull gave up key={key}: no other node announces it");
     } else {
         log::info!("pull stop key={key}");
     }
-    shard.with_table(|t| t.pull_ended(&key, gave_up, Instant::now()));
+    shard.with_table(|t| t.pull_ended(&key, ends_players, Instant::now()));
 }
 
 /// Sleeps until `at`, or until `stop` is raised.
