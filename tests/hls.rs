@@ -1350,3 +1350,35 @@ fn playlists_are_not_cached_and_media_is_immutable() {
         );
     }
 }
+
+/// A segment request that is the first HLS request a shard sees (no copy
+/// of the stream there yet: it subscribes now) gets the segment, not a
+/// 404. Eight fresh connections: with two shards, the kernel's spreading
+/// makes one of them the other shard's first with near certainty; and
+/// each must get the segment.
+#[test]
+fn a_segment_is_served_by_a_shard_that_had_no_copy_of_the_stream() {
+    let server = Server::start();
+    let _publisher = start_publishing(&server);
+    // Segment 0 is complete once part 0 of segment 1 is cut (the owner
+    // logs it); no playlist request is made, so only the owner has a copy.
+    let cut = server.wait_for_log(Duration::from_secs(15), |l| {
+        l.contains("hls part ready") && kv(l, "msn") == Some("1") && kv(l, "part") == Some("0")
+    });
+    assert!(
+        cut.is_some(),
+        "segment 0 was not cut\n{}",
+        server.log_tail(30)
+    );
+    for i in 0..8 {
+        let r = get_rel(server.port, "test/0.ts");
+        assert_eq!(
+            r.head.status,
+            200,
+            "request {i}: {}\n{}",
+            r.text(),
+            server.log_tail(20)
+        );
+        check_ts(&format!("request {i}"), &r.body);
+    }
+}

@@ -21,6 +21,10 @@ use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, Stream
 use proto::hls::Readiness;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
+/// How long a segment or part request waits for the shard's copy of the
+/// stream's HLS window when it has none yet (the owner's snapshot is on
+/// its way: milliseconds, unless the owner is stuck).
+const REPLICA_SYNC_WAIT: Duration = Duration::from_secs(1);
 /// How long a cache may keep the answer to a blocking playlist reload.
 const BLOCKING_RELOAD_MAX_AGE_S: u64 = 6;
 /// Blocking timeout before a window knows its target duration (3 × 2 s).
@@ -581,7 +585,10 @@ async fn media(
     reg: &Registered,
 ) -> Result<Bytes, (u16, String)> {
     reg.count.classify(Protocol::Hls);
-    let Some((notify, _)) = shard.watch_hls(key, r) else {
+    // A shard with no copy of the stream yet (the request is its first)
+    // subscribes now and gets the owner's window a moment later: wait for
+    // it rather than answer 404 for a segment that exists.
+    let Some(notify) = wait_hls(shard, key, r, REPLICA_SYNC_WAIT, reg).await else {
         return Err((404, format!("stream {key} is not published\n")));
     };
     let (_, deadline) = blocking_deadline(shard, key, r);
