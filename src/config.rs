@@ -1286,6 +1286,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_needs_an_address_others_can_reach() {
+        let e = Config::from_toml_str("[cluster]\nredis = \"redis://127.0.0.1:6379\"\n", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("cluster.advertise"), "{e}");
+        let c = Config::from_toml_str(
+            "listen = \"127.0.0.2\"\n[cluster]\nredis = \"redis://127.0.0.1:6379\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.advertise(), "127.0.0.2:8079");
+        assert_eq!(c.node_id(), "127.0.0.2:8079");
+        let e = Config::from_toml_str(
+            "listen = \"127.0.0.2\"\n[cluster]\nredis = \"redis://h\"\nrefresh_s = 10\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cluster.refresh_s"), "{e}");
+    }
+
+    #[test]
     fn an_edge_needs_origins_that_are_host_and_port() {
         let e = Config::from_toml_str("mode = \"edge\"\n", "t").unwrap_err();
         assert!(e.to_string().contains("edge.origins"), "{e}");

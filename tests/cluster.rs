@@ -52,10 +52,10 @@ fn registry_key(name: &str) -> String {
     format!("shardcast:stream:{}", key(name))
 }
 
-/// A node on `ip` in the cluster of the Redis on `redis_port`; `more` is
-/// appended to the config.
-fn node(ip: &str, redis_port: u16, top: &str, more: &str) -> Server {
-    let toml = format!("{top}\n[cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\n{more}\n");
+/// A node on `ip` in the cluster of the Redis on `redis_port`, with more
+/// configuration in `top`.
+fn node(ip: &str, redis_port: u16, top: &str) -> Server {
+    let toml = format!("{top}\n[cluster]\nredis = \"redis://127.0.0.1:{redis_port}\"\n");
     Server::builder()
         .listen(ip)
         .log("info")
@@ -111,8 +111,8 @@ fn announced_by(redis_port: u16, name: &str, addr: SocketAddr, timeout: Duration
 fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     let rport = free_port();
     let _redis = redis(rport);
-    let a = node("127.0.0.2", rport, "", "");
-    let b = node("127.0.0.3", rport, "", "");
+    let a = node("127.0.0.2", rport, "");
+    let b = node("127.0.0.3", rport, "");
     let mut publisher = publish(&b, "test");
     let v = announced_by(rport, "test", b.addr(), Duration::from_secs(5))
         .unwrap_or_else(|| panic!("B did not announce the stream\n{}", b.log_tail(20)));
@@ -170,18 +170,12 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
 fn a_redis_outage_costs_lookups_not_streams() {
     let rport = free_port();
     let mut redis_proc = redis(rport);
-    let o = node("127.0.0.2", rport, "", "");
-    let e = {
-        let toml = format!(
-            "mode = \"edge\"\n[cluster]\nredis = \"redis://127.0.0.1:{rport}\"\n[edge]\norigins = [\"{}\"]\n",
-            o.addr()
-        );
-        Server::builder()
-            .listen("127.0.0.3")
-            .log("info")
-            .config(&toml)
-            .start()
-    };
+    let o = node("127.0.0.2", rport, "");
+    let e = node(
+        "127.0.0.3",
+        rport,
+        &format!("mode = \"edge\"\n[edge]\norigins = [\"{}\"]", o.addr()),
+    );
     let _p1 = publish(&o, "one");
     announced_by(rport, "one", o.addr(), Duration::from_secs(5)).expect("announced");
     let player = BgFlvPlayer::start_at(e.addr(), "/live/one.flv", false).expect("connect");
