@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http_client::{self, BgFlvPlayer};
@@ -24,7 +24,8 @@ fn key(name: &str) -> String {
 fn redis(port: u16) -> Proc {
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"]);
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null());
     let mut p = Proc::spawn(&format!("redis-{port}"), &mut cmd);
     let up = wait_until(Duration::from_secs(5), || {
         (cli(port, &["PING"]) == "PONG").then_some(())
