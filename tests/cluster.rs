@@ -8,17 +8,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::http_client::{self, BgFlvPlayer};
+use common::http_client::BgFlvPlayer;
 use common::*;
 use serde_json::Value;
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn key(name: &str) -> String {
-    format!("{DEFAULT_VHOST}/live/{name}")
-}
 
 /// A Redis on `port`, nothing saved; ready when it answers PING.
 fn redis(port: u16) -> Proc {
@@ -27,7 +21,7 @@ fn redis(port: u16) -> Proc {
         .args(["--save", "", "--appendonly", "no"])
         .stdout(Stdio::null());
     let mut p = Proc::spawn(&format!("redis-{port}"), &mut cmd);
-    let up = wait_until(Duration::from_secs(5), || {
+    let up = wait_for(Duration::from_secs(5), || {
         (cli(port, &["PING"]) == "PONG").then_some(())
     });
     assert!(
@@ -50,7 +44,7 @@ fn cli(port: u16, args: &[&str]) -> String {
 }
 
 fn registry_key(name: &str) -> String {
-    format!("shardcast:stream:{}", key(name))
+    format!("shardcast:stream:{}", live_key(name))
 }
 
 /// A node on `ip` in the cluster of the Redis on `redis_port`, with more
@@ -64,41 +58,9 @@ fn node(ip: &str, redis_port: u16, top: &str) -> Server {
         .start()
 }
 
-fn publish(server: &Server, name: &str) -> Proc {
-    publish_and_wait_at(
-        server,
-        &format!("publisher-{name}"),
-        &format!("live/{name}"),
-        &key(name),
-        &PublishOpts::small(),
-    )
-}
-
-fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn api(server: &Server, target: &str) -> (u16, Value) {
-    let r = http_client::request_at(server.addr(), "GET", target, &[], REQUEST_TIMEOUT)
-        .unwrap_or_else(|e| panic!("GET {target} on {}: {e}", server.addr()));
-    (
-        r.head.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
 /// The registry's announcement of `name`, parsed, once it names `addr`.
 fn announced_by(redis_port: u16, name: &str, addr: SocketAddr, timeout: Duration) -> Option<Value> {
-    wait_until(timeout, || {
+    wait_for(timeout, || {
         let v: Value =
             serde_json::from_str(&cli(redis_port, &["GET", &registry_key(name)])).ok()?;
         (v["addr"] == addr.to_string().as_str()).then_some(v)
@@ -114,7 +76,7 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     let _redis = redis(rport);
     let a = node("127.0.0.2", rport, "");
     let b = node("127.0.0.3", rport, "");
-    let mut publisher = publish(&b, "test");
+    let mut publisher = publish_live(&b, "test");
     let v = announced_by(rport, "test", b.addr(), Duration::from_secs(5))
         .unwrap_or_else(|| panic!("B did not announce the stream\n{}", b.log_tail(20)));
     assert_eq!(v["node"], b.addr().to_string().as_str(), "{v}");
@@ -140,7 +102,7 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     );
     check_h264_aac(&probe, 2.0)
         .unwrap_or_else(|e| panic!("the stream through origin A: {e}\n{}", a.log_tail(30)));
-    let (_, server) = api(&a, "/api/v1/server");
+    let (_, server) = api_at(&a, "/api/v1/server");
     assert_eq!(server["registry"]["up"], true, "{server}");
     assert_eq!(server["node_id"], a.addr().to_string().as_str(), "{server}");
     assert!(
@@ -152,7 +114,7 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     );
 
     publisher.kill();
-    let gone = wait_until(Duration::from_secs(10), || {
+    let gone = wait_for(Duration::from_secs(10), || {
         cli(rport, &["EXISTS", &registry_key("test")])
             .eq("0")
             .then_some(())
@@ -177,7 +139,7 @@ fn a_redis_outage_costs_lookups_not_streams() {
         rport,
         &format!("mode = \"edge\"\n[edge]\norigins = [\"{}\"]", o.addr()),
     );
-    let _p1 = publish(&o, "one");
+    let _p1 = publish_live(&o, "one");
     announced_by(rport, "one", o.addr(), Duration::from_secs(5)).expect("announced");
     let player = BgFlvPlayer::start_at(e.addr(), "/live/one.flv", false).expect("connect");
     assert!(
@@ -195,7 +157,7 @@ fn a_redis_outage_costs_lookups_not_streams() {
     let before = player.snapshot().iter().filter(|t| t.is_video()).count();
     // A new stream while Redis is down: the edge's lookup fails over to
     // its static list.
-    let _p2 = publish(&o, "two");
+    let _p2 = publish_live(&o, "two");
     let probe = ffprobe(
         "ffprobe-edge-redis-down",
         &e.http_url("live/two.flv"),
@@ -214,7 +176,7 @@ fn a_redis_outage_costs_lookups_not_streams() {
         after >= before + 60 && !player.is_finished(),
         "the player stalled with Redis down: {before} -> {after} video tags"
     );
-    let (_, server) = api(&o, "/api/v1/server");
+    let (_, server) = api_at(&o, "/api/v1/server");
     assert_eq!(server["registry"]["up"], false, "{server}");
     let outage = o.find_logs(|l| l.contains("unreachable"));
     assert_eq!(outage.len(), 1, "the outage is logged once: {outage:?}");

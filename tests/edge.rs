@@ -24,10 +24,6 @@ use shardcast::edge::origin_order;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn key(name: &str) -> String {
-    format!("{DEFAULT_VHOST}/live/{name}")
-}
-
 /// An origin on `ip`.
 fn origin(ip: &str, toml: &str) -> Server {
     Server::builder()
@@ -52,44 +48,10 @@ fn edge(ip: &str, origins: &[SocketAddr], top: &str, edge: &str) -> Server {
         .start()
 }
 
-/// Publishes the small test stream to `live/<name>` on `server` and waits
-/// until it is published.
-fn publish(server: &Server, name: &str) -> Proc {
-    publish_and_wait_at(
-        server,
-        &format!("publisher-{name}"),
-        &format!("live/{name}"),
-        &key(name),
-        &PublishOpts::small(),
-    )
-}
-
-/// `GET target` on `server`: status and JSON.
-fn api(server: &Server, target: &str) -> (u16, Value) {
-    let r = http_client::request_at(server.addr(), "GET", target, &[], REQUEST_TIMEOUT)
-        .unwrap_or_else(|e| panic!("GET {target} on {}: {e}", server.addr()));
-    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.head.status, v)
-}
-
 /// The API's view of stream `name` on `server`, if it is live there.
 fn stream_view(server: &Server, name: &str) -> Option<Value> {
-    let (status, v) = api(server, &format!("/api/v1/streams/{}", key(name)));
+    let (status, v) = api_at(server, &format!("/api/v1/streams/{}", live_key(name)));
     (status == 200).then_some(v)
-}
-
-/// Polls `f` every 100 ms until it returns Some, for at most `timeout`.
-fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The players of `v` (a stream view) as (peer address, shard).
@@ -118,7 +80,7 @@ fn ip_of(peer: &str) -> &str {
 fn name_hashed_to(origins: &[SocketAddr], prefix: &str, want: usize) -> String {
     (0..1000)
         .map(|i| format!("{prefix}{i}"))
-        .find(|n| origin_order(origins, &key(n), OriginChoice::Hash, 0)[0] == want)
+        .find(|n| origin_order(origins, &live_key(n), OriginChoice::Hash, 0)[0] == want)
         .expect("some name hashes to each origin")
 }
 
@@ -134,9 +96,9 @@ fn edge_players_of_every_protocol_get_streams_from_either_origin() {
     let rtmp_name = name_hashed_to(&origins, "r", 1);
     let flv_name = name_hashed_to(&origins, "f", 0);
     let hls_name = name_hashed_to(&origins, "h", 1);
-    let _p1 = publish(&a, &rtmp_name);
-    let _p2 = publish(&b, &flv_name);
-    let _p3 = publish(&a, &hls_name);
+    let _p1 = publish_live(&a, &rtmp_name);
+    let _p2 = publish_live(&b, &flv_name);
+    let _p3 = publish_live(&a, &hls_name);
     let e = edge("127.0.0.4", &origins, "", "pull_wait_ms = 10000");
 
     let probe = ffprobe(
@@ -203,7 +165,7 @@ fn edge_players_of_every_protocol_get_streams_from_either_origin() {
         (&flv_name, &a, &b),
         (&hls_name, &b, &a),
     ] {
-        let k = key(name);
+        let k = live_key(name);
         let failed = e.find_logs(|l| {
             l.contains("pull failed")
                 && kv(l, "key") == Some(k.as_str())
@@ -234,12 +196,12 @@ fn edge_players_of_every_protocol_get_streams_from_either_origin() {
 #[test]
 fn ten_players_on_an_edge_make_one_pull() {
     let o = origin("127.0.0.2", "");
-    let _p = publish(&o, "test");
+    let _p = publish_live(&o, "test");
     let e = edge("127.0.0.3", &[o.addr()], "", "");
     let players: Vec<BgFlvPlayer> = (0..10)
         .map(|_| BgFlvPlayer::start_at(e.addr(), "/live/test.flv", false).expect("connect"))
         .collect();
-    let all_play = wait_until(Duration::from_secs(20), || {
+    let all_play = wait_for(Duration::from_secs(20), || {
         players
             .iter()
             .all(|p| p.snapshot().iter().filter(|t| t.is_video()).count() >= 30)
@@ -280,7 +242,8 @@ fn ten_players_on_an_edge_make_one_pull() {
         "127.0.0.3",
         "from the edge's address: {ov}"
     );
-    let pulls = o.find_logs(|l| is_event(l, "play") && kv(l, "key") == Some(key("test").as_str()));
+    let pulls =
+        o.find_logs(|l| is_event(l, "play") && kv(l, "key") == Some(live_key("test").as_str()));
     assert_eq!(pulls.len(), 1, "one play at the origin: {pulls:?}");
     for p in players {
         p.stop();
@@ -292,7 +255,7 @@ fn ten_players_on_an_edge_make_one_pull() {
 #[test]
 fn keep_pulling_holds_then_drops_the_pull() {
     let o = origin("127.0.0.2", "");
-    let _p = publish(&o, "test");
+    let _p = publish_live(&o, "test");
     let e = edge("127.0.0.3", &[o.addr()], "", "keep_pulling_s = 3");
     let probe = ffprobe(
         "ffprobe-edge",
@@ -313,7 +276,7 @@ fn keep_pulling_holds_then_drops_the_pull() {
     assert_eq!(player_list(&ov).len(), 1, "the pull is held: {ov}");
     // Then it stops (the RTMP player may have been on a replica shard,
     // which lingers REPLICA_LINGER, 5 s, before the owner stops counting).
-    let gone = wait_until(Duration::from_secs(15), || {
+    let gone = wait_for(Duration::from_secs(15), || {
         let v = stream_view(&o, "test")?;
         player_list(&v).is_empty().then_some(())
     });
@@ -333,7 +296,7 @@ fn keep_pulling_holds_then_drops_the_pull() {
         "dropped before keep_pulling_s: {held:?}"
     );
     assert_eq!(
-        e.find_logs(|l| l.contains("pull stop") && kv(l, "key") == Some(key("test").as_str()))
+        e.find_logs(|l| l.contains("pull stop") && kv(l, "key") == Some(live_key("test").as_str()))
             .len(),
         1,
         "{}",
@@ -345,7 +308,7 @@ fn keep_pulling_holds_then_drops_the_pull() {
 #[test]
 fn a_tree_of_two_edges_carries_a_stream() {
     let o = origin("127.0.0.2", "");
-    let _p = publish(&o, "test");
+    let _p = publish_live(&o, "test");
     let e1 = edge("127.0.0.3", &[o.addr()], "", "");
     let e2 = edge("127.0.0.4", &[e1.addr()], "", "pull_wait_ms = 10000");
     let probe = ffprobe(
@@ -376,7 +339,7 @@ fn a_tree_of_two_edges_carries_a_stream() {
 #[test]
 fn a_dead_first_origin_plays_from_the_second() {
     let o = origin("127.0.0.2", "");
-    let _p = publish(&o, "test");
+    let _p = publish_live(&o, "test");
     // Nothing listens there: the connect is refused.
     let dead: SocketAddr = format!("127.0.0.9:{}", free_port()).parse().unwrap();
     let e = edge(
@@ -387,7 +350,7 @@ fn a_dead_first_origin_plays_from_the_second() {
     );
     let asked = Instant::now();
     let player = BgFlvPlayer::start_at(e.addr(), "/live/test.flv", false).expect("connect");
-    let first = wait_until(Duration::from_secs(10), || {
+    let first = wait_for(Duration::from_secs(10), || {
         player
             .snapshot()
             .iter()
@@ -427,7 +390,7 @@ fn a_signed_origin_admits_an_edge_with_the_secret() {
         "127.0.0.2",
         &format!("[auth]\n{secret}\nplay = \"signed\"\n"),
     );
-    let _p = publish(&o, "test");
+    let _p = publish_live(&o, "test");
     let e = edge("127.0.0.3", &[o.addr()], &format!("[auth]\n{secret}"), "");
     let probe = ffprobe(
         "ffprobe-signed-edge",
@@ -449,8 +412,8 @@ fn a_signed_origin_admits_an_edge_with_the_secret() {
 fn an_edge_publish_reaches_the_origin() {
     let o = origin("127.0.0.2", "");
     let e = edge("127.0.0.3", &[o.addr()], "", "");
-    let _p = publish(&e, "test");
-    let ov = wait_until(Duration::from_secs(10), || stream_view(&o, "test")).unwrap_or_else(|| {
+    let _p = publish_live(&e, "test");
+    let ov = wait_for(Duration::from_secs(10), || stream_view(&o, "test")).unwrap_or_else(|| {
         panic!(
             "the origin did not get the edge's publish within 10 s\n{}",
             e.log_tail(30)
@@ -541,7 +504,7 @@ fn failover(a: &str, b: &str, e: &str) -> Failover {
     let origins = [a.addr(), b.addr()];
     // A stream the hash pulls from A first.
     let name = name_hashed_to(&origins, "m", 0);
-    let mut first_publisher = publish(&a, &name);
+    let mut first_publisher = publish_live(&a, &name);
     let e = edge(e, &origins, "", "");
     let player =
         BgFlvPlayer::start_at(e.addr(), &format!("/live/{name}.flv"), false).expect("connect");
@@ -557,7 +520,7 @@ fn failover(a: &str, b: &str, e: &str) -> Failover {
     );
     let killed = Instant::now();
     first_publisher.kill();
-    let _second_publisher = publish(&b, &name);
+    let _second_publisher = publish_live(&b, &name);
     let republished = Instant::now();
     let back = player.wait_until(Duration::from_secs(10), |tags| {
         tags.iter().any(|t| t.is_video() && t.at > republished)
@@ -601,7 +564,7 @@ fn edge_hls_survives_an_origin_failover_with_a_discontinuity() {
     let b = origin("127.0.0.3", "");
     let origins = [a.addr(), b.addr()];
     let name = name_hashed_to(&origins, "h", 0);
-    let mut first_publisher = publish(&a, &name);
+    let mut first_publisher = publish_live(&a, &name);
     let e = edge("127.0.0.4", &origins, "", "pull_wait_ms = 10000");
     let playlist = format!("/live/{name}.m3u8");
     let get = || {
@@ -628,8 +591,8 @@ fn edge_hls_survives_an_origin_failover_with_a_discontinuity() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _second_publisher = publish(&b, &name);
-    let after = wait_until(Duration::from_secs(15), || {
+    let _second_publisher = publish_live(&b, &name);
+    let after = wait_for(Duration::from_secs(15), || {
         let r = get();
         assert_eq!(
             r.head.status,

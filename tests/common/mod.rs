@@ -974,3 +974,43 @@ pub fn playlist_with_segment(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `vhost/app/stream` of `live/<name>` in the default vhost.
+pub fn live_key(name: &str) -> String {
+    format!("{DEFAULT_VHOST}/live/{name}")
+}
+
+/// Publishes the small test stream to `live/<name>` on `server` and waits
+/// until it is published.
+pub fn publish_live(server: &Server, name: &str) -> Proc {
+    publish_and_wait_at(
+        server,
+        &format!("publisher-{name}"),
+        &format!("live/{name}"),
+        &live_key(name),
+        &PublishOpts::small(),
+    )
+}
+
+/// Polls `f` every 100 ms until it returns Some, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET target` on `server` (at its own address): status and JSON (null
+/// if the body is not JSON).
+pub fn api_at(server: &Server, target: &str) -> (u16, serde_json::Value) {
+    let r = http_client::request_at(server.addr(), "GET", target, &[], Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("GET {target} on {}: {e}", server.addr()));
+    let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.head.status, v)
+}
