@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use proto::rtmp::client::{ClientEvent, Output, StreamMode};
+use proto::rtmp::client::{ClientEvent, ClientSession, Output, StreamMode};
 
 use super::pull::{connect, send, sleep_until, Edge, UPSTREAM_IDLE_TIMEOUT};
 use super::Shard;
@@ -92,6 +92,21 @@ enum Next {
     Read(Result<Option<usize>, ConnError>),
     Item(SinkItem),
     Stop,
+}
+
+/// Puts one sink item in the session's output.
+fn encode(session: &mut ClientSession, item: SinkItem) -> Result<(), String> {
+    match item {
+        SinkItem::Frame(f) => session
+            .send_frame(&f)
+            .map_err(|e| format!("frame not sent: {e}")),
+        SinkItem::Metadata(m) => session
+            .send_metadata(&m)
+            .map_err(|e| format!("metadata not sent: {e}")),
+        // The local publisher changed or left: the guard stops the push
+        // when it ends.
+        SinkItem::Published | SinkItem::Unpublished => Ok(()),
+    }
 }
 
 /// One connection to `origin`: publishes the stream until the push is
@@ -193,15 +208,16 @@ async fn attempt(
                         "the push fell {PUSH_QUEUE_BYTES_MAX} bytes behind (PUSH_QUEUE_BYTES_MAX)"
                     ))
                 }
-                Next::Item(SinkItem::Frame(f)) => session
-                    .send_frame(&f)
-                    .map_err(|e| format!("frame not sent: {e}"))?,
-                Next::Item(SinkItem::Metadata(m)) => session
-                    .send_metadata(&m)
-                    .map_err(|e| format!("metadata not sent: {e}"))?,
-                // The local publisher changed or left: the guard stops the
-                // push when it ends.
-                Next::Item(SinkItem::Published | SinkItem::Unpublished) => {}
+                Next::Item(item) => {
+                    // Everything queued goes out in one write (the
+                    // session batches its output until it is polled).
+                    encode(&mut session, item)?;
+                    if let Some(s) = &sink {
+                        while let Some(more) = s.queue.borrow_mut().pop() {
+                            encode(&mut session, more)?;
+                        }
+                    }
+                }
             }
         }
     }
