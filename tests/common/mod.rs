@@ -35,7 +35,14 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A free TCP port on 127.0.0.1: bind port 0, read it, release it.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    free_port_on("127.0.0.1")
+}
+
+/// A free TCP port on `ip`. A port free on 127.0.0.1 may be taken on
+/// 127.0.0.3: an edge's pulls connect from its own address, so their
+/// ephemeral ports are in use there.
+pub fn free_port_on(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
     l.local_addr().expect("local_addr").port()
 }
 
@@ -152,7 +159,7 @@ impl ServerBuilder {
 
     /// Starts the binary and waits for its `listening` line.
     pub fn start(self) -> Server {
-        let port = free_port();
+        let port = free_port_on(&self.listen);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
         if let Some(toml) = &self.config {
