@@ -291,8 +291,10 @@ fn keep_pulling_holds_then_drops_the_pull() {
         "pull dropped {:.1} s after the last player left",
         held.as_secs_f64()
     );
+    // The server counts from when it saw the player close, a little
+    // before this test saw ffprobe exit.
     assert!(
-        held >= Duration::from_secs(3),
+        held >= Duration::from_millis(2900),
         "dropped before keep_pulling_s: {held:?}"
     );
     assert_eq!(

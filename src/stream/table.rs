@@ -934,10 +934,13 @@ impl StreamTable {
     /// idle owned entry goes.
     fn maybe_unfollow(&mut self, key: &StreamKey, now: Instant) {
         if let Some(entry) = self.entries.get_mut(key) {
-            if let Role::Replica { empty_since, .. } = &mut entry.role {
-                if !entry.core.has_subscribers() {
-                    *empty_since = Some(now);
+            match &mut entry.role {
+                Role::Replica { empty_since, .. } => {
+                    if !entry.core.has_subscribers() {
+                        *empty_since = Some(now);
+                    }
                 }
+                Role::Owner { pull, .. } => left_now(pull, now),
             }
         }
         self.maybe_drop_owned(key, now);
@@ -976,6 +979,13 @@ impl StreamTable {
                 }) = self.entries.get_mut(&key)
                 {
                     replicas.retain(|r| r.shard != from);
+                }
+                if let Some(Entry {
+                    role: Role::Owner { pull, .. },
+                    ..
+                }) = self.entries.get_mut(&key)
+                {
+                    left_now(pull, now);
                 }
                 self.maybe_drop_owned(&key, now);
             }
@@ -1070,5 +1080,14 @@ fn report_skips(key: &StreamKey, p: &Player) {
     }
 }
 
+/// A subscriber of a pulled stream left at `now`: `edge.keep_pulling_s`
+/// counts from here, not from the last tick that saw it.
+fn left_now(pull: &mut Option<PullSlot>, now: Instant) {
+    if let Some(p) = pull {
+        p.last_demand = now;
+    }
+}
+
 #[cfg(test)]
 mod tests;
+

@@ -869,6 +869,24 @@ fn a_player_within_keep_pulling_keeps_the_pull() {
 }
 
 #[test]
+fn keep_pulling_counts_from_when_the_last_player_left() {
+    let mut mesh = Mesh::edge(KEEP);
+    let v = mesh.attach(OWNER, QUEUE);
+    let stop = mesh.pulls[0].2.clone();
+    mesh.advance(KEEP);
+    mesh.tick_all();
+    // The player leaves between ticks, long after the last one.
+    mesh.advance(KEEP / 2);
+    mesh.detach(&v);
+    mesh.advance(KEEP - MS);
+    mesh.tick_all();
+    assert!(!stop.is_raised(), "held keep_pulling from the detach");
+    mesh.advance(MS);
+    mesh.tick_all();
+    assert!(stop.is_raised());
+}
+
+#[test]
 fn players_stay_through_retries_and_end_when_the_pull_gives_up() {
     let mut mesh = Mesh::edge(KEEP);
     let viewers: Vec<_> = (0..SHARDS).map(|s| mesh.attach(s, QUEUE)).collect();
