@@ -1,26 +1,32 @@
 //! The origin cluster's registry on Redis (`[cluster]`): which node has
 //! which live stream. Redis is off the data path: one registry thread per
 //! process talks to it (the `redis` crate's blocking client, with
-//! timeouts), and the shards talk to that thread over bounded channels,
-//! never waiting on it. A full channel or a Redis that is down or slow
-//! costs a lookup (the caller falls back to its static list) or an
-//! announcement (made again at the next refresh), never a shard.
+//! timeouts), one more thread listens to its events, and the shards talk
+//! to them over bounded channels, never waiting on them. A full channel or
+//! a Redis that is down or slow costs a lookup (the caller falls back to
+//! its static list) or an announcement (made again at the next refresh),
+//! never a shard.
 //!
 //! - A node with a live publisher announces `<prefix>:stream:<key>` →
 //!   `{"node","addr","since","epoch"}` with `SET NX PX ttl`, refreshes it
 //!   every `refresh_s` only while the value is still its own (a script
 //!   compares and extends), and deletes it at unpublish the same way. A
-//!   node that lost the key (another took it after it expired) stops
-//!   refreshing it and logs so; one that could not take it tries again at
-//!   each refresh.
+//!   node that lost the key (another took it) stops refreshing it and
+//!   logs so.
+//! - A node that finds the key held by another checks the holder: when
+//!   nothing answers at the holder's address (it died: its publisher
+//!   moved here), it takes the key over at once, replacing exactly the
+//!   stale value; a live holder keeps it, and the node tries again at each
+//!   refresh and when the holder withdraws.
 //! - Each change is published on `<prefix>:events` (`announce` with the
-//!   value, `withdraw`). Nobody subscribes yet: a node pulling a stream
-//!   finds its new origin by a lookup when its pull fails.
+//!   value, `withdraw`). Every node subscribes: an announcement by another
+//!   node goes to each shard ([`Moved`]), whose pull of that stream, if it
+//!   pulls from elsewhere, follows at once.
 //! - A lookup is a GET. A player on a node without the stream makes that
 //!   node pull it from the node the registry names (`server::pull`).
 //! - The outage is logged once (and its end), shown in the API, and the
-//!   thread reconnects with a backoff up to [`RECONNECT_BACKOFF_MAX`];
-//!   what it owns is announced again then.
+//!   threads reconnect with a backoff up to [`RECONNECT_BACKOFF_MAX`];
+//!   what a node owns is announced again then.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +49,15 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 /// First and longest wait between attempts to reach Redis again.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a node waits for a TCP connect to the holder of a key it
+/// wants before it judges the holder dead and takes the key over.
+pub const HOLDER_CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+/// Announcements a shard may have waiting; past it one is dropped (that
+/// shard's pull finds the stream by a lookup when its origin fails).
+pub const SHARD_EVENTS_MAX: usize = 256;
+/// The events subscription pings Redis after this long without a message,
+/// and connects again when the ping fails.
+pub const EVENTS_PING_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a stream's key holds.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,12 +84,25 @@ pub enum Lookup {
     Unavailable,
 }
 
+/// Another node announced a stream: a pull of it elsewhere follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// `vhost/app/stream`.
+    pub key: String,
+    pub node: String,
+    pub addr: SocketAddr,
+}
+
 enum Cmd {
     Announce {
         key: String,
         since: u64,
     },
     Withdraw {
+        key: String,
+    },
+    /// Another node withdrew `key`: take it if we publish it.
+    Vacant {
         key: String,
     },
     Lookup {
@@ -100,25 +128,47 @@ pub struct Registry {
     pub node_id: String,
     pub advertise: String,
     redis_url: String,
+    /// Per shard: announcements by other nodes.
+    moves: Arc<Vec<flume::Receiver<Moved>>>,
 }
 
 impl Registry {
-    /// Starts the registry thread, or None when
+    /// Starts the registry's threads for `shards` shards, or None when
     /// `cluster.redis` is empty. `node_id` and `advertise` are resolved
     /// (defaults filled in) by the caller.
-    pub fn start(cfg: &ClusterConfig, node_id: String, advertise: String) -> Option<Self> {
+    pub fn start(
+        cfg: &ClusterConfig,
+        node_id: String,
+        advertise: String,
+        shards: usize,
+    ) -> Option<Self> {
         if cfg.redis.is_empty() {
             return None;
         }
         let (tx, rx) = crossbeam_channel::bounded(REGISTRY_QUEUE_MAX);
         let state = Arc::new(RegistryState::default());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards.max(1))
+            .map(|_| flume::bounded(SHARD_EVENTS_MAX))
+            .unzip();
         let registry = Registry {
-            tx,
+            tx: tx.clone(),
             state: state.clone(),
             node_id: node_id.clone(),
             advertise: advertise.clone(),
             redis_url: cfg.redis.clone(),
+            moves: Arc::new(receivers),
         };
+        let events = Events {
+            url: cfg.redis.clone(),
+            channel: format!("{}:events", cfg.key_prefix),
+            node_id: node_id.clone(),
+            shards: senders,
+            registry: tx,
+        };
+        std::thread::Builder::new()
+            .name("registry-events".into())
+            .spawn(move || events.run())
+            .expect("spawning the registry events thread");
         let worker = Worker {
             url: cfg.redis.clone(),
             prefix: cfg.key_prefix.clone(),
@@ -163,6 +213,11 @@ impl Registry {
             key: key.to_string(),
             since,
         });
+    }
+
+    /// Announcements of streams by other nodes, for shard `shard`.
+    pub fn moves(&self, shard: usize) -> Option<flume::Receiver<Moved>> {
+        self.moves.get(shard).cloned()
     }
 
     /// The publisher of `key` left.
@@ -230,6 +285,9 @@ struct Worker {
 /// Extends the key's TTL if it still holds our value.
 const REFRESH_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
      return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+/// Replaces the key's value if it still holds the stale one.
+const TAKEOVER_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) else return false end";
 /// Deletes the key if it still holds our value.
 const DELETE_SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
      return redis.call('del', KEYS[1]) else return 0 end";
@@ -240,6 +298,8 @@ impl Worker {
     }
 
     fn run(mut self, rx: Receiver<Cmd>) {
+        // Connected from the start: the API shows whether Redis is there.
+        self.conn();
         let mut next_refresh = Instant::now() + self.refresh;
         loop {
             let wait = next_refresh.saturating_duration_since(Instant::now());
@@ -342,6 +402,7 @@ impl Worker {
                     self.state.announced.fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            Cmd::Vacant { key } => self.take(&key),
             Cmd::Lookup { key, reply } => {
                 let rkey = self.key(&key);
                 let answer = match self.conn() {
@@ -372,7 +433,8 @@ impl Worker {
         }
     }
 
-    /// SET NX for an owned stream not yet held; publishes the change.
+    /// Takes the key of an owned stream not yet held ([`try_take`]) and
+    /// publishes the change.
     fn take(&mut self, key: &str) {
         let Some(value) = self
             .owned
@@ -382,67 +444,40 @@ impl Worker {
         else {
             return;
         };
-        let (rkey, channel, ttl) = (self.key(key), format!("{}:events", self.prefix), self.ttl);
+        let (rkey, channel, ttl) = (
+            self.key(key),
+            format!("{}:events", self.prefix),
+            self.ttl.as_millis() as u64,
+        );
         let event = format!(
             r#"{{"event":"announce","key":{},"value":{value}}}"#,
             serde_json::Value::from(key)
         );
         let node_id = self.node_id.clone();
         let Some(c) = self.conn() else { return };
-        let r: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(&rkey)
-            .arg(&value)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query(c);
-        match r {
-            Ok(Some(_)) => {
-                if let Err(e) = redis::cmd("PUBLISH")
+        let r = try_take(c, &rkey, &value, ttl, &node_id).and_then(|took| {
+            if let Took::Set(_) = took {
+                redis::cmd("PUBLISH")
                     .arg(&channel)
                     .arg(&event)
-                    .query::<i64>(c)
-                {
-                    self.failed(&e);
-                }
+                    .query::<i64>(c)?;
+            }
+            Ok(took)
+        });
+        match r {
+            Ok(Took::Set(how)) => {
                 if let Some(o) = self.owned.get_mut(key) {
                     o.held = true;
                 }
                 self.state.announced.fetch_add(1, Ordering::Relaxed);
-                log::info!("cluster: announced key={key}");
+                log::info!("cluster: announced key={key} ({how})");
             }
-            Ok(None) => {
-                // Our own announcement from before an outage is ours.
-                let ours = redis::cmd("GET")
-                    .arg(&rkey)
-                    .query::<Option<String>>(c)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| serde_json::from_str::<Announcement>(&v).ok())
-                    .is_some_and(|a| a.node == node_id);
-                if ours {
-                    let r = redis::cmd("SET")
-                        .arg(&rkey)
-                        .arg(&value)
-                        .arg("XX")
-                        .arg("PX")
-                        .arg(ttl.as_millis() as u64)
-                        .query::<Option<String>>(c);
-                    if let Err(e) = r {
-                        self.failed(&e);
-                        return;
-                    }
-                    if let Some(o) = self.owned.get_mut(key) {
-                        o.held = true;
-                    }
-                    self.state.announced.fetch_add(1, Ordering::Relaxed);
-                    log::info!("cluster: announced key={key} (again)");
-                } else {
-                    log::info!(
-                        "cluster: key={key} is announced by another node; taking it once that lapses"
-                    );
-                }
-            }
+            Ok(Took::Alive(h)) => log::info!(
+                "cluster: key={key} is announced by {} at {}, which answers; taking it when it withdraws or lapses",
+                h.node,
+                h.addr
+            ),
+            Ok(Took::Changed) => {}
             Err(e) => self.failed(&e),
         }
     }
@@ -479,6 +514,179 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// What an attempt to take a stream's key found.
+enum Took {
+    /// The key is ours now (how: new, or taken over and why).
+    Set(String),
+    /// Another node holds it and answers at its address.
+    Alive(Announcement),
+    /// It changed between two calls: try again at the next refresh.
+    Changed,
+}
+
+/// Takes `rkey` with `value`: SET NX; else, when the value found is this
+/// node's (from before an outage), not an announcement, or names a node
+/// that does not answer ([`holder_gone`]), replaces exactly that value.
+fn try_take(
+    c: &mut redis::Connection,
+    rkey: &str,
+    value: &str,
+    ttl_ms: u64,
+    node_id: &str,
+) -> redis::RedisResult<Took> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(rkey)
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query(c)?;
+    if set.is_some() {
+        return Ok(Took::Set("new".into()));
+    }
+    let Some(stale) = redis::cmd("GET").arg(rkey).query::<Option<String>>(c)? else {
+        return Ok(Took::Changed);
+    };
+    let why = match serde_json::from_str::<Announcement>(&stale) {
+        Ok(h) if h.node == node_id => "this node's, from before an outage".to_string(),
+        Ok(h) => match holder_gone(&h.addr) {
+            None => return Ok(Took::Alive(h)),
+            Some(e) => format!("taken over: {} at {} does not answer: {e}", h.node, h.addr),
+        },
+        Err(e) => format!("taken over: it held {stale:?}, not an announcement ({e})"),
+    };
+    let done: Option<String> = redis::Script::new(TAKEOVER_SCRIPT)
+        .key(rkey)
+        .arg(&stale)
+        .arg(value)
+        .arg(ttl_ms)
+        .invoke(c)?;
+    Ok(match done {
+        Some(_) => Took::Set(why),
+        None => Took::Changed,
+    })
+}
+
+/// Why the node at `addr` is gone (nothing accepts a TCP connection there
+/// within [`HOLDER_CHECK_TIMEOUT`]); None while it answers.
+fn holder_gone(addr: &str) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let target = match addr.to_socket_addrs() {
+        Ok(mut a) => a.next(),
+        Err(e) => return Some(format!("{addr:?} does not resolve: {e}")),
+    };
+    let target = target?;
+    match std::net::TcpStream::connect_timeout(&target, HOLDER_CHECK_TIMEOUT) {
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// The thread that listens to `<prefix>:events`.
+struct Events {
+    url: String,
+    channel: String,
+    node_id: String,
+    /// Per shard.
+    shards: Vec<flume::Sender<Moved>>,
+    /// The registry thread's queue.
+    registry: Sender<Cmd>,
+}
+
+impl Events {
+    fn run(self) {
+        let mut backoff = RECONNECT_BACKOFF_MIN;
+        let mut down_logged = false;
+        loop {
+            let connected = Instant::now();
+            let e = match self.listen(&mut down_logged) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if connected.elapsed() > RECONNECT_BACKOFF_MAX {
+                backoff = RECONNECT_BACKOFF_MIN;
+            }
+            if !std::mem::replace(&mut down_logged, true) {
+                log::warn!(
+                    "cluster: events of {} not received ({e}): pulls find moved streams by lookups until they are",
+                    self.url
+                );
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+        }
+    }
+
+    /// Subscribes and hands out events until the connection fails.
+    fn listen(&self, down_logged: &mut bool) -> redis::RedisResult<std::convert::Infallible> {
+        let mut c = connect(&self.url)?;
+        let mut sub = c.as_pubsub();
+        sub.subscribe(&self.channel)?;
+        sub.set_read_timeout(Some(EVENTS_PING_INTERVAL))?;
+        if std::mem::take(down_logged) {
+            log::info!("cluster: events of {} received again", self.url);
+        }
+        loop {
+            match sub.get_message() {
+                Ok(msg) => {
+                    if let Ok(payload) = msg.get_payload::<String>() {
+                        self.event(&payload);
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    sub.ping::<String>()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One event: another node's announcement goes to every shard, its
+    /// withdrawal to the registry thread.
+    fn event(&self, payload: &str) {
+        #[derive(Deserialize)]
+        struct Event {
+            event: String,
+            key: String,
+            #[serde(default)]
+            node: String,
+            value: Option<Announcement>,
+        }
+        let ev = match serde_json::from_str::<Event>(payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                log::warn!("cluster: {} carried {payload:?}, not an event: {e}", self.channel);
+                return;
+            }
+        };
+        match (ev.event.as_str(), ev.value) {
+            ("announce", Some(a)) if a.node != self.node_id => {
+                let Ok(addr) = a.addr.parse() else {
+                    log::warn!("cluster: {} announced {:?}, not host:port", a.node, a.addr);
+                    return;
+                };
+                let moved = Moved {
+                    key: ev.key,
+                    node: a.node,
+                    addr,
+                };
+                for (i, shard) in self.shards.iter().enumerate() {
+                    if shard.try_send(moved.clone()).is_err() {
+                        log::warn!(
+                            "cluster: shard {i} has {SHARD_EVENTS_MAX} announcements waiting: {} dropped",
+                            moved.key
+                        );
+                    }
+                }
+            }
+            ("withdraw", _) if ev.node != self.node_id => {
+                let _ = self.registry.try_send(Cmd::Vacant { key: ev.key });
+            }
+            _ => {}
         }
     }
 }

@@ -178,6 +178,20 @@ impl Attempts {
         Step::Try(self.order[pos])
     }
 
+    /// The registry announced the stream at origin `i` since: try it now,
+    /// whatever the wait and even if it failed lately (the announcement
+    /// is newer than the failure).
+    pub fn follow(&mut self, i: usize, now: Instant) -> Step {
+        if let Some(slot) = self.disabled_until.get_mut(i) {
+            *slot = None;
+        }
+        if let Some(pos) = self.order.iter().position(|&o| o == i) {
+            self.last = Some(pos);
+        }
+        self.last_attempt = Some(now);
+        Step::Try(i)
+    }
+
     /// The attempt on `origin` failed (or its stream ended).
     pub fn failed(&mut self, origin: usize, now: Instant) {
         if let Some(slot) = self.disabled_until.get_mut(origin) {
@@ -353,4 +367,25 @@ mod tests {
         // Disabled now: the static order goes on.
         assert_eq!(a.next_with(t0, Some(found)), Step::Try(0));
     }
+
+    #[test]
+    fn an_announced_origin_is_tried_at_once_even_if_it_failed_lately() {
+        let mut a = Attempts::new(policy(), vec![0, 1], 2);
+        let t0 = Instant::now();
+        // Both fail; the fast retries are spent: the next try waits.
+        for _ in 0..3 {
+            let Step::Try(i) = a.next(t0) else {
+                panic!("a fast retry")
+            };
+            a.failed(i, t0);
+        }
+        assert!(matches!(a.next(t0), Step::WaitUntil(_)));
+        // Origin 1 announces the stream: tried now, disabled or not.
+        assert_eq!(a.follow(1, t0), Step::Try(1));
+        // It fails too: it is disabled again, and the policy's wait
+        // applies from this attempt.
+        a.failed(1, t0);
+        assert_eq!(a.next(t0), Step::WaitUntil(t0 + policy().interval));
+    }
+
 }

@@ -82,8 +82,12 @@ fn main() {
     } else {
         None
     };
-    let registry =
-        shardcast::cluster::Registry::start(&config.cluster, config.node_id(), config.advertise());
+    let registry = shardcast::cluster::Registry::start(
+        &config.cluster,
+        config.node_id(),
+        config.advertise(),
+        shards,
+    );
     let config = Arc::new(config);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
     let shard_config = config.clone();

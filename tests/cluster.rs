@@ -126,6 +126,49 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     );
 }
 
+/// Origin A, which has the stream, is SIGKILLed and its publisher moves
+/// to origin B. B finds A's announcement, A does not answer, B takes the
+/// key over at once (not a TTL later) and says so on the events channel;
+/// an edge that knows only A finds B through the registry, and its
+/// HTTP-FLV player gets media again within 3 s of the republish on the
+/// same connection.
+#[test]
+fn a_stream_moved_to_another_origin_is_followed_within_3_s() {
+    let rport = free_port();
+    let _redis = redis(rport);
+    let a = node("127.0.0.2", rport, "");
+    let b = node("127.0.0.3", rport, "");
+    let e = node(
+        "127.0.0.4",
+        rport,
+        &format!("mode = \"edge\"\n[edge]\norigins = [\"{}\"]", a.addr()),
+    );
+    let (b_addr, name) = (b.addr(), "moved");
+    let f = measure_failover(a, &b, &e, name);
+    let v = announced_by(rport, name, b_addr, Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("B does not hold the key\n{}", b.log_tail(20)));
+    assert_eq!(v["node"], b_addr.to_string().as_str(), "{v}");
+    assert!(
+        !b.find_logs(|l| l.contains("taken over") && l.contains("does not answer"))
+            .is_empty(),
+        "B did not take the dead origin's key over\n{}",
+        b.log_tail(20)
+    );
+    assert!(
+        !e.find_logs(|l| l.contains("announced at")
+            && l.contains(&b_addr.to_string()))
+            .is_empty(),
+        "the edge did not hear of the move\n{}",
+        e.log_tail(30)
+    );
+    assert!(
+        f.after_republish <= Duration::from_secs(3),
+        "media came back {:?} after the republish\n{}",
+        f.after_republish,
+        e.log_tail(30)
+    );
+}
+
 /// Redis stops during play: players keep playing, a new play on the edge
 /// falls back to its static list, the origin logs the outage once; Redis
 /// back, the announcements return.

@@ -189,7 +189,9 @@ struct AudioView {
     channels: Option<u8>,
 }
 
-/// A live stream as the API shows it: every shard's parts merged.
+/// A live stream as the API shows it: every shard's parts merged. A
+/// stream with a pull but no publisher yet (its pull connects or retries)
+/// is listed too, with `publisher` null and `pull` saying why.
 #[derive(Debug, Serialize)]
 struct StreamView {
     key: String,
@@ -199,8 +201,9 @@ struct StreamView {
     uptime_s: f64,
     published_at: String,
     published_unix: u64,
-    publisher: PublisherView,
-    /// Edge mode: the pull that feeds the stream.
+    /// Null while a pull has no media yet.
+    publisher: Option<PublisherView>,
+    /// Edge mode or a cluster: the pull that feeds the stream.
     pull: Option<PullView>,
     video: Option<VideoView>,
     audio: Option<AudioView>,
@@ -419,7 +422,10 @@ fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
         .into_iter()
         .filter_map(|(key, (owner, mut players, hls_requests))| {
             let (owner_shard, o) = owner?;
-            let publisher = o.publisher?;
+            let publisher = o.publisher;
+            if publisher.is_none() && o.pull.is_none() {
+                return None;
+            }
             let mut it = key.splitn(3, '/');
             let (vhost, app, name) = (it.next()?, it.next()?, it.next()?);
             players.sort_by_key(|p| p.id);
@@ -444,7 +450,10 @@ fn merge(shards: Vec<ShardStreams>, default_vhost: &str) -> Vec<StreamView> {
                 app: app.into(),
                 stream: name.into(),
                 uptime_s: o.uptime_s,
-                published_at: rfc3339(o.published_unix_ms),
+                published_at: match o.published_unix_ms {
+                    0 => String::new(),
+                    ms => rfc3339(ms),
+                },
                 published_unix: o.published_unix_ms / 1000,
                 publisher,
                 pull: o.pull,

@@ -601,6 +601,9 @@ pub async fn shard_main(
         log::info!("listening addr={addr} shards={}", shard.ctx.count());
     }
 
+    if let Some(moves) = shard.registry.as_ref().and_then(|r| r.moves(shard.id())) {
+        glommio::spawn_local(pull::follow_moves(shard.clone(), moves)).detach();
+    }
     let ticker = {
         let shard = shard.clone();
         glommio::spawn_local(async move {

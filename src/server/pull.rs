@@ -13,7 +13,8 @@
 //! signature of `auth.secret` when one is set, so an origin with
 //! `auth.play = "signed"` admits edges that share the secret.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use proto::rtmp::client::{
 };
 
 use super::Shard;
-use crate::cluster::Lookup;
+use crate::cluster::{Lookup, Moved};
 use crate::config::{Config, Mode, OriginChoice};
 use crate::edge::{origin_order, Attempts, RetryPolicy, Step};
 use crate::error::{ConnError, Deadline};
@@ -66,6 +67,71 @@ pub struct Edge {
     pub(super) node_id: String,
     /// The next round-robin start.
     turn: Cell<usize>,
+    /// The pulls running on this shard, by key: where the registry says
+    /// their stream went.
+    follows: RefCell<HashMap<String, Rc<Follow>>>,
+}
+
+/// Where a pull plays from, and where the registry announced its stream
+/// since (`cluster::Moved`): the pull follows at once.
+#[derive(Default)]
+pub(super) struct Follow {
+    /// The origin the pull plays from or is trying (None between
+    /// attempts: an announcement of the origin that just failed is
+    /// followed).
+    at: Cell<Option<SocketAddr>>,
+    /// An origin announced since, not yet followed.
+    to: Cell<Option<SocketAddr>>,
+    /// Raised when `to` is set; replaced when it is taken.
+    wake: RefCell<Rc<Signal>>,
+}
+
+impl Follow {
+    /// The stream was announced at `addr`.
+    fn moved(&self, addr: SocketAddr) {
+        if self.at.get() != Some(addr) {
+            self.to.set(Some(addr));
+            self.wake.borrow().raise();
+        }
+    }
+
+    /// The origin to follow to, once.
+    fn take(&self) -> Option<SocketAddr> {
+        let to = self.to.take();
+        if to.is_some() {
+            *self.wake.borrow_mut() = Rc::new(Signal::default());
+        }
+        to
+    }
+
+    fn pending(&self) -> bool {
+        self.to.get().is_some()
+    }
+
+    /// Raised at the next announcement (or already, with one pending).
+    fn signal(&self) -> Rc<Signal> {
+        self.wake.borrow().clone()
+    }
+}
+
+/// Hands the registry's announcements to this shard's pulls, until the
+/// registry's events thread ends.
+pub async fn follow_moves(shard: Rc<Shard>, moves: flume::Receiver<Moved>) {
+    while let Ok(m) = moves.recv_async().await {
+        let Some(edge) = shard.edge.as_ref() else {
+            return;
+        };
+        let follow = edge.follows.borrow().get(&m.key).cloned();
+        if let Some(f) = follow {
+            log::info!(
+                "pull key={} announced at addr={} node={}: following it",
+                m.key,
+                m.addr,
+                m.node
+            );
+            f.moved(m.addr);
+        }
+    }
 }
 
 impl Edge {
@@ -98,6 +164,7 @@ impl Edge {
             local,
             node_id: format!("{}:{}", config.listen, config.port),
             turn: Cell::new(0),
+            follows: RefCell::new(HashMap::new()),
         })
     }
 }
@@ -108,6 +175,8 @@ enum Ended {
     Stopped,
     /// A client publishes the stream here now, or the API dropped it.
     Replaced,
+    /// The registry announced the stream at another origin.
+    Moved,
 }
 
 /// Runs the pull of `key` until `stop` is raised or the retry policy gives
@@ -123,51 +192,73 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
     // The static list, and origins the registry named since.
     let mut origins = edge.origins.clone();
     let mut failures = 0u32;
+    let mut played = false;
     let mut last_origin = None;
+    let follow = Rc::new(Follow::default());
+    edge.follows
+        .borrow_mut()
+        .insert(key.to_string(), follow.clone());
     log::info!("pull start key={key} shard={}", shard.id());
     let gave_up = loop {
         if stop.is_raised() {
             break false;
         }
-        let preferred = match &shard.registry {
-            Some(r) => match r.lookup(&key).await {
-                Lookup::Found { node, addr } if node != r.node_id => {
-                    Some(origins.iter().position(|o| *o == addr).unwrap_or_else(|| {
-                        origins.push(addr);
-                        attempts.add_origin()
-                    }))
-                }
-                _ => None,
-            },
-            None => None,
+        let step = match follow.take() {
+            Some(to) => {
+                let i = index_of(&mut origins, to, &mut attempts);
+                attempts.follow(i, Instant::now())
+            }
+            None => {
+                let preferred = match &shard.registry {
+                    Some(r) => match r.lookup(&key).await {
+                        Lookup::Found { node, addr } if node != r.node_id => {
+                            Some(index_of(&mut origins, addr, &mut attempts))
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+                attempts.next_with(Instant::now(), preferred)
+            }
         };
-        match attempts.next_with(Instant::now(), preferred) {
+        match step {
             Step::GiveUp => break true,
             Step::WaitUntil(at) => {
                 if let Some(o) = last_origin {
                     shard.with_table(|t| t.set_pull_state(&key, o, PullState::Retrying, failures));
                 }
-                sleep_until(at, &stop).await;
+                let moved = follow.signal();
+                futures_lite::future::or(sleep_until(at, &stop), moved.wait()).await;
             }
             Step::Try(i) => {
                 let origin = origins[i];
                 last_origin = Some(origin);
+                follow.at.set(Some(origin));
                 shard.with_table(|t| {
                     t.set_pull_state(&key, origin, PullState::Connecting, failures)
                 });
-                match attempt(
+                let ended = attempt(
                     &shard,
                     edge,
                     &key,
                     origin,
                     &stop,
-                    &mut attempts,
-                    &mut failures,
+                    &follow,
+                    &mut played,
                 )
-                .await
-                {
+                .await;
+                follow.at.set(None);
+                if std::mem::take(&mut played) {
+                    // Media flowed: a failure now starts a new run.
+                    attempts.succeeded();
+                    failures = 0;
+                }
+                match ended {
                     Ok(Ended::Stopped) => break false,
                     Ok(Ended::Replaced) => break false,
+                    Ok(Ended::Moved) => {
+                        log::info!("pull key={key} leaves {origin}: the stream moved");
+                    }
                     Err(why) => {
                         failures += 1;
                         attempts.failed(i, Instant::now());
@@ -195,7 +286,16 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
     } else {
         log::info!("pull stop key={key}");
     }
+    edge.follows.borrow_mut().remove(&*key);
     shard.with_table(|t| t.pull_ended(&key, ends_players, Instant::now()));
+}
+
+/// `addr`'s index in `origins`, added (there and to `attempts`) if new.
+fn index_of(origins: &mut Vec<SocketAddr>, addr: SocketAddr, attempts: &mut Attempts) -> usize {
+    origins.iter().position(|o| *o == addr).unwrap_or_else(|| {
+        origins.push(addr);
+        attempts.add_origin()
+    })
 }
 
 /// Sleeps until `at`, or until `stop` is raised.
@@ -298,16 +398,16 @@ pub(super) async fn send(
 }
 
 /// One connection to `origin`: plays the stream and publishes what comes
-/// into the table until the upstream fails (Err, with why) or the pull is
-/// stopped.
+/// into the table until the upstream fails (Err, with why), the pull is
+/// stopped or the stream moved. `played`: media came.
 async fn attempt(
     shard: &Rc<Shard>,
     edge: &Edge,
     key: &StreamKey,
     origin: SocketAddr,
     stop: &Rc<Signal>,
-    attempts: &mut Attempts,
-    failures: &mut u32,
+    follow: &Follow,
+    played: &mut bool,
 ) -> Result<Ended, String> {
     let (mut conn, mut session) = connect(shard, edge, key, origin, StreamMode::Play).await?;
     log::debug!("pull connected key={key} origin={origin}");
@@ -355,8 +455,7 @@ async fn attempt(
                         let Some((id, close)) = start(shard, key, origin) else {
                             return Ok(Ended::Replaced);
                         };
-                        attempts.succeeded();
-                        *failures = 0;
+                        *played = true;
                         shard.with_table(|t| t.set_pull_state(key, origin, PullState::Playing, 0));
                         publishing = Some((id, close));
                         id
@@ -370,18 +469,22 @@ async fn attempt(
             if publishing.as_ref().is_some_and(|(_, c)| c.is_raised()) {
                 return Ok(Ended::Replaced);
             }
+            if follow.pending() {
+                return Ok(Ended::Moved);
+            }
             let deadline = Deadline::after(
                 UPSTREAM_IDLE_TIMEOUT,
                 "UPSTREAM_IDLE_TIMEOUT",
                 "media from the origin",
             );
-            // The read ends early when the pull is stopped or its publish
-            // replaced.
+            // The read ends early when the pull is stopped, its publish
+            // replaced or its stream moved.
             let close = publishing.as_ref().map_or(stop.clone(), |(_, c)| c.clone());
+            let moved = follow.signal();
             let read = futures_lite::future::or(
                 read_some(&mut conn, &mut buf, &close, Some(deadline)),
                 async {
-                    stop.wait().await;
+                    futures_lite::future::or(stop.wait(), moved.wait()).await;
                     Ok(None)
                 },
             )
@@ -390,6 +493,7 @@ async fn attempt(
                 Ok(Some(n)) => n,
                 Ok(None) if stop.is_raised() => return Ok(Ended::Stopped),
                 Ok(None) if close.is_raised() => return Ok(Ended::Replaced),
+                Ok(None) if follow.pending() => return Ok(Ended::Moved),
                 Ok(None) => return Err(format!("{origin} closed the connection")),
                 Err(ConnError::Deadline { bound, .. }) => {
                     return Err(format!("nothing from {origin} within {bound}"))

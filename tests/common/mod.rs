@@ -1021,3 +1021,70 @@ pub fn api_at(server: &Server, target: &str) -> (u16, serde_json::Value) {
     let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
     (r.head.status, v)
 }
+
+/// What one failover cost an edge player.
+pub struct Failover {
+    /// Last video frame before the kill to the first after it.
+    pub gap: Duration,
+    /// The republish (the new origin's `publish` line seen) to the first
+    /// frame.
+    pub after_republish: Duration,
+    /// The publisher on origin B, still publishing.
+    pub publisher: Proc,
+}
+
+/// `name` published on origin `a` and played over HTTP-FLV on edge `e`:
+/// `a` is SIGKILLed, the publisher moves to origin `b`. Checks the player
+/// kept its connection and got media again; what it cost.
+pub fn measure_failover(mut a: Server, b: &Server, e: &Server, name: &str) -> Failover {
+    let mut first_publisher = publish_live(&a, name);
+    let player = http_client::BgFlvPlayer::start_at(e.addr(), &format!("/live/{name}.flv"), false)
+        .expect("connect");
+    let playing = player.wait_until(Duration::from_secs(15), |tags| {
+        tags.iter().filter(|t| t.is_video()).count() >= 30
+    });
+    assert!(playing, "the edge player did not start\n{}", e.log_tail(30));
+
+    signal(a.pid, libc::SIGKILL);
+    assert!(
+        a.wait_exit(Duration::from_secs(5)).is_some(),
+        "origin A did not die"
+    );
+    let killed = Instant::now();
+    first_publisher.kill();
+    let publisher = publish_live(b, name);
+    let republished = Instant::now();
+    let back = player.wait_until(Duration::from_secs(10), |tags| {
+        tags.iter().any(|t| t.is_video() && t.at > republished)
+    });
+    let tags = player.snapshot();
+    let last_before = tags
+        .iter()
+        .rev()
+        .find(|t| t.is_video() && t.at <= killed)
+        .map(|t| t.at);
+    let first_after = tags
+        .iter()
+        .find(|t| t.is_video() && t.at > killed)
+        .map(|t| t.at);
+    assert!(
+        back && !player.is_finished(),
+        "no media on the same connection within 10 s of the republish (player ended: {})\n{}\n{}",
+        player.is_finished(),
+        e.log_tail(40),
+        b.log_tail(20)
+    );
+    let (last_before, first_after) = (last_before.unwrap(), first_after.unwrap());
+    let after_republish = first_after.saturating_duration_since(republished);
+    println!(
+        "failover: gap {} ms (last frame before the kill to the first after), {} ms after the republish, publisher away {} ms",
+        first_after.duration_since(last_before).as_millis(),
+        after_republish.as_millis(),
+        republished.duration_since(killed).as_millis()
+    );
+    Failover {
+        gap: first_after.duration_since(last_before),
+        after_republish,
+        publisher,
+    }
+}
