@@ -1,5 +1,5 @@
 //! The origin cluster on a real Redis (issue 12): Debian's `redis-server`
-//! on a free port of 127.0.0.1, shardcast nodes on 127.0.0.2, .3, … each
+//! on a free port of 127.0.0.1, shardcast nodes on 127.0.N.2, .3, … (N one per test) each
 //! `--shards 2`, ffmpeg publishing, ffprobe and this crate's HTTP-FLV
 //! reader playing. Every process is stopped by its PID; every wait has a
 //! deadline.
@@ -74,8 +74,8 @@ fn announced_by(redis_port: u16, name: &str, addr: SocketAddr, timeout: Duration
 fn a_player_on_one_origin_gets_a_stream_published_on_another() {
     let rport = free_port();
     let _redis = redis(rport);
-    let a = node("127.0.0.2", rport, "");
-    let b = node("127.0.0.3", rport, "");
+    let a = node("127.0.20.2", rport, "");
+    let b = node("127.0.20.3", rport, "");
     let mut publisher = publish_live(&b, "test");
     let v = announced_by(rport, "test", b.addr(), Duration::from_secs(5))
         .unwrap_or_else(|| panic!("B did not announce the stream\n{}", b.log_tail(20)));
@@ -136,10 +136,10 @@ fn a_player_on_one_origin_gets_a_stream_published_on_another() {
 fn a_stream_moved_to_another_origin_is_followed_within_3_s() {
     let rport = free_port();
     let _redis = redis(rport);
-    let a = node("127.0.0.2", rport, "");
-    let b = node("127.0.0.3", rport, "");
+    let a = node("127.0.21.2", rport, "");
+    let b = node("127.0.21.3", rport, "");
     let e = node(
-        "127.0.0.4",
+        "127.0.21.4",
         rport,
         &format!("mode = \"edge\"\n[edge]\norigins = [\"{}\"]", a.addr()),
     );
@@ -176,9 +176,9 @@ fn a_stream_moved_to_another_origin_is_followed_within_3_s() {
 fn a_redis_outage_costs_lookups_not_streams() {
     let rport = free_port();
     let mut redis_proc = redis(rport);
-    let o = node("127.0.0.2", rport, "");
+    let o = node("127.0.22.2", rport, "");
     let e = node(
-        "127.0.0.3",
+        "127.0.22.3",
         rport,
         &format!("mode = \"edge\"\n[edge]\norigins = [\"{}\"]", o.addr()),
     );

@@ -1,7 +1,8 @@
 //! Edge mode (issue 12): origins and edges as separate `shardcast`
-//! processes, each `--shards 2` on its own loopback address (127.0.0.2,
-//! .3, …), ffmpeg publishing to an origin, and real players on the edge:
-//! ffprobe over RTMP and HTTP-FLV, ffmpeg's HLS demuxer, and this crate's
+//! processes, each `--shards 2` on its own loopback address (127.0.N.2,
+//! .3, …, with N one per test, so no test's pull can take a port another
+//! test probed as free), ffmpeg publishing to an origin, and real players
+//! on the edge: ffprobe over RTMP and HTTP-FLV, ffmpeg's HLS demuxer, and this crate's
 //! HTTP-FLV reader. What a user checks: media arrives with the right
 //! codecs, one pull per stream per edge, the pull lives `keep_pulling_s`
 //! after its last player, a dead origin costs a connect attempt.
@@ -90,8 +91,8 @@ fn name_hashed_to(origins: &[SocketAddr], prefix: &str, want: usize) -> String {
 /// (it answers StreamNotFound at once) and moves to the other.
 #[test]
 fn edge_players_of_every_protocol_get_streams_from_either_origin() {
-    let a = origin("127.0.0.2", "");
-    let b = origin("127.0.0.3", "");
+    let a = origin("127.0.2.2", "");
+    let b = origin("127.0.2.3", "");
     let origins = [a.addr(), b.addr()];
     let rtmp_name = name_hashed_to(&origins, "r", 1);
     let flv_name = name_hashed_to(&origins, "f", 0);
@@ -99,7 +100,7 @@ fn edge_players_of_every_protocol_get_streams_from_either_origin() {
     let _p1 = publish_live(&a, &rtmp_name);
     let _p2 = publish_live(&b, &flv_name);
     let _p3 = publish_live(&a, &hls_name);
-    let e = edge("127.0.0.4", &origins, "", "pull_wait_ms = 10000");
+    let e = edge("127.0.2.4", &origins, "", "pull_wait_ms = 10000");
 
     let probe = ffprobe(
         "ffprobe-edge-rtmp",
@@ -195,9 +196,9 @@ fn edge_players_of_every_protocol_get_streams_from_either_origin() {
 /// address, and the edge's stream shows the pull as its source.
 #[test]
 fn ten_players_on_an_edge_make_one_pull() {
-    let o = origin("127.0.0.2", "");
+    let o = origin("127.0.3.2", "");
     let _p = publish_live(&o, "test");
-    let e = edge("127.0.0.3", &[o.addr()], "", "");
+    let e = edge("127.0.3.3", &[o.addr()], "", "");
     let players: Vec<BgFlvPlayer> = (0..10)
         .map(|_| BgFlvPlayer::start_at(e.addr(), "/live/test.flv", false).expect("connect"))
         .collect();
@@ -239,7 +240,7 @@ fn ten_players_on_an_edge_make_one_pull() {
     assert_eq!(origin_players.len(), 1, "one pull at the origin: {ov}");
     assert_eq!(
         ip_of(&origin_players[0].0),
-        "127.0.0.3",
+        "127.0.3.3",
         "from the edge's address: {ov}"
     );
     let pulls =
@@ -254,9 +255,9 @@ fn ten_players_on_an_edge_make_one_pull() {
 /// drops it: the origin's player goes.
 #[test]
 fn keep_pulling_holds_then_drops_the_pull() {
-    let o = origin("127.0.0.2", "");
+    let o = origin("127.0.4.2", "");
     let _p = publish_live(&o, "test");
-    let e = edge("127.0.0.3", &[o.addr()], "", "keep_pulling_s = 3");
+    let e = edge("127.0.4.3", &[o.addr()], "", "keep_pulling_s = 3");
     let probe = ffprobe(
         "ffprobe-edge",
         &e.url("live/test"),
@@ -309,10 +310,10 @@ fn keep_pulling_holds_then_drops_the_pull() {
 /// A tree: an edge whose origin is an edge carries the stream.
 #[test]
 fn a_tree_of_two_edges_carries_a_stream() {
-    let o = origin("127.0.0.2", "");
+    let o = origin("127.0.5.2", "");
     let _p = publish_live(&o, "test");
-    let e1 = edge("127.0.0.3", &[o.addr()], "", "");
-    let e2 = edge("127.0.0.4", &[e1.addr()], "", "pull_wait_ms = 10000");
+    let e1 = edge("127.0.5.3", &[o.addr()], "", "");
+    let e2 = edge("127.0.5.4", &[e1.addr()], "", "pull_wait_ms = 10000");
     let probe = ffprobe(
         "ffprobe-edge-of-edge",
         &e2.http_url("live/test.flv"),
@@ -333,19 +334,19 @@ fn a_tree_of_two_edges_carries_a_stream() {
         1,
         "one pull from the outer edge: {v1}"
     );
-    assert_eq!(ip_of(&player_list(&v1)[0].0), "127.0.0.4", "{v1}");
+    assert_eq!(ip_of(&player_list(&v1)[0].0), "127.0.5.4", "{v1}");
 }
 
 /// An origin list whose first entry is dead plays from the second: a
 /// refused connect costs one attempt, well within `connect_timeout_ms`.
 #[test]
 fn a_dead_first_origin_plays_from_the_second() {
-    let o = origin("127.0.0.2", "");
+    let o = origin("127.0.6.2", "");
     let _p = publish_live(&o, "test");
     // Nothing listens there: the connect is refused.
     let dead: SocketAddr = format!("127.0.0.9:{}", free_port()).parse().unwrap();
     let e = edge(
-        "127.0.0.3",
+        "127.0.6.3",
         &[dead, o.addr()],
         "",
         "lb = \"round_robin\"\nconnect_timeout_ms = 1000",
@@ -389,11 +390,11 @@ fn a_dead_first_origin_plays_from_the_second() {
 fn a_signed_origin_admits_an_edge_with_the_secret() {
     let secret = "secret = \"edge-and-origin\"";
     let o = origin(
-        "127.0.0.2",
+        "127.0.7.2",
         &format!("[auth]\n{secret}\nplay = \"signed\"\n"),
     );
     let _p = publish_live(&o, "test");
-    let e = edge("127.0.0.3", &[o.addr()], &format!("[auth]\n{secret}"), "");
+    let e = edge("127.0.7.3", &[o.addr()], &format!("[auth]\n{secret}"), "");
     let probe = ffprobe(
         "ffprobe-signed-edge",
         &e.http_url("live/test.flv"),
@@ -412,8 +413,8 @@ fn a_signed_origin_admits_an_edge_with_the_secret() {
 /// the local publish without a pull.
 #[test]
 fn an_edge_publish_reaches_the_origin() {
-    let o = origin("127.0.0.2", "");
-    let e = edge("127.0.0.3", &[o.addr()], "", "");
+    let o = origin("127.0.8.2", "");
+    let e = edge("127.0.8.3", &[o.addr()], "", "");
     let _p = publish_live(&e, "test");
     let ov = wait_for(Duration::from_secs(10), || stream_view(&o, "test")).unwrap_or_else(|| {
         panic!(
@@ -422,7 +423,7 @@ fn an_edge_publish_reaches_the_origin() {
         )
     });
     let peer = ov["publisher"]["peer"].as_str().unwrap_or("");
-    assert_eq!(ip_of(peer), "127.0.0.3", "published from the edge: {ov}");
+    assert_eq!(ip_of(peer), "127.0.8.3", "published from the edge: {ov}");
     let probe = ffprobe(
         "ffprobe-origin-of-push",
         &o.http_url("live/test.flv"),
@@ -450,7 +451,7 @@ fn an_edge_publish_reaches_the_origin() {
 /// 3 s of the republish, on the same connection.
 #[test]
 fn an_edge_player_follows_its_publisher_to_another_origin() {
-    let f = failover("127.0.0.2", "127.0.0.3", "127.0.0.4");
+    let f = failover("127.0.9.2", "127.0.9.3", "127.0.9.4");
     assert!(
         f.after_republish <= Duration::from_secs(3),
         "media came back {:?} after the republish",
@@ -507,12 +508,12 @@ fn failover(a: &str, b: &str, e: &str) -> Failover {
 /// the other origin it goes on with an EXT-X-DISCONTINUITY.
 #[test]
 fn edge_hls_survives_an_origin_failover_with_a_discontinuity() {
-    let mut a = origin("127.0.0.2", "");
-    let b = origin("127.0.0.3", "");
+    let mut a = origin("127.0.10.2", "");
+    let b = origin("127.0.10.3", "");
     let origins = [a.addr(), b.addr()];
     let name = name_hashed_to(&origins, "h", 0);
     let mut first_publisher = publish_live(&a, &name);
-    let e = edge("127.0.0.4", &origins, "", "pull_wait_ms = 10000");
+    let e = edge("127.0.10.4", &origins, "", "pull_wait_ms = 10000");
     let playlist = format!("/live/{name}.m3u8");
     let get = || {
         http_client::request_at(e.addr(), "GET", &playlist, &[], REQUEST_TIMEOUT)
