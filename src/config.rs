@@ -206,6 +206,13 @@ pub struct EdgeConfig {
     /// Seconds a pull goes on after its last player or HLS request, so a
     /// player who reloads finds it running. 0..=3600, default 10.
     pub keep_pulling_s: u64,
+    /// Pulls running at once on this node; each shard runs at most its
+    /// share (this over the shards, rounded up). A play that would start
+    /// one more gets no pull: it is counted in `shardcast_refused_total`
+    /// (`edge_pulls_max`) and answered 404 / StreamNotFound after
+    /// `pull_wait_ms`. Bounds what players asking for made-up names cost
+    /// the origins. 1..=1000000, default 4096.
+    pub pulls_max: usize,
     /// Which origin a stream is pulled from first: "hash" (default) or
     /// "round_robin".
     pub lb: OriginChoice,
@@ -235,6 +242,7 @@ impl Default for EdgeConfig {
             origins: Vec::new(),
             pull_wait_ms: 5000,
             keep_pulling_s: 10,
+            pulls_max: 4096,
             lb: OriginChoice::Hash,
             connect_timeout_ms: 1000,
             fast_retries: 2,
@@ -1001,6 +1009,7 @@ impl Config {
         }
         in_range("edge.pull_wait_ms", e.pull_wait_ms, 100, 60_000)?;
         in_range("edge.keep_pulling_s", e.keep_pulling_s, 0, 3600)?;
+        in_range("edge.pulls_max", e.pulls_max, 1, 1_000_000)?;
         in_range("edge.connect_timeout_ms", e.connect_timeout_ms, 1, 60_000)?;
         in_range("edge.fast_retries", e.fast_retries, 0, 16)?;
         in_range("edge.retry_interval_ms", e.retry_interval_ms, 1, 60_000)?;

@@ -132,15 +132,8 @@ fn the_admin_surface_answers_loopback_allowed_peers_and_the_token() {
     }
 }
 
-/// The sum over shards of `shardcast_refused_total{reason}` in /metrics.
 fn refused(port: u16, reason: &str) -> u64 {
-    let r = http_client::get(port, "/metrics", REQUEST_TIMEOUT).expect("metrics");
-    let label = format!("reason=\"{reason}\"}}");
-    r.text()
-        .lines()
-        .filter(|l| l.starts_with("shardcast_refused_total{") && l.contains(&label))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
+    refused_total(([127, 0, 0, 1], port).into(), reason)
 }
 
 /// `max_connections_per_ip`: past the limit a peer's connection is closed

@@ -446,6 +446,41 @@ fn an_edge_publish_reaches_the_origin() {
     );
 }
 
+/// `edge.pulls_max`: players asking for names nobody publishes start at
+/// most that many pulls (each shard its share); the others are refused,
+/// counted, and answered 404 after `pull_wait_ms`.
+#[test]
+fn pulls_are_bounded_by_pulls_max() {
+    let o = origin("127.0.11.2", "");
+    // Two shards: one pull each. Nothing publishes: the pulls retry.
+    let e = edge("127.0.11.3", &[o.addr()], "", "pulls_max = 2\npull_wait_ms = 500");
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    for n in names {
+        let r = http_client::request_at(
+            e.addr(),
+            "GET",
+            &format!("/live/{n}.flv"),
+            &[],
+            REQUEST_TIMEOUT,
+        )
+        .expect("GET a stream nobody publishes");
+        assert_eq!(r.head.status, 404, "{n}: {}", r.head.raw);
+    }
+    let started = e.find_logs(|l| l.contains("pull start")).len();
+    let refused = refused_total(e.addr(), "edge_pulls_max");
+    assert!(
+        (1..=2).contains(&started),
+        "{started} pulls with pulls_max = 2\n{}",
+        e.log_tail(30)
+    );
+    assert!(
+        refused >= (names.len() - started) as u64,
+        "{refused} refusals for {} names and {started} pulls\n{}",
+        names.len(),
+        e.log_tail(30)
+    );
+}
+
 /// The origin with the stream is SIGKILLed and its publisher moves to the
 /// other origin: an HTTP-FLV player on the edge gets media again within
 /// 3 s of the republish, on the same connection.

@@ -62,10 +62,12 @@ pub enum Refused {
     /// A hook request not sent because `hooks.inflight_max` were in flight
     /// on the shard (a decision then goes by `hooks.on_error`).
     HookInflight,
+    /// A pull not started: the shard runs its share of `edge.pulls_max`.
+    PullsMax,
 }
 
 /// Number of [`Refused`] reasons.
-pub const REFUSALS: usize = 8;
+pub const REFUSALS: usize = 9;
 
 impl Refused {
     /// Every reason, in index order.
@@ -78,6 +80,7 @@ impl Refused {
         Refused::TlsHandshake,
         Refused::Hook,
         Refused::HookInflight,
+        Refused::PullsMax,
     ];
 
     /// Position in per-reason arrays.
@@ -96,6 +99,7 @@ impl Refused {
             Refused::TlsHandshake => "tls_handshake",
             Refused::Hook => "hook",
             Refused::HookInflight => "hook_inflight_max",
+            Refused::PullsMax => "edge_pulls_max",
         }
     }
 }

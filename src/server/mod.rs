@@ -180,6 +180,7 @@ impl Shard {
             // another origin has.
             keep_pulling: (config.mode == crate::config::Mode::Edge || registry.is_some())
                 .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
+            pulls_max: config.edge.pulls_max.div_ceil(ctx.count()),
         });
         Self {
             conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),
@@ -276,6 +277,9 @@ impl Shard {
         }
         for (key, stop) in actions.pull.drain(..) {
             glommio::spawn_local(pull::run(self.clone(), key, stop)).detach();
+        }
+        for _ in 0..std::mem::take(&mut actions.pulls_refused) {
+            self.metrics.refused(crate::metrics::Refused::PullsMax);
         }
         {
             let direct = self.direct.borrow();

@@ -60,6 +60,9 @@ pub struct TableConfig {
     /// after this long without players, replicas or requests
     /// (`edge.keep_pulling_s`). None: an origin, which never pulls.
     pub keep_pulling: Option<Duration>,
+    /// Pulls this shard runs at once, at most (its share of
+    /// `edge.pulls_max`).
+    pub pulls_max: usize,
 }
 
 /// Which lane of the shard pair a message travels on.
@@ -119,6 +122,8 @@ pub struct Actions {
     /// Upstream pulls to start (edge mode): the stream and the signal that
     /// stops the pull.
     pub pull: Vec<(StreamKey, Rc<Signal>)>,
+    /// Pulls not started: this shard runs `TableConfig::pulls_max`.
+    pub pulls_refused: u64,
 }
 
 impl Actions {
@@ -128,6 +133,7 @@ impl Actions {
             && self.ready.is_empty()
             && self.raise.is_empty()
             && self.pull.is_empty()
+            && self.pulls_refused == 0
     }
 }
 
@@ -319,6 +325,11 @@ pub struct StreamTable {
     hls_requests: HashMap<StreamKey, u64>,
     /// Entries removed, ever (their memory is freed: see `net::registry::Trim`).
     removed: u64,
+    /// Owned entries with a pull (at most `TableConfig::pulls_max`).
+    pulls: usize,
+    /// A refusal at `pulls_max` was logged since a pull last ended (one
+    /// line per time the limit is reached, not one per play).
+    pulls_full_logged: bool,
     out: Actions,
 }
 
@@ -330,6 +341,8 @@ impl StreamTable {
             entries: HashMap::new(),
             hls_requests: HashMap::new(),
             removed: 0,
+            pulls: 0,
+            pulls_full_logged: false,
             out: Actions::default(),
         }
     }
@@ -800,6 +813,7 @@ impl StreamTable {
         if self.cfg.keep_pulling.is_none() || !self.is_owner(key) {
             return;
         }
+        let (running, max) = (self.pulls, self.cfg.pulls_max);
         let Role::Owner {
             publisher, pull, ..
         } = &mut self.entry(key, now, None).role
@@ -810,6 +824,17 @@ impl StreamTable {
             Some(p) => p.last_demand = now,
             // A client publishes here: nothing to pull.
             None if publisher.is_some() => {}
+            None if running >= max => {
+                self.out.pulls_refused += 1;
+                if !std::mem::replace(&mut self.pulls_full_logged, true) {
+                    log::warn!(
+                        "no pull of {key}: shard {} runs {running} pulls, its share of edge.pulls_max; plays of streams not pulled yet are refused until one ends (counted in shardcast_refused_total, edge_pulls_max)",
+                        self.cfg.shard
+                    );
+                } else {
+                    log::debug!("no pull of {key}: edge.pulls_max");
+                }
+            }
             None => {
                 let stop = Rc::new(Signal::default());
                 *pull = Some(PullSlot {
@@ -819,6 +844,7 @@ impl StreamTable {
                     state: PullState::Connecting,
                     failures: 0,
                 });
+                self.pulls += 1;
                 self.out.pull.push((key.clone(), stop));
             }
         }
@@ -867,7 +893,10 @@ impl StreamTable {
         else {
             return;
         };
-        *pull = None;
+        if pull.take().is_some() {
+            self.pulls -= 1;
+            self.pulls_full_logged = false;
+        }
         let wanted = core.has_subscribers() || !replicas.is_empty();
         if gave_up {
             self.owner_event(key, StreamEvent::Ended, now);

@@ -1088,3 +1088,16 @@ pub fn measure_failover(mut a: Server, b: &Server, e: &Server, name: &str) -> Fa
         publisher,
     }
 }
+
+/// The sum over shards of `shardcast_refused_total{reason}` in the
+/// /metrics of the server at `addr`.
+pub fn refused_total(addr: std::net::SocketAddr, reason: &str) -> u64 {
+    let r = http_client::request_at(addr, "GET", "/metrics", &[], Duration::from_secs(5))
+        .expect("GET /metrics");
+    let label = format!("reason=\"{reason}\"}}");
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("shardcast_refused_total{") && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}

@@ -198,6 +198,8 @@ struct Mesh {
     raised: Vec<Rc<Signal>>,
     /// Pulls the tables asked to start: (shard, key, stop).
     pulls: Vec<(usize, StreamKey, Rc<Signal>)>,
+    /// Pulls the tables refused (`TableConfig::pulls_max`).
+    pulls_refused: u64,
     viewers: Vec<Rc<Viewer>>,
     next_id: u64,
 }
@@ -232,6 +234,7 @@ impl Mesh {
                     republish,
                     publisher_grace: GRACE,
                     keep_pulling,
+                    pulls_max: PULLS_MAX,
                 })
             })
             .collect();
@@ -247,6 +250,7 @@ impl Mesh {
             control: Vec::new(),
             raised: Vec::new(),
             pulls: Vec::new(),
+            pulls_refused: 0,
             viewers: Vec::new(),
             next_id: 1,
         }
@@ -295,6 +299,7 @@ impl Mesh {
         for (key, stop) in actions.pull {
             self.pulls.push((shard, key, stop));
         }
+        self.pulls_refused += actions.pulls_refused;
         for p in &actions.ready {
             self.viewer(p.id).write();
         }
@@ -786,6 +791,31 @@ fn a_replica_lingers_then_unsubscribes_before_it_subscribes_again() {
 }
 
 const KEEP: Duration = Duration::from_secs(10);
+/// Pulls a shard of the test mesh runs at once.
+const PULLS_MAX: usize = 2;
+
+#[test]
+fn a_shard_runs_at_most_pulls_max_pulls() {
+    let mut mesh = Mesh::edge(KEEP);
+    let keys: Vec<StreamKey> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("default/live/{n}").into())
+        .collect();
+    for k in &keys {
+        mesh.step(OWNER, |t, now| t.follow(k, now));
+    }
+    assert_eq!(mesh.pulls.len(), PULLS_MAX, "two pulls run");
+    assert_eq!(mesh.pulls_refused, 1, "the third is refused");
+    // Asking again is refused again, and counted.
+    mesh.step(OWNER, |t, now| t.follow(&keys[2], now));
+    assert_eq!(mesh.pulls_refused, 2);
+    // A pull ends: the next demand gets one.
+    mesh.step(OWNER, |t, now| t.pull_ended(&keys[0], true, now));
+    mesh.step(OWNER, |t, now| t.follow(&keys[2], now));
+    assert_eq!(mesh.pulls.len(), 3);
+    assert_eq!(mesh.pulls[2].1, keys[2]);
+    assert_eq!(mesh.pulls_refused, 2);
+}
 
 #[test]
 fn an_edge_starts_one_pull_for_players_on_every_shard() {
