@@ -33,7 +33,6 @@ SHARDS=${SHARDS:-2}
 BITRATE=${BITRATE:-2M}
 BUILD=${BUILD:-1}
 OUT_DIR=${OUT_DIR:-}
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 EDGES=(127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6)
 ORIGIN=127.0.0.2
 # Seconds a node has to listen and the stream to appear, a process to exit
@@ -43,90 +42,24 @@ STOP_DEADLINE=5
 BENCH_GRACE=60
 TICKS=$(getconf CLK_TCK)
 
-log() { echo "cluster-bench: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
-for tool in ffmpeg jq curl timeout getconf; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
-
-TMP=$(mktemp -d)
-PIDS=()
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < STOP_DEADLINE * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null && [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]]; then
-        log "pid $pid still running ${STOP_DEADLINE}s after SIGTERM: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [[ -n $OUT_DIR ]]; then
-        mkdir -p "$OUT_DIR"
-        cp "$TMP"/*.json "$TMP"/*.log "$OUT_DIR"/ 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [[ $BUILD == 1 ]]; then
-    (cd "$ROOT" && cargo build --release -p shardcast -p shardcast-bench) >&2
-fi
-[[ -x $BIN/shardcast && -x $BIN/shardcast-bench ]] || die "no binaries in $BIN (BUILD=1)"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+BENCH=cluster-bench
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+need ffmpeg jq curl timeout getconf
+bench_setup
 
 # CPU seconds a process has used (utime + stime).
 cpu_s() { awk -v t="$TICKS" '{ print ($14 + $15) / t }' "/proc/$1/stat"; }
 
-# Starts a node: name, address, more flags. Sets NODE_PID.
-node() {
-    local name=$1 ip=$2 i
-    shift 2
-    "$BIN/shardcast" --listen "$ip" --port "$PORT" --shards "$SHARDS" "$@" >"$TMP/$name.log" 2>&1 &
-    NODE_PID=$!
-    PIDS+=("$NODE_PID")
-    for ((i = 0; ; i++)); do
-        kill -0 "$NODE_PID" 2>/dev/null || die "$name exited: $(tail -5 "$TMP/$name.log")"
-        (exec 3<>"/dev/tcp/$ip/$PORT") 2>/dev/null && break
-        ((i < START_DEADLINE * 10)) || die "$name did not listen on $ip:$PORT within ${START_DEADLINE}s"
-        sleep 0.1
-    done
-}
-
-log "clip in $TMP"
-timeout 120 ffmpeg -nostdin -loglevel error -y \
-    -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-    -t 10 -c:v libx264 -preset ultrafast -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
-    -g 60 -c:a aac -b:a 128k -f flv "$TMP/clip.flv" || die "encoding the clip failed"
-
-node origin "$ORIGIN"
+encode_clip
+start_node origin "$ORIGIN" "$PORT"
 ORIGIN_PID=$NODE_PID
 EDGE_PIDS=()
 for i in "${!EDGES[@]}"; do
-    node "edge$i" "${EDGES[i]}" --edge --origin "$ORIGIN:$PORT"
+    start_node "edge$i" "${EDGES[i]}" "$PORT" --edge --origin "$ORIGIN:$PORT"
     EDGE_PIDS+=("$NODE_PID")
 done
-ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$TMP/clip.flv" -c copy \
-    -f flv "rtmp://$ORIGIN:$PORT/live/test" >"$TMP/ffmpeg.log" 2>&1 &
-PIDS+=($!)
-for ((i = 0; ; i++)); do
-    got=$(curl -s -m 1 -o /dev/null -w '%{size_download}' "http://$ORIGIN:$PORT/live/test.flv" || true)
-    [[ ${got:-0} -gt 1000 ]] && break
-    ((i < START_DEADLINE)) || die "the stream did not play within ${START_DEADLINE}s"
-done
+publish_clip "rtmp://$ORIGIN:$PORT/live/test" "http://$ORIGIN:$PORT/live/test.flv"
 log "origin $ORIGIN_PID, edges ${EDGE_PIDS[*]}, publishing"
 
 # One bench: name, players, URL, server pid (in the background with &).
@@ -157,14 +90,9 @@ pulls=$(curl -s -m 2 "http://$ORIGIN:$PORT/api/v1/streams/__defaultVhost__/live/
 for b in "${BENCHES[@]}"; do wait "$b" || die "an edge bench failed"; done
 for pid in "$ORIGIN_PID" "${EDGE_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || die "node $pid died"; done
 
-row() {
-    jq -r --arg n "$1" '[$n, .players.requested, .players.ok, .window_s,
-        (.delivered_gbps * .window_s), .server.cpu_s_window, .server.cpu_s_per_gbit]
-        | map(. // "nan" | tostring) | join(" ")' "$TMP/$1.json"
-}
 printf '%-7s %7s %5s %8s %13s %12s %14s\n' run players OK window_s delivered_Gbit server_CPU_s CPU_s_per_Gbit
 for n in single edge0 edge1 edge2 edge3; do
-    read -r a b c d e f g < <(row "$n")
+    IFS='|' read -r a b c d e f g _ < <(figures "$n")
     printf '%-7s %7s %5s %8.2f %13.3f %12.2f %14.3f\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
 done
 jq -s --argjson o "$(jq -n "($o1 - $o0) / ($t1 - $t0)")" --argjson pulls "${pulls:-null}" '
@@ -180,4 +108,4 @@ jq -s --argjson o "$(jq -n "($o1 - $o0) / ($t1 - $t0)")" --argjson pulls "${pull
      edges_cpu_s_per_gbit: (($ecpu / $gbit) * 1000 | round / 1000),
      single_cpu_s_per_gbit: $single.server.cpu_s_per_gbit}' \
     "$TMP/single.json" "$TMP"/edge{0,1,2,3}.json
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $SHARDS shards per node, 5 nodes and the benches on the same cores"
+echo "$(machine); $SHARDS shards per node, 5 nodes and the benches on the same cores"

@@ -41,96 +41,29 @@ BITRATE=${BITRATE:-2M}
 BUILD=${BUILD:-1}
 OUT_DIR=${OUT_DIR:-}
 RTMP=${RTMP:-0}
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 # Seconds the server has to listen, the stream to appear, a process to
 # exit after SIGTERM; beyond its duration a bench run gets this long.
 START_DEADLINE=10
 STOP_DEADLINE=5
 BENCH_GRACE=60
 
-log() { echo "tls-bench: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH=tls-bench
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+need openssl ffmpeg jq curl timeout
+bench_setup
 
-for tool in openssl ffmpeg jq curl timeout; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-done
-
-TMP=$(mktemp -d)
-SERVER_PID=
-FFMPEG_PID=
-
-stop_pid() {
-    local pid=$1 what=$2 i
-    [[ -n $pid ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_DEADLINE * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]] && break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null && [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]]; then
-            log "$what (pid $pid) still running ${STOP_DEADLINE}s after SIGTERM: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    stop_pid "$FFMPEG_PID" ffmpeg
-    FFMPEG_PID=
-    stop_pid "$SERVER_PID" shardcast
-    SERVER_PID=
-    if [[ -n $OUT_DIR ]]; then
-        mkdir -p "$OUT_DIR"
-        cp "$TMP"/*.json "$TMP"/*.log "$OUT_DIR"/ 2>/dev/null || true
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [[ $BUILD == 1 ]]; then
-    (cd "$ROOT" && cargo build --release -p shardcast -p shardcast-bench) >&2
-fi
-[[ -x $BIN/shardcast && -x $BIN/shardcast-bench ]] || die "no binaries in $BIN (BUILD=1)"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-log "certificate and clip in $TMP"
+log "certificate in $TMP"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$TMP/k.pem" -out "$TMP/c.pem" -days 2 -subj /CN=localhost \
     -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>"$TMP/openssl.log" ||
     die "openssl failed: $(cat "$TMP/openssl.log")"
-timeout 120 ffmpeg -nostdin -loglevel error -y \
-    -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-    -t 10 -c:v libx264 -preset ultrafast -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
-    -g 60 -c:a aac -b:a 128k -f flv "$TMP/clip.flv" ||
-    die "encoding the clip failed"
+encode_clip
 
-"$BIN/shardcast" --listen 127.0.0.1 --port "$PORT" --shards "$SHARDS" \
-    --tls-cert "$TMP/c.pem" --tls-key "$TMP/k.pem" >"$TMP/server.log" 2>&1 &
-SERVER_PID=$!
-for ((i = 0; ; i++)); do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "shardcast exited: $(tail -5 "$TMP/server.log")"
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    ((i < START_DEADLINE * 10)) || die "shardcast did not listen on $PORT within ${START_DEADLINE}s"
-    sleep 0.1
-done
+start_node server 127.0.0.1 "$PORT" --tls-cert "$TMP/c.pem" --tls-key "$TMP/k.pem"
+SERVER_PID=$NODE_PID
 log "shardcast pid $SERVER_PID on 127.0.0.1:$PORT"
-
-ffmpeg -nostdin -loglevel error -re -stream_loop -1 -i "$TMP/clip.flv" -c copy \
-    -f flv "rtmp://127.0.0.1:$PORT/live/test" >"$TMP/ffmpeg.log" 2>&1 &
-FFMPEG_PID=$!
-for ((i = 0; ; i++)); do
-    kill -0 "$FFMPEG_PID" 2>/dev/null || die "ffmpeg exited: $(tail -5 "$TMP/ffmpeg.log")"
-    got=$(curl -s -m 1 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$PORT/live/test.flv" || true)
-    [[ ${got:-0} -gt 1000 ]] && break
-    ((i < START_DEADLINE)) || die "the stream did not play within ${START_DEADLINE}s"
-done
+publish_clip "rtmp://127.0.0.1:$PORT/live/test" "http://127.0.0.1:$PORT/live/test.flv"
 log "ffmpeg pid $FFMPEG_PID publishing rtmp://127.0.0.1:$PORT/live/test"
 
 # One bench run: name, URL, extra flags.
@@ -154,13 +87,6 @@ if [[ $RTMP == 1 ]]; then
     RUNS+=(rtmp rtmps)
 fi
 
-# Figures: name players ok window_s gbit cpu_s cpu_per_gbit
-figures() {
-    jq -r --arg n "$1" '[$n, .players.requested, .players.ok, .window_s,
-        (.delivered_gbps * .window_s), .server.cpu_s_window, .server.cpu_s_per_gbit,
-        ((.errors // {}) | to_entries | map("\(.value)x \(.key)") | join("; "))]
-        | map(. // "nan" | tostring) | join("|")' "$TMP/$1.json"
-}
 printf '%-6s %7s %5s %9s %13s %12s %14s  %s\n' run players OK window_s delivered_Gbit server_CPU_s CPU_s_per_Gbit errors
 for name in "${RUNS[@]}"; do
     IFS='|' read -r n p ok w g c cg err < <(figures "$name")
@@ -174,4 +100,4 @@ if [[ $RTMP == 1 ]]; then
     rtmps=$(jq .server.cpu_s_per_gbit "$TMP/rtmps.json")
     echo "ratio RTMPS/RTMP (CPU-s per Gbit): $(jq -n "$rtmps / $rtmp * 1000 | round / 1000")"
 fi
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); server --shards $SHARDS, bench on the same cores"
+echo "$(machine); server --shards $SHARDS, bench on the same cores"
