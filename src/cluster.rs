@@ -659,7 +659,10 @@ impl Events {
         let ev = match serde_json::from_str::<Event>(payload) {
             Ok(ev) => ev,
             Err(e) => {
-                log::warn!("cluster: {} carried {payload:?}, not an event: {e}", self.channel);
+                log::warn!(
+                    "cluster: {} carried {payload:?}, not an event: {e}",
+                    self.channel
+                );
                 return;
             }
         };

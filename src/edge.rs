@@ -387,5 +387,4 @@ mod tests {
         a.failed(1, t0);
         assert_eq!(a.next(t0), Step::WaitUntil(t0 + policy().interval));
     }
-
 }

@@ -155,8 +155,7 @@ fn a_stream_moved_to_another_origin_is_followed_within_3_s() {
         b.log_tail(20)
     );
     assert!(
-        !e.find_logs(|l| l.contains("announced at")
-            && l.contains(&b_addr.to_string()))
+        !e.find_logs(|l| l.contains("announced at") && l.contains(&b_addr.to_string()))
             .is_empty(),
         "the edge did not hear of the move\n{}",
         e.log_tail(30)

@@ -453,7 +453,12 @@ fn an_edge_publish_reaches_the_origin() {
 fn pulls_are_bounded_by_pulls_max() {
     let o = origin("127.0.11.2", "");
     // Two shards: one pull each. Nothing publishes: the pulls retry.
-    let e = edge("127.0.11.3", &[o.addr()], "", "pulls_max = 2\npull_wait_ms = 500");
+    let e = edge(
+        "127.0.11.3",
+        &[o.addr()],
+        "",
+        "pulls_max = 2\npull_wait_ms = 500",
+    );
     let names = ["n1", "n2", "n3", "n4", "n5"];
     for n in names {
         let r = http_client::request_at(

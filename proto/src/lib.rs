@@ -10,6 +10,7 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod media;
+pub mod mp4;
 pub mod query;
 pub mod rtmp;
 pub mod sign;

@@ -237,16 +237,7 @@ pub async fn run(shard: Rc<Shard>, key: StreamKey, stop: Rc<Signal>) {
                 shard.with_table(|t| {
                     t.set_pull_state(&key, origin, PullState::Connecting, failures)
                 });
-                let ended = attempt(
-                    &shard,
-                    edge,
-                    &key,
-                    origin,
-                    &stop,
-                    &follow,
-                    &mut played,
-                )
-                .await;
+                let ended = attempt(&shard, edge, &key, origin, &stop, &follow, &mut played).await;
                 follow.at.set(None);
                 if std::mem::take(&mut played) {
                     // Media flowed: a failure now starts a new run.

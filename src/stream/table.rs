@@ -1119,4 +1119,3 @@ fn left_now(pull: &mut Option<PullSlot>, now: Instant) {
 
 #[cfg(test)]
 mod tests;
-

@@ -31,7 +31,8 @@
 //! - `playlist.rs` holds the text formatting (decimal seconds, ISO 8601
 //!   dates).
 //! - `ts_muxer.rs` adapts the MPEG-TS muxer of `crate::ts` to
-//!   [`SegmentMuxer`].
+//!   [`SegmentMuxer`]; `fmp4_muxer.rs` is the fragmented MP4 one (on
+//!   `crate::mp4`), whose init segments travel as [`HlsEvent::Init`].
 //!
 //! # Memory bounds
 //!
@@ -44,12 +45,15 @@
 //!   segments are zero-copy slices of the segment's bytes, so keeping them
 //!   costs only their metadata.
 
+mod fmp4_muxer;
 pub mod parse;
 mod playlist;
 mod segmenter;
 #[cfg(test)]
 mod tests;
 mod ts_muxer;
+#[cfg(test)]
+mod vectors;
 mod window;
 
 use std::fmt;
@@ -58,6 +62,7 @@ use bytes::Bytes;
 
 use crate::media::Frame;
 
+pub use fmp4_muxer::Fmp4Muxer;
 pub use playlist::format_program_date_time;
 pub use segmenter::Segmenter;
 pub use window::{HlsWindow, Readiness, UriForm};
@@ -233,6 +238,11 @@ pub enum HlsEvent {
         /// As in [`HlsEvent::SegmentStart`].
         discontinuity: bool,
     },
+    /// A new initialization segment (fMP4's `ftyp` + `moov`, for
+    /// EXT-X-MAP): the segments that start from now on need it. The first
+    /// comes before the first segment; a later one (the codec
+    /// configuration changed) before a segment with EXT-X-DISCONTINUITY.
+    Init { data: Bytes },
     /// The stream is over ([`Segmenter::end`]); everything before it has
     /// been flushed. The window keeps serving what it holds, renders
     /// EXT-X-ENDLIST, hints no next part, and answers every blocking reload
@@ -251,6 +261,24 @@ pub trait SegmentMuxer {
     fn start_chunk(&mut self, out: &mut Vec<u8>);
     /// Writes one frame; false if nothing was written (a sequence header,
     /// which only updates the muxer's codec state, or a frame the muxer
-    /// cannot carry).
+    /// cannot carry). A muxer may hold frames back until
+    /// [`SegmentMuxer::end_chunk`].
     fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool;
+    /// Ends the part or segment: writes what was held back (fMP4: the
+    /// fragment of the frames written since the last end).
+    fn end_chunk(&mut self, _out: &mut Vec<u8>) {}
+    /// Bytes of frames held back, not yet in `out`.
+    fn pending_bytes(&self) -> usize {
+        0
+    }
+    /// A new initialization segment, once, when the tracks changed since
+    /// the last one was taken; never for a container without one.
+    fn take_init(&mut self) -> Option<Bytes> {
+        None
+    }
+    /// Why the muxer left a track or frames out (a codec it cannot carry),
+    /// once per occurrence, for the caller to log.
+    fn take_refusal(&mut self) -> Option<String> {
+        None
+    }
 }

@@ -173,6 +173,14 @@ impl Segmenter {
             };
             self.muxer.write_frame(frame, out);
             self.scratch.clear();
+            if let Some(data) = self.muxer.take_init() {
+                // Media after a new init segment is a new encoding: the
+                // open segment ends at its own last frame.
+                if self.open.is_some() {
+                    self.discontinuity_pending = true;
+                }
+                events.push(HlsEvent::Init { data });
+            }
             return events;
         }
         let ts = frame.timestamp;
@@ -212,7 +220,7 @@ impl Segmenter {
         let cut_segment = (start_point
             && segment_elapsed + i64::from(slack) >= i64::from(self.config.segment_duration_ms))
             || segment_elapsed >= i64::from(SEGMENT_DURATION_MAX_MS)
-            || seg.data.len() >= SEGMENT_BYTES_MAX;
+            || seg.data.len() + self.muxer.pending_bytes() >= SEGMENT_BYTES_MAX;
         if cut_segment {
             let carry = self.close_at(ts, &mut events);
             self.open_segment(ts, now_unix_ms, carry, &mut events);
@@ -245,6 +253,12 @@ impl Segmenter {
         self.close_estimated(&mut events);
         self.new_timeline(true);
         events
+    }
+
+    /// Why the muxer left a track or frames out since the last call
+    /// ([`SegmentMuxer::take_refusal`]), for the caller to log.
+    pub fn take_refusal(&mut self) -> Option<String> {
+        self.muxer.take_refusal()
     }
 
     /// The stream is over: [`Segmenter::flush`], then [`HlsEvent::Ended`].
@@ -351,6 +365,7 @@ impl Segmenter {
             return;
         };
         let duration = duration_ms(ts_diff(next_start_ts, seg.part.start_ts));
+        self.muxer.end_chunk(&mut seg.data);
         events.push(HlsEvent::Part {
             msn: seg.msn,
             part: seg.part.index,
@@ -407,8 +422,10 @@ impl Segmenter {
     /// latency is on) and the segment. Without low latency `last_part_ms`
     /// is the duration of the whole segment.
     fn finish(&mut self, seg: OpenSegment, last_part_ms: Option<u32>, events: &mut Vec<HlsEvent>) {
+        let mut seg = seg;
         let mut duration = seg.parts_duration_ms;
         if let Some(last) = last_part_ms {
+            self.muxer.end_chunk(&mut seg.data);
             if self.config.low_latency {
                 events.push(HlsEvent::Part {
                     msn: seg.msn,

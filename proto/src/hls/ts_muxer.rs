@@ -25,36 +25,15 @@ impl SegmentMuxer for TsMuxer {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
+    use super::super::vectors::*;
     use super::super::{HlsConfig, HlsEvent, Segmenter};
-    use crate::media::Frame;
     use crate::ts::{check_packets, TsMuxer, PACKET_LEN};
-
-    fn video(ts: u32, body: &'static [u8]) -> Frame {
-        Frame::parse_video(ts, Bytes::from_static(body)).expect("valid test vector")
-    }
-
-    fn audio(ts: u32, body: &'static [u8]) -> Frame {
-        Frame::parse_audio(ts, Bytes::from_static(body)).expect("valid test vector")
-    }
 
     /// Parts and segments from the real muxer: whole packets, PSI and a PCR
     /// at the start of each part, and continuity counters that run on from
     /// part to part and from segment to segment.
     #[test]
     fn parts_and_segments_are_valid_transport_streams() {
-        // AVC (baseline 3.0, 4-byte lengths, one SPS, one PPS); AAC LC 44.1
-        // kHz stereo; an IDR and a non-IDR slice; a raw AAC frame.
-        const AVC_SEQ: &[u8] = &[
-            0x17, 0x00, 0, 0, 0, 1, 0x42, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x42, 0x00,
-            0x1e, 0x01, 0x00, 0x02, 0x68, 0xce,
-        ];
-        const AAC_SEQ: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
-        const IDR: &[u8] = &[0x17, 0x01, 0, 0, 0, 0, 0, 0, 3, 0x65, 0x88, 0x84];
-        const SLICE: &[u8] = &[0x27, 0x01, 0, 0, 0, 0, 0, 0, 3, 0x41, 0x9a, 0x02];
-        const AAC: &[u8] = &[0xaf, 0x01, 0x21, 0x10, 0x04, 0x60];
-
         let config = HlsConfig::default();
         let mut segmenter = Segmenter::new(config, Box::new(TsMuxer::new(true, true)));
         let mut events = Vec::new();

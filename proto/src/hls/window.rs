@@ -247,6 +247,9 @@ impl HlsWindow {
                 self.ended = true;
                 self.open = None;
             }
+            // Only the fMP4 segmenter sends it; the window does not serve
+            // fMP4 yet (EXT-X-MAP), and the server runs only TS segmenters.
+            HlsEvent::Init { .. } => {}
         }
     }
 

@@ -1,0 +1,413 @@
+//! [`Fmp4Muxer`]: the [`SegmentMuxer`] for fragmented MP4 (CMAF) HLS.
+//!
+//! Frames are queued per track as samples; [`SegmentMuxer::end_chunk`]
+//! writes them as one fragment (`moof` + `mdat`), so a part is one
+//! fragment and a segment its parts back to back. Sequence headers build
+//! the tracks of the init segment ([`SegmentMuxer::take_init`]); a change
+//! of codec configuration makes a new one.
+//!
+//! Timing: every track counts milliseconds ([`crate::mp4::TIMESCALE`]), so
+//! decode times are the stream's timestamps (extended past the 32-bit
+//! wrap) and `tfdt` is exact. A sample's duration is the distance to the
+//! next sample of its track; the last sample of a track in a fragment,
+//! whose successor has not arrived, lasts the track's latest spacing.
+
+use bytes::Bytes;
+
+use super::SegmentMuxer;
+use crate::media::{
+    parse_aac_config, parse_avc_config, AudioCodec, AudioPacket, AudioTagHeader, Frame, FrameKind,
+    VideoCodec, VideoPacket, VideoTagHeader,
+};
+use crate::mp4::{
+    write_fragment, write_init, Run, Sample, SampleEntry, Track, VideoFormat,
+    SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC,
+};
+
+/// Track ids in the init segment.
+const VIDEO_TRACK_ID: u32 = 1;
+const AUDIO_TRACK_ID: u32 = 2;
+
+/// The spacing assumed for a track's last sample before two samples have
+/// shown it: 30 frames per second, an AAC frame at 44.1 kHz.
+const DEFAULT_VIDEO_SPACING_MS: u32 = 33;
+const DEFAULT_AUDIO_SPACING_MS: u32 = 23;
+/// A spacing above this is a gap, not the track's frame spacing.
+const SPACING_MAX_MS: u32 = 1_000;
+
+/// One track's state.
+#[derive(Debug)]
+struct TrackState {
+    entry: SampleEntry,
+    /// Samples written since the last fragment.
+    pending: Vec<Pending>,
+    /// Bytes in `pending`.
+    pending_bytes: usize,
+    /// The last sample's 32-bit timestamp and its extension to 64 bits.
+    last_ts: Option<u32>,
+    wraps: u64,
+    /// Latest spacing between two samples, ms.
+    spacing_ms: u32,
+}
+
+#[derive(Debug)]
+struct Pending {
+    decode_time: u64,
+    composition_offset: i32,
+    sync: bool,
+    data: Bytes,
+}
+
+impl TrackState {
+    fn new(entry: SampleEntry) -> Self {
+        TrackState {
+            entry,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_ts: None,
+            wraps: 0,
+            spacing_ms: 0,
+        }
+    }
+
+    /// `ts` on the 64-bit timeline: past a wrap of the 32-bit clock it
+    /// counts on.
+    fn extend(&mut self, ts: u32) -> u64 {
+        if let Some(last) = self.last_ts {
+            let step = ts.wrapping_sub(last) as i32;
+            if step > 0 && ts < last {
+                self.wraps += 1;
+            }
+            if step > 0 && (step as u32) <= SPACING_MAX_MS {
+                self.spacing_ms = step as u32;
+            }
+        }
+        self.last_ts = Some(ts);
+        (self.wraps << 32) | u64::from(ts)
+    }
+
+    /// The pending samples as a run; the last one lasts `spacing` (or
+    /// `default` before any is known).
+    fn take_run(&mut self, id: u32, default: u32) -> Run {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let last_spacing = if self.spacing_ms > 0 {
+            self.spacing_ms
+        } else {
+            default
+        };
+        let base_decode_time = pending.first().map_or(0, |p| p.decode_time);
+        let mut samples = Vec::with_capacity(pending.len());
+        for (i, p) in pending.iter().enumerate() {
+            let duration = match pending.get(i + 1) {
+                Some(next) => u32::try_from(next.decode_time.saturating_sub(p.decode_time))
+                    .unwrap_or(u32::MAX),
+                None => last_spacing,
+            };
+            samples.push(Sample {
+                duration,
+                composition_offset: p.composition_offset,
+                flags: if p.sync {
+                    SAMPLE_FLAGS_SYNC
+                } else {
+                    SAMPLE_FLAGS_NON_SYNC
+                },
+                data: p.data.clone(),
+            });
+        }
+        Run {
+            track_id: id,
+            base_decode_time,
+            samples,
+        }
+    }
+}
+
+/// Fragmented MP4 for HLS: at most one video and one audio track.
+///
+/// Carries H.264 (`avc1`), H.265 (`hvc1`), AV1 (`av01`), VP9 (`vp09`),
+/// AAC, MP3 and Opus. A frame of another codec, or one before its track's
+/// sequence header, is not written.
+#[derive(Debug, Default)]
+pub struct Fmp4Muxer {
+    video: Option<TrackState>,
+    audio: Option<TrackState>,
+    /// The last fragment's `mfhd` sequence number.
+    sequence: u32,
+    /// The tracks changed since the last init segment was taken.
+    init_changed: bool,
+    /// Why the last sequence header made no track, until taken.
+    refusal: Option<String>,
+}
+
+impl Fmp4Muxer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sequence header: the track's new sample entry, if it changed.
+    fn configure(&mut self, frame: &Frame) -> Result<(), String> {
+        let entry = sample_entry(frame)?;
+        let slot = if frame.is_video() {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
+        match slot {
+            Some(t) if t.entry == entry => {}
+            Some(t) => {
+                t.entry = entry;
+                self.init_changed = true;
+            }
+            None => {
+                *slot = Some(TrackState::new(entry));
+                self.init_changed = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sample entry a sequence header describes, or why there is none.
+fn sample_entry(frame: &Frame) -> Result<SampleEntry, String> {
+    let record = frame.codec_data().map_err(|e| e.to_string())?;
+    if frame.is_video() {
+        let codec = frame
+            .video_codec
+            .ok_or("a video sequence header names no codec")?;
+        let format = match codec {
+            VideoCodec::Avc => VideoFormat::Avc,
+            VideoCodec::Hevc => VideoFormat::Hevc,
+            VideoCodec::Av1 => VideoFormat::Av1,
+            VideoCodec::Vp9 => VideoFormat::Vp9,
+            other => return Err(format!("fMP4 has no mapping for video codec {other}")),
+        };
+        let (width, height) = match codec {
+            VideoCodec::Avc => {
+                let c = parse_avc_config(&record).map_err(|e| format!("AVC: {e}"))?;
+                (c.width.unwrap_or(0), c.height.unwrap_or(0))
+            }
+            _ => (0, 0),
+        };
+        return Ok(SampleEntry::Video {
+            format,
+            record,
+            width: u16::try_from(width).unwrap_or(0),
+            height: u16::try_from(height).unwrap_or(0),
+        });
+    }
+    match frame.audio_codec {
+        Some(AudioCodec::Aac) => {
+            let c = parse_aac_config(&record).map_err(|e| format!("AAC: {e}"))?;
+            Ok(SampleEntry::Aac {
+                config: record,
+                sample_rate: c.sample_rate,
+                channels: u16::from(c.channels),
+            })
+        }
+        other => Err(format!(
+            "fMP4 has no mapping yet for audio codec {}",
+            other.map_or("none".to_string(), |c| c.to_string())
+        )),
+    }
+}
+
+impl SegmentMuxer for Fmp4Muxer {
+    fn start_chunk(&mut self, _out: &mut Vec<u8>) {}
+
+    fn write_frame(&mut self, frame: &Frame, _out: &mut Vec<u8>) -> bool {
+        if frame.kind == FrameKind::Data {
+            return false;
+        }
+        if frame.sequence_header {
+            if let Err(why) = self.configure(frame) {
+                self.refusal = Some(why);
+            }
+            return false;
+        }
+        // Only coded frames are samples (not an end of sequence, a
+        // command or metadata frame), and never an empty one.
+        let coded = if frame.is_video() {
+            VideoTagHeader::parse(&frame.payload)
+                .is_ok_and(|h| h.packet == VideoPacket::CodedFrames)
+        } else {
+            AudioTagHeader::parse(&frame.payload)
+                .is_ok_and(|h| h.packet == AudioPacket::CodedFrames)
+        };
+        let data = match frame.codec_data() {
+            Ok(d) if coded && !d.is_empty() => d,
+            _ => return false,
+        };
+        let track = if frame.is_video() {
+            self.video.as_mut()
+        } else {
+            self.audio.as_mut()
+        };
+        let Some(track) = track else {
+            return false;
+        };
+        let decode_time = track.extend(frame.timestamp);
+        track.pending_bytes += data.len();
+        track.pending.push(Pending {
+            decode_time,
+            composition_offset: frame.composition_offset,
+            sync: frame.keyframe || frame.is_audio(),
+            data,
+        });
+        true
+    }
+
+    fn end_chunk(&mut self, out: &mut Vec<u8>) {
+        let mut runs = Vec::with_capacity(2);
+        if let Some(v) = self.video.as_mut() {
+            runs.push(v.take_run(VIDEO_TRACK_ID, DEFAULT_VIDEO_SPACING_MS));
+        }
+        if let Some(a) = self.audio.as_mut() {
+            runs.push(a.take_run(AUDIO_TRACK_ID, DEFAULT_AUDIO_SPACING_MS));
+        }
+        if runs.iter().all(|r| r.samples.is_empty()) {
+            return;
+        }
+        self.sequence = self.sequence.wrapping_add(1).max(1);
+        write_fragment(self.sequence, &runs, out);
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.video.as_ref().map_or(0, |t| t.pending_bytes)
+            + self.audio.as_ref().map_or(0, |t| t.pending_bytes)
+    }
+
+    fn take_refusal(&mut self) -> Option<String> {
+        self.refusal.take()
+    }
+
+    fn take_init(&mut self) -> Option<Bytes> {
+        if !std::mem::take(&mut self.init_changed) {
+            return None;
+        }
+        let mut tracks = Vec::with_capacity(2);
+        if let Some(v) = &self.video {
+            tracks.push(Track {
+                id: VIDEO_TRACK_ID,
+                entry: v.entry.clone(),
+            });
+        }
+        if let Some(a) = &self.audio {
+            tracks.push(Track {
+                id: AUDIO_TRACK_ID,
+                entry: a.entry.clone(),
+            });
+        }
+        let mut out = Vec::new();
+        write_init(&tracks, &mut out);
+        Some(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::vectors::*;
+    use super::super::{HlsConfig, HlsEvent, Segmenter};
+    use super::Fmp4Muxer;
+
+    /// Reads a fragment back: (sequence number, per traf: track id, tfdt,
+    /// sample durations), checking every box size on the way.
+    fn read_fragment(data: &[u8]) -> (u32, Vec<(u32, u64, Vec<u32>)>, usize) {
+        let be32 = |at: usize| u32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+        assert_eq!(&data[4..8], b"moof");
+        let moof_end = be32(0) as usize;
+        assert_eq!(&data[moof_end + 4..moof_end + 8], b"mdat");
+        let mdat_end = moof_end + be32(moof_end) as usize;
+        let mut at = 8;
+        let mut seq = 0;
+        let mut trafs = Vec::new();
+        while at < moof_end {
+            let (size, kind) = (be32(at) as usize, &data[at + 4..at + 8]);
+            if kind == b"mfhd" {
+                seq = be32(at + 12);
+            } else if kind == b"traf" {
+                let (tfhd, tfdt, trun) = (at + 8, at + 8 + 16, at + 8 + 16 + 20);
+                assert_eq!(&data[tfdt + 4..tfdt + 8], b"tfdt");
+                assert_eq!(&data[trun + 4..trun + 8], b"trun");
+                let id = be32(tfhd + 12);
+                let time = u64::from(be32(tfdt + 12)) << 32 | u64::from(be32(tfdt + 16));
+                let flags = be32(trun + 8) & 0xff_ffff;
+                let count = be32(trun + 12) as usize;
+                let per = if flags & 0x800 != 0 { 16 } else { 12 };
+                let durations = (0..count).map(|i| be32(trun + 20 + per * i)).collect();
+                trafs.push((id, time, durations));
+            }
+            at += size;
+        }
+        assert_eq!(at, moof_end, "boxes fill the moof");
+        (seq, trafs, mdat_end)
+    }
+
+    /// H.264 + AAC through the segmenter: an init segment first, every
+    /// part one fragment (sequence numbers up by one), each segment its
+    /// parts joined, and per track decode times that run on exactly from
+    /// fragment to fragment.
+    #[test]
+    fn parts_are_fragments_with_continuous_decode_times() {
+        let mut segmenter = Segmenter::new(HlsConfig::default(), Box::new(Fmp4Muxer::new()));
+        let mut events = Vec::new();
+        events.extend(segmenter.push(&video(0, AVC_SEQ), 0));
+        events.extend(segmenter.push(&audio(0, AAC_SEQ), 0));
+        for n in 0..150u32 {
+            let ts = n * 1_000 / 30;
+            let v = if n % 60 == 0 { IDR } else { SLICE };
+            events.extend(segmenter.push(&video(ts, v), u64::from(ts)));
+            events.extend(segmenter.push(&audio(n * 23, AAC), u64::from(ts)));
+        }
+        events.extend(segmenter.end());
+
+        let inits: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::Init { data } => Some(data.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(inits.len(), 2, "video alone, then video and audio");
+        assert!(matches!(events[1], HlsEvent::Init { .. }));
+        assert_eq!(&inits[1][4..8], b"ftyp");
+
+        let mut last_seq = 0;
+        // Per track: where the next fragment's decode time must start.
+        let mut next_time = [None::<u64>; 2];
+        let mut joined = Vec::new();
+        let mut segments = 0;
+        for e in &events {
+            match e {
+                HlsEvent::Part { data, .. } => {
+                    let (seq, trafs, len) = read_fragment(data);
+                    assert_eq!(len, data.len(), "a part is one fragment");
+                    assert_eq!(seq, last_seq + 1);
+                    last_seq = seq;
+                    for (id, time, durations) in trafs {
+                        let slot = &mut next_time[id as usize - 1];
+                        if let Some(expect) = *slot {
+                            // The last sample of a fragment lasts the
+                            // track's spacing; the next decode time is
+                            // exact: within a ms of it.
+                            assert!(
+                                time.abs_diff(expect) <= 1,
+                                "track {id}: tfdt {time}, expected {expect}"
+                            );
+                        }
+                        *slot = Some(time + durations.iter().map(|&d| u64::from(d)).sum::<u64>());
+                    }
+                    joined.extend_from_slice(data);
+                }
+                HlsEvent::Segment { data, .. } => {
+                    assert_eq!(data[..], joined[..], "a segment is its parts joined");
+                    joined.clear();
+                    segments += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(segments, 3);
+        assert!(last_seq >= 10, "{last_seq} fragments");
+    }
+}
