@@ -1382,3 +1382,50 @@ fn a_segment_is_served_by_a_shard_that_had_no_copy_of_the_stream() {
         check_ts(&format!("request {i}"), &r.body);
     }
 }
+
+/// An audio-only publish (a radio): its segments' PMT lists the AAC
+/// track alone, with the PCR on it; no video track that never carries
+/// data. ffprobe of a fetched segment finds exactly one stream, AAC.
+#[test]
+fn an_audio_only_publish_lists_only_audio_in_its_segments() {
+    let server = Server::start();
+    let opts = PublishOpts {
+        audio_only: true,
+        ..Default::default()
+    };
+    let _publisher = publish_and_wait_opts(&server, "publisher-radio", &opts);
+    let (_, segment) =
+        playlist_with_segment("audio-only playlist", Duration::from_secs(20), || {
+            get_rel(server.port, "test.m3u8")
+        });
+    let bytes = get_media(server.port, &segment);
+    let summary = check_ts(&segment, &bytes);
+    assert_eq!(summary.stream_types(), vec![0x0f], "the PMT's streams");
+    assert_eq!(
+        pid_of(&summary, 0x0f),
+        summary.pcr_pid,
+        "PCR on the audio PID"
+    );
+    let path = artefact_dir().join("radio-segment.ts");
+    std::fs::write(&path, &bytes).expect("write the segment");
+    let probe = ffprobe(
+        "ffprobe-radio",
+        path.to_str().expect("a UTF-8 path"),
+        None,
+        Duration::from_secs(20),
+    );
+    let field = |s: &std::collections::HashMap<String, String>, k: &str| {
+        s.get(k).cloned().unwrap_or_default()
+    };
+    let kinds: Vec<(String, String)> = probe
+        .streams
+        .iter()
+        .map(|s| (field(s, "codec_type"), field(s, "codec_name")))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("audio".to_string(), "aac".to_string())],
+        "{}",
+        probe.stderr
+    );
+}

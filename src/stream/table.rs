@@ -708,6 +708,9 @@ impl StreamTable {
         for r in Rendition::ALL {
             if let Some(seg) = &mut segmenters[r.index()] {
                 events.extend(f(r, seg).into_iter().map(|e| (r, e)));
+                if let Some(why) = seg.take_refusal() {
+                    log::warn!("HLS of {key} ({r:?}): {why}");
+                }
             }
         }
         for (r, e) in events {

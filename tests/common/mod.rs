@@ -555,6 +555,8 @@ pub struct PublishOpts {
     pub video_bitrate: Option<String>,
     /// Picture size such as "640x360"; None is 1280x720.
     pub video_size: Option<String>,
+    /// Audio alone (a radio): no video input, no video stream.
+    pub audio_only: bool,
 }
 
 impl PublishOpts {
@@ -575,43 +577,49 @@ impl PublishOpts {
 pub fn ffmpeg_publish(name: &str, url: &str, opts: &PublishOpts) -> Proc {
     let size = opts.video_size.as_deref().unwrap_or("1280x720");
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
-        .args([
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"]);
+    if !opts.audio_only {
+        cmd.args([
             "-re",
             "-f",
             "lavfi",
             "-i",
             &format!("testsrc2=size={size}:rate=30"),
-        ])
-        .args([
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
         ]);
+    }
+    cmd.args([
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+    ]);
     if let Some(t) = opts.duration_s {
         cmd.args(["-t", &t.to_string()]);
     }
-    cmd.args(["-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ]);
+    if opts.audio_only {
+        cmd.args(["-map", "0:a"]);
+    } else {
+        cmd.args(["-map", "0:v", "-map", "1:a"]);
+    }
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+    ])
+    .args([
+        "-g",
+        "60",
+        "-keyint_min",
+        "60",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
     if let Some(b) = &opts.video_bitrate {
         cmd.args(["-b:v", b, "-maxrate", b, "-bufsize", b]);
     }

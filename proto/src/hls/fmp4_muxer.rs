@@ -48,6 +48,10 @@ struct TrackState {
     wraps: u64,
     /// Latest spacing between two samples, ms.
     spacing_ms: u32,
+    /// A new publisher came and has sent no sequence header for this
+    /// track yet: left out of the next init segment, dropped once its
+    /// pending samples are written.
+    stale: bool,
 }
 
 #[derive(Debug)]
@@ -67,6 +71,7 @@ impl TrackState {
             last_ts: None,
             wraps: 0,
             spacing_ms: 0,
+            stale: false,
         }
     }
 
@@ -134,8 +139,8 @@ pub struct Fmp4Muxer {
     audio: Option<TrackState>,
     /// The last fragment's `mfhd` sequence number.
     sequence: u32,
-    /// The tracks changed since the last init segment was taken.
-    init_changed: bool,
+    /// The last init segment handed out.
+    last_init: Option<Bytes>,
     /// Why the last sequence header made no track, until taken.
     refusal: Option<String>,
 }
@@ -154,15 +159,11 @@ impl Fmp4Muxer {
             &mut self.audio
         };
         match slot {
-            Some(t) if t.entry == entry => {}
             Some(t) => {
                 t.entry = entry;
-                self.init_changed = true;
+                t.stale = false;
             }
-            None => {
-                *slot = Some(TrackState::new(entry));
-                self.init_changed = true;
-            }
+            None => *slot = Some(TrackState::new(entry)),
         }
         Ok(())
     }
@@ -243,7 +244,7 @@ impl SegmentMuxer for Fmp4Muxer {
         } else {
             self.audio.as_mut()
         };
-        let Some(track) = track else {
+        let Some(track) = track.filter(|t| !t.stale) else {
             return false;
         };
         let decode_time = track.extend(frame.timestamp);
@@ -265,11 +266,22 @@ impl SegmentMuxer for Fmp4Muxer {
         if let Some(a) = self.audio.as_mut() {
             runs.push(a.take_run(AUDIO_TRACK_ID, DEFAULT_AUDIO_SPACING_MS));
         }
+        for slot in [&mut self.video, &mut self.audio] {
+            if slot.as_ref().is_some_and(|t| t.stale) {
+                *slot = None;
+            }
+        }
         if runs.iter().all(|r| r.samples.is_empty()) {
             return;
         }
         self.sequence = self.sequence.wrapping_add(1).max(1);
         write_fragment(self.sequence, &runs, out);
+    }
+
+    fn new_publisher(&mut self) {
+        for t in [&mut self.video, &mut self.audio].into_iter().flatten() {
+            t.stale = true;
+        }
     }
 
     fn pending_bytes(&self) -> usize {
@@ -281,26 +293,30 @@ impl SegmentMuxer for Fmp4Muxer {
         self.refusal.take()
     }
 
+    /// The init segment of the tracks the current publisher has, when it
+    /// differs from the last one handed out.
     fn take_init(&mut self) -> Option<Bytes> {
-        if !std::mem::take(&mut self.init_changed) {
+        let tracks: Vec<Track> = [(VIDEO_TRACK_ID, &self.video), (AUDIO_TRACK_ID, &self.audio)]
+            .into_iter()
+            .filter_map(|(id, t)| {
+                let t = t.as_ref().filter(|t| !t.stale)?;
+                Some(Track {
+                    id,
+                    entry: t.entry.clone(),
+                })
+            })
+            .collect();
+        if tracks.is_empty() {
             return None;
-        }
-        let mut tracks = Vec::with_capacity(2);
-        if let Some(v) = &self.video {
-            tracks.push(Track {
-                id: VIDEO_TRACK_ID,
-                entry: v.entry.clone(),
-            });
-        }
-        if let Some(a) = &self.audio {
-            tracks.push(Track {
-                id: AUDIO_TRACK_ID,
-                entry: a.entry.clone(),
-            });
         }
         let mut out = Vec::new();
         write_init(&tracks, &mut out);
-        Some(Bytes::from(out))
+        if self.last_init.as_deref() == Some(&out[..]) {
+            return None;
+        }
+        let init = Bytes::from(out);
+        self.last_init = Some(init.clone());
+        Some(init)
     }
 }
 

@@ -264,6 +264,9 @@ pub trait SegmentMuxer {
     /// cannot carry). A muxer may hold frames back until
     /// [`SegmentMuxer::end_chunk`].
     fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool;
+    /// A new publisher's frames follow: the tracks it has are known from
+    /// its sequence headers, which come next.
+    fn new_publisher(&mut self) {}
     /// Ends the part or segment: writes what was held back (fMP4: the
     /// fragment of the frames written since the last end).
     fn end_chunk(&mut self, _out: &mut Vec<u8>) {}

@@ -277,6 +277,7 @@ impl Segmenter {
         }
         if new_publisher {
             self.video_seen = false;
+            self.muxer.new_publisher();
         }
         self.last_video_ts = None;
         self.last_audio_ts = None;

@@ -13,13 +13,27 @@ use crate::ts::TsMuxer;
 /// kinds the muxer was made for: an audio-only rendition's segmenter should
 /// get no video frames, so that it cuts segments on audio.
 impl SegmentMuxer for TsMuxer {
+    fn new_publisher(&mut self) {
+        TsMuxer::new_publisher(self);
+    }
+
     fn start_chunk(&mut self, out: &mut Vec<u8>) {
         self.force_pcr();
         self.write_psi(out);
     }
 
     fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool {
-        TsMuxer::write_frame(self, frame, out).unwrap_or(false)
+        match TsMuxer::write_frame(self, frame, out) {
+            Ok(written) => written,
+            Err(e) => {
+                self.note_refusal(&e);
+                false
+            }
+        }
+    }
+
+    fn take_refusal(&mut self) -> Option<String> {
+        TsMuxer::take_refusal(self)
     }
 }
 

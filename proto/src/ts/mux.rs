@@ -64,8 +64,11 @@ pub struct TsMuxer {
     pmt_cc: ContinuityCounter,
     video_cc: ContinuityCounter,
     audio_cc: ContinuityCounter,
-    video_stream_type: u8,
-    audio_stream_type: u8,
+    /// The stream types the PMT lists: None until the publisher's
+    /// sequence header (or, for MP3, first frame) names a codec TS
+    /// carries, so the PMT lists exactly the published tracks.
+    video_stream_type: Option<u8>,
+    audio_stream_type: Option<u8>,
     /// version_number of the PMT, 5 bits.
     pmt_version: u8,
     /// Set when the PMT's stream types changed since PSI was last written.
@@ -76,6 +79,10 @@ pub struct TsMuxer {
     last_pcr: Option<Ts90k>,
     /// Scratch space for one PES packet, reused between frames.
     pes: Vec<u8>,
+    /// The codec the muxer last refused, and why, until taken: one
+    /// report per codec a publisher sends, not one per frame.
+    refused: Option<Codec>,
+    refusal: Option<String>,
 }
 
 /// Where a frame's codec data lies within its payload.
@@ -101,38 +108,72 @@ impl TsMuxer {
             pmt_cc: ContinuityCounter::default(),
             video_cc: ContinuityCounter::default(),
             audio_cc: ContinuityCounter::default(),
-            video_stream_type: STREAM_TYPE_H264,
-            audio_stream_type: STREAM_TYPE_AAC_ADTS,
+            video_stream_type: None,
+            audio_stream_type: None,
             pmt_version: 0,
             psi_stale: false,
             video_config: None,
             aac_config: None,
             last_pcr: None,
             pes: Vec::new(),
+            refused: None,
+            refusal: None,
         }
     }
 
-    /// The PID that carries the PCR.
+    /// The PID that carries the PCR: the video one while video is
+    /// listed, else the audio one once audio is.
     pub fn pcr_pid(&self) -> Pid {
-        if self.video || !self.audio {
+        let video = self.video && self.video_stream_type.is_some();
+        let audio = self.audio && self.audio_stream_type.is_some();
+        if video || !audio {
             PID_VIDEO
         } else {
             PID_AUDIO
         }
     }
 
+    /// Notes a refused frame for [`TsMuxer::take_refusal`]: once per
+    /// codec, until another codec is refused.
+    pub fn note_refusal(&mut self, error: &TsError) {
+        if let TsError::Unsupported { codec } = error {
+            if self.refused != Some(*codec) {
+                self.refused = Some(*codec);
+                self.refusal = Some(format!("{error}: that track is left out of TS segments"));
+            }
+        }
+    }
+
+    /// Why frames were left out, once (see [`TsMuxer::note_refusal`]).
+    pub fn take_refusal(&mut self) -> Option<String> {
+        self.refusal.take()
+    }
+
+    /// A new publisher: what it publishes is not known until its sequence
+    /// headers, so the PMT lists no stream until then (and a version
+    /// bump makes players re-read it).
+    pub fn new_publisher(&mut self) {
+        if self.video_stream_type.is_some() || self.audio_stream_type.is_some() {
+            self.video_stream_type = None;
+            self.audio_stream_type = None;
+            self.video_config = None;
+            self.aac_config = None;
+            self.bump_pmt_version();
+        }
+    }
+
     /// The streams the PMT lists now.
     pub fn streams(&self) -> Vec<EsInfo> {
         let mut streams = Vec::with_capacity(2);
-        if self.video {
+        if let Some(stream_type) = self.video_stream_type.filter(|_| self.video) {
             streams.push(EsInfo {
-                stream_type: self.video_stream_type,
+                stream_type,
                 pid: PID_VIDEO,
             });
         }
-        if self.audio {
+        if let Some(stream_type) = self.audio_stream_type.filter(|_| self.audio) {
             streams.push(EsInfo {
-                stream_type: self.audio_stream_type,
+                stream_type,
                 pid: PID_AUDIO,
             });
         }
@@ -164,15 +205,15 @@ impl TsMuxer {
     }
 
     fn set_video_stream_type(&mut self, stream_type: u8) {
-        if self.video_stream_type != stream_type {
-            self.video_stream_type = stream_type;
+        if self.video_stream_type != Some(stream_type) {
+            self.video_stream_type = Some(stream_type);
             self.bump_pmt_version();
         }
     }
 
     fn set_audio_stream_type(&mut self, stream_type: u8) {
-        if self.audio_stream_type != stream_type {
-            self.audio_stream_type = stream_type;
+        if self.audio_stream_type != Some(stream_type) {
+            self.audio_stream_type = Some(stream_type);
             self.bump_pmt_version();
         }
     }

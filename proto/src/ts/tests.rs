@@ -144,6 +144,9 @@ fn packet_boundaries() {
 fn psi_packets() {
     let mut muxer = TsMuxer::new(true, true);
     let mut out = Vec::new();
+    for seq in [avc_sequence_header(0), aac_sequence_header()] {
+        assert_eq!(muxer.write_frame(&seq, &mut out), Ok(false));
+    }
     muxer.write_psi(&mut out);
     // PAT: PUSI, PID 0, payload only, CC 0, pointer_field 0, the section,
     // 0xFF filler.
@@ -154,13 +157,14 @@ fn psi_packets() {
     ];
     assert_eq!(&out[..pat.len()], &pat);
     assert!(out[pat.len()..PACKET_LEN].iter().all(|&b| b == 0xff));
-    // PMT on 0x1000: PCR on 0x100, H.264 on 0x100, AAC on 0x101.
+    // PMT on 0x1000: PCR on 0x100, H.264 on 0x100, AAC on 0x101; version
+    // 2, since each sequence header added a stream.
     let pmt = &out[PACKET_LEN..2 * PACKET_LEN];
     assert_eq!(&pmt[..5], &[0x47, 0x50, 0x00, 0x10, 0x00]);
     assert_eq!(
         &pmt[5..27],
         &[
-            0x02, 0xB0, 0x17, 0x00, 0x01, 0xC1, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1,
+            0x02, 0xB0, 0x17, 0x00, 0x01, 0xC5, 0x00, 0x00, 0xE1, 0x00, 0xF0, 0x00, 0x1B, 0xE1,
             0x00, 0xF0, 0x00, 0x0F, 0xE1, 0x01, 0xF0, 0x00
         ]
     );
@@ -512,7 +516,53 @@ fn refused_frames_write_nothing() {
         muxer.write_frame(&avc_frame(80, true, 0, &[&idr(10)]), &mut out),
         Ok(true)
     );
-    check_packets(&[mux(&mut TsMuxer::new(true, true), &[]), out].concat()).unwrap();
+    // PAT and PMT (H.264 now) before it.
+    let summary = check_packets(&out).unwrap();
+    assert_eq!(summary.stream_types(), vec![STREAM_TYPE_H264]);
+}
+
+/// The PMT lists exactly the published tracks: none before a sequence
+/// header, AAC alone (with the PCR on it) for an audio-only publish on a
+/// muxer made for both, and nothing again after a new publisher until its
+/// sequence headers.
+#[test]
+fn the_pmt_lists_only_what_is_published() {
+    let mut muxer = TsMuxer::new(true, true);
+    let mut out = Vec::new();
+    muxer.write_psi(&mut out);
+    assert!(check_packets(&out).unwrap().stream_types().is_empty());
+    out.clear();
+    assert_eq!(
+        muxer.write_frame(&aac_sequence_header(), &mut out),
+        Ok(false)
+    );
+    assert_eq!(muxer.write_frame(&aac_frame(0, 10), &mut out), Ok(true));
+    let summary = check_packets(&out).unwrap();
+    assert_eq!(summary.stream_types(), vec![STREAM_TYPE_AAC_ADTS]);
+    assert_eq!(summary.pcr_pid, Some(PID_AUDIO));
+    // Video joins.
+    out.clear();
+    muxer
+        .write_frame(&avc_sequence_header(0), &mut out)
+        .unwrap();
+    muxer.write_psi(&mut out);
+    let summary = check_packets(&out).unwrap();
+    assert_eq!(
+        summary.stream_types(),
+        vec![STREAM_TYPE_H264, STREAM_TYPE_AAC_ADTS]
+    );
+    assert_eq!(summary.pcr_pid, Some(PID_VIDEO));
+    // Opus has no TS mapping: refused, and not listed as anything.
+    let opus_seq = Frame::parse_audio(
+        0,
+        Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', b'O', b'p', b'u', b's']),
+    )
+    .unwrap();
+    muxer.new_publisher();
+    assert!(muxer.write_frame(&opus_seq, &mut out).is_err());
+    out.clear();
+    muxer.write_psi(&mut out);
+    assert!(check_packets(&out).unwrap().stream_types().is_empty());
 }
 
 #[test]
@@ -550,10 +600,8 @@ fn hevc_and_pmt_version_bump() {
     );
     assert_eq!(out[3 * PACKET_LEN + 10], 0xC3, "version_number 1");
     let summary = check_packets(&out).unwrap();
-    assert_eq!(
-        summary.stream_types(),
-        vec![STREAM_TYPE_H265, STREAM_TYPE_AAC_ADTS]
-    );
+    // No audio sequence header came: the PMT lists the video alone.
+    assert_eq!(summary.stream_types(), vec![STREAM_TYPE_H265]);
     let pes = pes_packets(&out, PID_VIDEO);
     let want = [
         &[0, 0, 0, 1, 0x46, 0x01, 0x50][..],
