@@ -9,7 +9,7 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use proto::hls::{HlsConfig, HlsWindow, Segmenter};
+use proto::hls::{Container, HlsConfig, HlsWindow, Segmenter};
 use proto::ts::TsMuxer;
 
 /// Segment `msn` is `{BASE}{msn}.ts`, as the server names the main
@@ -29,7 +29,7 @@ fn full_window(config: HlsConfig) -> HlsWindow {
     let gops = config.window_size as u32 + 4;
     let end_ms = (gops - 1) * common::GOP_MS + OPEN_SEGMENT_MS;
     let mut segmenter = Segmenter::new(config, Box::new(TsMuxer::new(true, true)));
-    let mut window = HlsWindow::new(config);
+    let mut window = HlsWindow::new(config, Container::Ts);
     let headers = [common::avc_sequence_header(), common::aac_sequence_header()];
     let frames = common::gops(gops);
     let stream = headers

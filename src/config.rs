@@ -565,6 +565,37 @@ pub struct HlsSettings {
     pub part_duration_ms: u32,
     /// Segments listed in the playlist. 1..=1000, default 6.
     pub window_size: usize,
+    /// The container a playlist request without `?container=` gets, cut
+    /// from each publish on: "ts" (default) or "fmp4". The other one is
+    /// cut from the first request for it.
+    pub container: HlsContainer,
+    /// Per application: `[hls.apps.<app>] container = "fmp4"`.
+    pub apps: std::collections::BTreeMap<String, HlsAppSettings>,
+}
+
+/// `hls.container`: MPEG-TS or fragmented MP4 (CMAF) segments.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HlsContainer {
+    #[default]
+    Ts,
+    Fmp4,
+}
+
+impl HlsContainer {
+    pub fn to_container(self) -> proto::hls::Container {
+        match self {
+            HlsContainer::Ts => proto::hls::Container::Ts,
+            HlsContainer::Fmp4 => proto::hls::Container::Fmp4,
+        }
+    }
+}
+
+/// HLS settings of one application.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsAppSettings {
+    pub container: HlsContainer,
 }
 
 impl Default for HlsSettings {
@@ -574,11 +605,25 @@ impl Default for HlsSettings {
             segment_duration_ms: 2000,
             part_duration_ms: 500,
             window_size: 6,
+            container: HlsContainer::Ts,
+            apps: Default::default(),
         }
     }
 }
 
 impl HlsSettings {
+    /// The container of each stream's HLS, by application.
+    pub fn containers(&self) -> crate::stream::Containers {
+        crate::stream::Containers {
+            default: self.container.to_container(),
+            apps: self
+                .apps
+                .iter()
+                .map(|(app, s)| (app.clone(), s.container.to_container()))
+                .collect(),
+        }
+    }
+
     /// The segmenter's configuration.
     pub fn to_hls_config(&self) -> proto::hls::HlsConfig {
         proto::hls::HlsConfig {

@@ -250,9 +250,14 @@ fn get_media(port: u16, rel: &str) -> Vec<u8> {
         r.head.raw,
         r.text()
     );
+    let want = if rel.contains(".m4s") {
+        "video/mp4"
+    } else {
+        "video/mp2t"
+    };
     assert_eq!(
         r.head.header("content-type"),
-        Some("video/mp2t"),
+        Some(want),
         "GET {rel}: {}",
         r.head.raw
     );
@@ -1427,5 +1432,219 @@ fn an_audio_only_publish_lists_only_audio_in_its_segments() {
         [("audio".to_string(), "aac".to_string())],
         "{}",
         probe.stderr
+    );
+}
+
+/// What a test reads back of one fMP4 fragment: its `mfhd` sequence
+/// number and, per `traf`, (track id, `tfdt`, sum of sample durations).
+struct Fragment {
+    sequence: u32,
+    tracks: Vec<(u32, u64, u64)>,
+}
+
+/// The fragments (`moof` + `mdat` pairs) of a segment or part, every box
+/// size checked against the bytes.
+fn fragments(what: &str, data: &[u8]) -> Vec<Fragment> {
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        assert!(at + 8 <= data.len(), "{what}: a box header past the end");
+        let size = be32(data, at) as usize;
+        let kind = &data[at + 4..at + 8];
+        assert!(
+            size >= 8 && at + size <= data.len(),
+            "{what}: box {:?} of {size} bytes at {at} overruns {}",
+            String::from_utf8_lossy(kind),
+            data.len()
+        );
+        match kind {
+            b"moof" => {
+                let moof = &data[at + 8..at + size];
+                let mut f = Fragment {
+                    sequence: 0,
+                    tracks: Vec::new(),
+                };
+                let mut i = 0;
+                while i < moof.len() {
+                    let (bs, bk) = (be32(moof, i) as usize, &moof[i + 4..i + 8]);
+                    assert!(bs >= 8 && i + bs <= moof.len(), "{what}: moof child size");
+                    if bk == b"mfhd" {
+                        f.sequence = be32(moof, i + 12);
+                    }
+                    if bk == b"traf" {
+                        let traf = &moof[i + 8..i + bs];
+                        let (mut id, mut time, mut total) = (0, 0, 0);
+                        let mut j = 0;
+                        while j < traf.len() {
+                            let (cs, ck) = (be32(traf, j) as usize, &traf[j + 4..j + 8]);
+                            match ck {
+                                b"tfhd" => id = be32(traf, j + 12),
+                                b"tfdt" => {
+                                    time = u64::from(be32(traf, j + 12)) << 32
+                                        | u64::from(be32(traf, j + 16))
+                                }
+                                b"trun" => {
+                                    let flags = be32(traf, j + 8) & 0xff_ffff;
+                                    assert_eq!(flags & 0x100, 0x100, "{what}: durations in trun");
+                                    let count = be32(traf, j + 12) as usize;
+                                    let per = 4 * [0x100, 0x200, 0x400, 0x800]
+                                        .iter()
+                                        .filter(|&&b| flags & b != 0)
+                                        .count();
+                                    let first = j + 16 + if flags & 1 != 0 { 4 } else { 0 };
+                                    total = (0..count)
+                                        .map(|k| u64::from(be32(traf, first + k * per)))
+                                        .sum();
+                                }
+                                _ => {}
+                            }
+                            j += cs;
+                        }
+                        f.tracks.push((id, time, total));
+                    }
+                    i += bs;
+                }
+                out.push(f);
+            }
+            b"mdat" => assert!(!out.is_empty(), "{what}: an mdat before any moof"),
+            other => panic!(
+                "{what}: unexpected box {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        }
+        at += size;
+    }
+    out
+}
+
+/// `?container=fmp4`: the playlist announces an init segment (EXT-X-MAP,
+/// version 6) and `.m4s` fragments. The init segment is `ftyp` + `moov`;
+/// every segment is valid fragments with increasing sequence numbers and,
+/// per track, decode times that run on (within a frame) from fragment to
+/// fragment and segment to segment; a finished segment equals its parts
+/// joined; ffprobe reads H.264 320-wide video and AAC, and ffmpeg's HLS
+/// demuxer decodes 6 s with `-v error` silent. A bad container is 400;
+/// the default stays MPEG-TS.
+#[test]
+fn fmp4_hls_is_valid_fragments_that_ffmpeg_plays() {
+    let server = Server::start();
+    let _publisher = start_publishing(&server);
+    let get = |rel: &str| get_rel(server.port, rel);
+    let bad = get("test.m3u8?container=mkv");
+    assert_eq!(bad.head.status, 400, "{}", bad.text());
+    let (ts, _) =
+        playlist_with_segment("TS playlist", Duration::from_secs(20), || get("test.m3u8"));
+    assert!(!ts.contains("EXT-X-MAP") && ts.contains(".ts"), "{ts}");
+
+    // Wait for four finished fMP4 segments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let r = get("test.m3u8?container=fmp4");
+        let text = r.text();
+        if r.head.status == 200 && text.matches("#EXTINF").count() >= 4 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no 4 fMP4 segments: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(text.contains("#EXT-X-VERSION:6"), "{text}");
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no EXT-X-MAP in\n{text}"));
+    let init = get(map);
+    assert_eq!(init.head.status, 200, "{map}: {}", init.text());
+    assert_eq!(&init.body[4..8], b"ftyp", "{map}");
+    assert!(init.body.windows(4).any(|w| w == b"moov"), "{map}");
+    assert!(
+        init.body.windows(4).any(|w| w == b"avcC"),
+        "{map}: no avc1 entry"
+    );
+    assert!(
+        init.body.windows(4).any(|w| w == b"esds"),
+        "{map}: no mp4a entry"
+    );
+
+    let segments: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .collect();
+    let mut joined = init.body.to_vec();
+    let mut last_sequence = 0;
+    let mut next_time = std::collections::HashMap::new();
+    for uri in &segments {
+        let seg = get_media(server.port, uri);
+        for f in fragments(uri, &seg) {
+            assert!(
+                f.sequence > last_sequence,
+                "{uri}: sequence numbers increase"
+            );
+            last_sequence = f.sequence;
+            for (id, time, total) in f.tracks {
+                if let Some(expect) = next_time.insert(id, time + total) {
+                    // The last sample of a fragment lasts its track's
+                    // spacing: the next tfdt is within a frame of it.
+                    let expect: u64 = expect;
+                    assert!(
+                        time.abs_diff(expect) <= 34,
+                        "{uri}: track {id} tfdt {time}, previous ended at {expect}"
+                    );
+                }
+            }
+        }
+        joined.extend_from_slice(&seg);
+    }
+    // A segment whose parts are listed equals them joined.
+    let with_parts = text
+        .split("#EXTINF")
+        .find(|chunk| chunk.contains("#EXT-X-PART:"))
+        .expect("a finished segment with its parts listed");
+    let part_uris: Vec<&str> = with_parts
+        .lines()
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .collect();
+    let next = &text[text.find(with_parts).unwrap() + with_parts.len()..];
+    let seg_uri = next
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .expect("the segment after its parts");
+    let parts: Vec<u8> = part_uris
+        .iter()
+        .flat_map(|u| get_media(server.port, u))
+        .collect();
+    assert_eq!(
+        parts,
+        get_media(server.port, seg_uri),
+        "{seg_uri} equals its parts {part_uris:?}"
+    );
+
+    let file = artefact_dir().join("fmp4.mp4");
+    std::fs::write(&file, &joined).expect("write the fragments");
+    let probe = ffprobe(
+        "ffprobe-fmp4",
+        file.to_str().expect("a UTF-8 path"),
+        None,
+        Duration::from_secs(20),
+    );
+    check_h264_aac(&probe, 4.0)
+        .unwrap_or_else(|e| panic!("init + segments: {e}\n{}", probe.stderr));
+
+    let url = server.http_url("live/test.m3u8?container=fmp4");
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-i", &url])
+        .args(["-t", "6", "-f", "null", "-"]);
+    let mut play = Proc::spawn("ffmpeg-fmp4-hls", &mut cmd);
+    let status = play.wait_timeout(Duration::from_secs(40));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ffmpeg playing fMP4 HLS: {status:?}\n{}",
+        play.stderr_tail(20)
+    );
+    let errors = std::fs::read_to_string(&play.stderr_path).unwrap_or_default();
+    assert!(
+        errors.trim().is_empty(),
+        "ffmpeg -v error printed:\n{errors}"
     );
 }

@@ -663,7 +663,7 @@ mod tests {
     use super::*;
     use crate::synth::{read_stamp, Synth, SynthConfig, AUDIO_RATE, AUDIO_SAMPLES_PER_FRAME};
     use proto::hls::parse::parse_media_playlist;
-    use proto::hls::{HlsConfig, HlsWindow, Segmenter};
+    use proto::hls::{Container, HlsConfig, HlsWindow, Segmenter};
     use proto::ts::TsMuxer;
 
     /// shardcast's own segmenter and window fed `secs` of the synthetic
@@ -681,7 +681,7 @@ mod tests {
             audio_bps: 128_000,
         });
         let mut seg = Segmenter::new(config, Box::new(TsMuxer::new(true, true)));
-        let mut w = HlsWindow::new(config);
+        let mut w = HlsWindow::new(config, Container::Ts);
         let mut events = seg.push(&synth.video_sequence_header(), 0);
         events.extend(seg.push(&synth.audio_sequence_header(), 0));
         let audio_ms = f64::from(AUDIO_SAMPLES_PER_FRAME) * 1000.0 / f64::from(AUDIO_RATE);

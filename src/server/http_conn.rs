@@ -18,6 +18,7 @@ use crate::metrics::Protocol;
 use crate::net::io::{read_some, write_all, READ_BUF_LEN};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
+use proto::hls::Container;
 use proto::hls::Readiness;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
@@ -341,7 +342,20 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
                 return Answer::Reply(r);
             }
-            let r = Rendition::for_filter(MediaFilter::from_query(&req.query));
+            let container = match req.param("container") {
+                None => shard.table.borrow().container_of(&key),
+                Some(c) => match Container::from_name(c) {
+                    Some(c) => c,
+                    None => {
+                        return Answer::Reply(Response::text(
+                            400,
+                            format!("container={c}: give ts or fmp4\n"),
+                            keep,
+                        ))
+                    }
+                },
+            };
+            let r = Rendition::for_filter(MediaFilter::from_query(&req.query), container);
             let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
             if status == 200 {
                 Response::new(200, "application/vnd.apple.mpegurl", body, keep)
@@ -356,18 +370,32 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             rendition,
             msn,
             part,
+            container,
         } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
             if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
                 return Answer::Reply(r);
             }
-            let r = match rendition.as_str() {
-                "audio" => Rendition::AudioOnly,
-                "video" => Rendition::VideoOnly,
-                _ => Rendition::Main,
-            };
-            match media(shard, &key, r, msn, part, reg).await {
-                Ok(bytes) => Response::new(200, "video/mp2t", bytes, keep)
+            let r = rendition_at(&rendition, container);
+            match media(shard, &key, r, MediaFile::Media { msn, part }, reg).await {
+                Ok(bytes) => Response::new(200, container.content_type(), bytes, keep)
+                    .with_header(media_cache_control(shard)),
+                Err((status, what)) => Response::text(status, what, keep),
+            }
+        }
+        Route::Init {
+            app,
+            stream: name,
+            rendition,
+            id,
+        } => {
+            let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
+            if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
+                return Answer::Reply(r);
+            }
+            let r = rendition_at(&rendition, Container::Fmp4);
+            match media(shard, &key, r, MediaFile::Init(id), reg).await {
+                Ok(bytes) => Response::new(200, "video/mp4", bytes, keep)
                     .with_header(media_cache_control(shard)),
                 Err((status, what)) => Response::text(status, what, keep),
             }
@@ -574,14 +602,33 @@ async fn playlist(
     }
 }
 
-/// A segment or part. A part that is announced (the preload hint) but not
-/// finished yet is waited for, as LL-HLS players request it early.
+/// The rendition a media URI's folder (`""`, `"audio"`, `"video"`) and
+/// container name.
+fn rendition_at(folder: &str, container: Container) -> Rendition {
+    let filter = MediaFilter {
+        audio: folder != "video",
+        video: folder != "audio",
+    };
+    Rendition::for_filter(filter, container)
+}
+
+/// What a media request asks of a window.
+#[derive(Clone, Copy, Debug)]
+enum MediaFile {
+    /// A segment, or a part of it.
+    Media { msn: u64, part: Option<u32> },
+    /// An fMP4 init segment.
+    Init(u32),
+}
+
+/// A segment, part or init segment. A part that is announced (the
+/// preload hint) but not finished yet is waited for, as LL-HLS players
+/// request it early.
 async fn media(
     shard: &Rc<Shard>,
     key: &StreamKey,
     r: Rendition,
-    msn: u64,
-    part: Option<u32>,
+    file: MediaFile,
     reg: &Registered,
 ) -> Result<Bytes, (u16, String)> {
     reg.count.classify(Protocol::Hls);
@@ -595,9 +642,12 @@ async fn media(
     loop {
         let seen = notify.generation();
         let (found, hinted) = shard
-            .with_hls(key, r, |w| match part {
-                Some(p) => (w.part(msn, p), w.preload_hint() == Some((msn, p))),
-                None => (w.segment(msn), false),
+            .with_hls(key, r, |w| match file {
+                MediaFile::Media { msn, part: Some(p) } => {
+                    (w.part(msn, p), w.preload_hint() == Some((msn, p)))
+                }
+                MediaFile::Media { msn, part: None } => (w.segment(msn), false),
+                MediaFile::Init(id) => (w.init(id), false),
             })
             .unwrap_or((None, false));
         if let Some(bytes) = found {
@@ -605,11 +655,12 @@ async fn media(
             return Ok(bytes);
         }
         if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {
-            let what = match part {
-                Some(p) => format!("part {msn}.{p}"),
-                None => format!("segment {msn}"),
+            let what = match file {
+                MediaFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
+                MediaFile::Media { msn, part: None } => format!("segment {msn}"),
+                MediaFile::Init(id) => format!("init segment {id}"),
             };
-            return Err((404, format!("{what} of {key} is not available\n")));
+            return Err((404, format!("{what} of {key} ({r}) is not available\n")));
         }
         let _ = futures_lite::future::or(
             notify.changed(seen),

@@ -181,6 +181,7 @@ impl Shard {
             keep_pulling: (config.mode == crate::config::Mode::Edge || registry.is_some())
                 .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
             pulls_max: config.edge.pulls_max.div_ceil(ctx.count()),
+            containers: config.hls.containers(),
         });
         Self {
             conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),

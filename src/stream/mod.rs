@@ -34,62 +34,134 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-use proto::hls::{HlsConfig, HlsEvent, HlsWindow};
+use proto::hls::{Container, HlsConfig, HlsEvent, HlsWindow};
 
-/// An HLS rendition of a stream: the full stream, or one kind of media.
+/// Which media an HLS rendition carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Rendition {
+pub enum Media {
     /// Audio and video.
-    Main,
+    Both,
     /// Audio only (`?only-audio=1`).
     AudioOnly,
     /// Video only (`?only-video=1`).
     VideoOnly,
 }
 
+/// An HLS rendition of a stream: which media, in which container. The
+/// owner runs a segmenter per rendition asked for, each shard a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rendition {
+    pub media: Media,
+    pub container: Container,
+}
+
 impl Rendition {
     /// Every rendition, in index order.
-    pub const ALL: [Rendition; 3] = [Rendition::Main, Rendition::AudioOnly, Rendition::VideoOnly];
+    pub const ALL: [Rendition; 6] = {
+        let mut all = [Rendition::main(Container::Ts); 6];
+        let media = [Media::Both, Media::AudioOnly, Media::VideoOnly];
+        let mut i = 0;
+        while i < 6 {
+            all[i] = Rendition {
+                media: media[i / 2],
+                container: if i % 2 == 0 {
+                    Container::Ts
+                } else {
+                    Container::Fmp4
+                },
+            };
+            i += 1;
+        }
+        all
+    };
+    /// How many there are: the length of per-rendition arrays.
+    pub const COUNT: usize = 6;
+
+    /// Audio and video in `container`.
+    pub const fn main(container: Container) -> Self {
+        Rendition {
+            media: Media::Both,
+            container,
+        }
+    }
 
     /// Position in per-rendition arrays.
     pub fn index(self) -> usize {
-        self as usize
+        self.media as usize * 2 + self.container as usize
     }
 
-    /// The rendition a request's filter asks for.
-    pub fn for_filter(filter: MediaFilter) -> Self {
-        match (filter.audio, filter.video) {
-            (true, false) => Rendition::AudioOnly,
-            (false, true) => Rendition::VideoOnly,
-            _ => Rendition::Main,
-        }
+    /// The rendition a request's filter and container ask for.
+    pub fn for_filter(filter: MediaFilter, container: Container) -> Self {
+        let media = match (filter.audio, filter.video) {
+            (true, false) => Media::AudioOnly,
+            (false, true) => Media::VideoOnly,
+            _ => Media::Both,
+        };
+        Rendition { media, container }
     }
 
     /// The path element under the stream's folder (`""`, `"audio/"`, `"video/"`).
     pub fn path_prefix(self) -> &'static str {
-        match self {
-            Rendition::Main => "",
-            Rendition::AudioOnly => "audio/",
-            Rendition::VideoOnly => "video/",
+        match self.media {
+            Media::Both => "",
+            Media::AudioOnly => "audio/",
+            Media::VideoOnly => "video/",
         }
     }
 
     /// Whether the rendition's muxer gets this frame.
     pub fn wants(self, frame: &Frame) -> bool {
-        match self {
-            Rendition::Main => true,
-            Rendition::AudioOnly => frame.kind == FrameKind::Audio,
-            Rendition::VideoOnly => frame.kind == FrameKind::Video,
+        match self.media {
+            Media::Both => true,
+            Media::AudioOnly => frame.kind == FrameKind::Audio,
+            Media::VideoOnly => frame.kind == FrameKind::Video,
         }
     }
 
-    /// (video, audio) streams its MPEG-TS program lists.
+    /// (video, audio) streams its MPEG-TS program may list.
     pub fn ts_streams(self) -> (bool, bool) {
-        match self {
-            Rendition::Main => (true, true),
-            Rendition::AudioOnly => (false, true),
-            Rendition::VideoOnly => (true, false),
+        match self.media {
+            Media::Both => (true, true),
+            Media::AudioOnly => (false, true),
+            Media::VideoOnly => (true, false),
         }
+    }
+}
+
+/// Which container a stream's HLS is cut in before anyone asks
+/// (`hls.container`, per app `[hls.apps.<app>] container`); the other is
+/// cut from the first request for it (`?container=`).
+#[derive(Clone, Debug, Default)]
+pub struct Containers {
+    pub default: Container,
+    /// By application name.
+    pub apps: std::collections::HashMap<String, Container>,
+}
+
+impl Containers {
+    /// The container of `key` (`vhost/app/stream`).
+    pub fn of(&self, key: &str) -> Container {
+        key.split('/')
+            .nth(1)
+            .and_then(|app| self.apps.get(app))
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// The rendition every publish of `key` is cut in.
+    pub fn main(&self, key: &str) -> Rendition {
+        Rendition::main(self.of(key))
+    }
+}
+
+impl std::fmt::Display for Rendition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let media = match self.media {
+            Media::Both => "main",
+            Media::AudioOnly => "audio",
+            Media::VideoOnly => "video",
+        };
+        write!(f, "{media}.{}", self.container.name())
     }
 }
 
@@ -481,7 +553,7 @@ pub struct StreamCore {
     /// Frames received, for logs.
     pub frames_in: u64,
     /// HLS windows by [`Rendition::index`], created by the first event.
-    hls: [Option<HlsWindow>; 3],
+    hls: [Option<HlsWindow>; Rendition::COUNT],
     hls_config: HlsConfig,
     /// Raised whenever the stream goes live or not, or an HLS window
     /// changes: waiting requests (blocking playlist reloads, part requests,
@@ -520,7 +592,7 @@ impl StreamCore {
             sinks: Vec::new(),
             chunk_size,
             frames_in: 0,
-            hls: [None, None, None],
+            hls: Default::default(),
             hls_config,
             changed: Rc::new(Notify::default()),
             frame_times: [None, None],
@@ -625,14 +697,14 @@ impl StreamCore {
             StreamEvent::Hls(r, ev) => {
                 if let (HlsEvent::Part { msn, part, .. }, Some(last)) = (ev, self.frame_times[0]) {
                     log::debug!(
-                        "hls part ready key={} rendition={r:?} msn={msn} part={part} since_last_frame_us={}",
+                        "hls part ready key={} rendition={r} msn={msn} part={part} since_last_frame_us={}",
                         self.key,
                         now.saturating_duration_since(last).as_micros()
                     );
                 }
                 let config = self.hls_config;
                 self.hls[r.index()]
-                    .get_or_insert_with(|| HlsWindow::new(config))
+                    .get_or_insert_with(|| HlsWindow::new(config, r.container))
                     .apply(ev);
                 self.changed.notify();
             }

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use super::sink::Sink;
 use super::{
-    Coalesce, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamCore, StreamEvent,
-    StreamKey,
+    Coalesce, Containers, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamCore,
+    StreamEvent, StreamKey,
 };
 use crate::config::Republish;
 use crate::error::Refusal;
-use proto::hls::{HlsConfig, HlsEvent, HlsWindow, Segmenter};
+use proto::hls::{Container, Fmp4Muxer, HlsConfig, HlsEvent, HlsWindow, SegmentMuxer, Segmenter};
 use proto::ts::TsMuxer;
 
 /// How long a replica with no players stays subscribed, so a player that
@@ -60,6 +60,8 @@ pub struct TableConfig {
     /// after this long without players, replicas or requests
     /// (`edge.keep_pulling_s`). None: an origin, which never pulls.
     pub keep_pulling: Option<Duration>,
+    /// The container each stream's HLS is cut in from its publish.
+    pub containers: Containers,
     /// Pulls this shard runs at once, at most (its share of
     /// `edge.pulls_max`).
     pub pulls_max: usize,
@@ -258,9 +260,9 @@ pub enum Role {
         rebase: Rebase,
         /// HLS segmenters by [`Rendition::index`]; the main one runs for
         /// every publish, the others from the first request for them.
-        segmenters: [Option<Box<Segmenter>>; 3],
+        segmenters: [Option<Box<Segmenter>>; Rendition::COUNT],
         /// Renditions someone asked for.
-        hls_wanted: [bool; 3],
+        hls_wanted: [bool; Rendition::COUNT],
         /// With no publisher, players or replicas, the entry (and its HLS
         /// numbering) is kept until then: `publisher_grace_s` after an
         /// unpublish, [`REPLICA_LINGER`] after a request that follows it.
@@ -274,7 +276,7 @@ pub enum Role {
         /// [`REPLICA_LINGER`]).
         empty_since: Option<Instant>,
         /// Renditions already asked of the owner.
-        hls_asked: [bool; 3],
+        hls_asked: [bool; Rendition::COUNT],
     },
 }
 
@@ -363,6 +365,11 @@ impl StreamTable {
         }
     }
 
+    /// The container `key`'s HLS is cut in from its publish on.
+    pub fn container_of(&self, key: &StreamKey) -> Container {
+        self.cfg.containers.of(key)
+    }
+
     /// The owner shard of `key`.
     pub fn owner_of(&self, key: &StreamKey) -> usize {
         (self.cfg.owner_of)(key.as_bytes(), self.cfg.shards)
@@ -449,8 +456,12 @@ impl StreamTable {
                 publisher: None,
                 replicas: Vec::new(),
                 rebase: Rebase::default(),
-                segmenters: [None, None, None],
-                hls_wanted: [true, false, false],
+                segmenters: Default::default(),
+                hls_wanted: {
+                    let mut wanted = [false; Rendition::COUNT];
+                    wanted[self.cfg.containers.main(key).index()] = true;
+                    wanted
+                },
                 keep_until: now + REPLICA_LINGER,
                 pull: None,
             },
@@ -471,7 +482,7 @@ impl StreamTable {
                     core: self.new_core(key),
                     role: Role::Replica {
                         empty_since,
-                        hls_asked: [false; 3],
+                        hls_asked: [false; Rendition::COUNT],
                     },
                 }
             };
@@ -528,9 +539,10 @@ impl StreamTable {
         if !self.follow(key, now) {
             return None;
         }
+        let main = self.cfg.containers.main(key);
         if self.is_owner(key) {
-            if r != Rendition::Main {
-                self.want_rendition(key, r, unix_ms);
+            if r != main {
+                self.want_rendition(key, r, now, unix_ms);
             }
         } else {
             let owner = self.owner_of(key);
@@ -539,7 +551,7 @@ impl StreamTable {
                 ..
             }) = self.entries.get_mut(key)
             {
-                if r != Rendition::Main && !hls_asked[r.index()] {
+                if r != main && !hls_asked[r.index()] {
                     hls_asked[r.index()] = true;
                     self.out
                         .send
@@ -719,8 +731,9 @@ impl StreamTable {
     }
 
     /// Someone wants rendition `r` of an owned stream: start its segmenter
-    /// (it begins at the next keyframe).
-    fn want_rendition(&mut self, key: &StreamKey, r: Rendition, unix_ms: u64) {
+    /// (it begins at the next keyframe; an fMP4 one hands out its init
+    /// segment from the codec configs at once).
+    fn want_rendition(&mut self, key: &StreamKey, r: Rendition, now: Instant, unix_ms: u64) {
         let hls = self.cfg.hls;
         let Some(Entry {
             core,
@@ -735,16 +748,19 @@ impl StreamTable {
             return;
         };
         hls_wanted[r.index()] = true;
+        let mut events = Vec::new();
         if core.live && segmenters[r.index()].is_none() {
             let mut seg = new_segmenter(hls, r);
             // A segmenter started mid-stream has missed the codec configs.
             for f in [&core.video_seq, &core.audio_seq].into_iter().flatten() {
                 if r.wants(f) {
-                    let events = seg.push(f, unix_ms);
-                    debug_assert!(events.is_empty(), "configs cut nothing");
+                    events.extend(seg.push(f, unix_ms));
                 }
             }
             segmenters[r.index()] = Some(seg);
+        }
+        for e in events {
+            self.owner_event(key, StreamEvent::Hls(r, e), now);
         }
     }
 
@@ -1021,7 +1037,7 @@ impl StreamTable {
                 }
                 self.maybe_drop_owned(&key, now);
             }
-            PeerMsg::WantRendition(key, r) => self.want_rendition(&key, r, unix_ms),
+            PeerMsg::WantRendition(key, r) => self.want_rendition(&key, r, now, unix_ms),
             PeerMsg::Event(key, event, ingest) => {
                 let grace = now + self.cfg.publisher_grace;
                 if let Some(entry) = self.entries.get_mut(&key) {
@@ -1095,8 +1111,14 @@ impl StreamTable {
 
 /// A segmenter for rendition `r`.
 fn new_segmenter(hls: HlsConfig, r: Rendition) -> Box<Segmenter> {
-    let (video, audio) = r.ts_streams();
-    Box::new(Segmenter::new(hls, Box::new(TsMuxer::new(video, audio))))
+    let muxer: Box<dyn SegmentMuxer> = match r.container {
+        Container::Ts => {
+            let (video, audio) = r.ts_streams();
+            Box::new(TsMuxer::new(video, audio))
+        }
+        Container::Fmp4 => Box::new(Fmp4Muxer::new()),
+    };
+    Box::new(Segmenter::new(hls, muxer))
 }
 
 /// Logs, at most once per tick, how many frames a slow player has skipped.

@@ -976,7 +976,7 @@ pub fn playlist_with_segment(
         if r.head.status == 200 && text.contains("#EXTINF") {
             let segment = text
                 .lines()
-                .find(|l| !l.starts_with('#') && l.contains(".ts"))
+                .find(|l| !l.starts_with('#') && !l.trim().is_empty())
                 .unwrap_or_else(|| panic!("{what}: no segment URI in\n{text}"))
                 .to_string();
             return (text, segment);

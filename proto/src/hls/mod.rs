@@ -253,6 +253,55 @@ pub enum HlsEvent {
     Ended,
 }
 
+/// The container of a window's segments and parts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Container {
+    /// MPEG-TS (`.ts`).
+    #[default]
+    Ts,
+    /// Fragmented MP4 (`.m4s` fragments after an `init-N.mp4`, EXT-X-MAP).
+    Fmp4,
+}
+
+impl Container {
+    /// Both, in index order.
+    pub const ALL: [Container; 2] = [Container::Ts, Container::Fmp4];
+
+    /// The media files' extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Ts => "ts",
+            Container::Fmp4 => "m4s",
+        }
+    }
+
+    /// The name in configuration and queries: `ts`, `fmp4`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Ts => "ts",
+            Container::Fmp4 => "fmp4",
+        }
+    }
+
+    /// From its name.
+    pub fn from_name(name: &str) -> Option<Container> {
+        Container::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The media files' Content-Type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Container::Ts => "video/mp2t",
+            Container::Fmp4 => "video/mp4",
+        }
+    }
+}
+
+/// Init segments a window keeps for the segments it holds: a stream whose
+/// codec configuration changes more often than this within the window
+/// loses the oldest, whose segments then 404 on their init.
+pub const INITS_KEPT_MAX: usize = 8;
+
 /// The muxer the segmenter writes parts and segments with (the MPEG-TS
 /// muxer of `crate::ts` in production, a fake in tests).
 pub trait SegmentMuxer {

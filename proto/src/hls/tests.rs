@@ -144,7 +144,7 @@ impl Harness {
     fn new(config: HlsConfig) -> Self {
         Self {
             segmenter: Segmenter::new(config, Box::new(FakeMuxer)),
-            window: HlsWindow::new(config),
+            window: HlsWindow::new(config, Container::Ts),
             events: Vec::new(),
         }
     }
@@ -565,7 +565,7 @@ fn blocking_reload_rules() {
 
 #[test]
 fn blocking_reload_before_any_media() {
-    let w = HlsWindow::new(ll(3));
+    let w = HlsWindow::new(ll(3), Container::Ts);
     assert!(w.is_empty());
     assert_eq!(w.last_part(), None);
     assert_eq!(w.preload_hint(), Some((0, 0)));
@@ -996,7 +996,7 @@ fn window_restarts_after_missed_events_and_late_replicas_clone() {
 
     // A replica that starts from events mid-segment lists nothing of that
     // segment's parts, then everything from the next segment on.
-    let mut late = HlsWindow::new(ll(3));
+    let mut late = HlsWindow::new(ll(3), Container::Ts);
     let from = h
         .events
         .iter()
@@ -1063,7 +1063,7 @@ fn arbitrary_events_do_not_panic() {
         (state >> 33) % n
     };
     for round in 0..200 {
-        let mut w = HlsWindow::new(ll(1 + round % 5));
+        let mut w = HlsWindow::new(ll(1 + round % 5), Container::Ts);
         for _ in 0..200 {
             let msn = next(12);
             let event = match next(4) {

@@ -8,7 +8,9 @@ use std::fmt::Write;
 use bytes::Bytes;
 
 use super::playlist::{DateTime, Secs};
-use super::{HlsConfig, HlsEvent, LISTED_EXTRA_SEGMENTS_MAX, RETIRED_SEGMENTS_MAX};
+use super::{
+    Container, HlsConfig, HlsEvent, INITS_KEPT_MAX, LISTED_EXTRA_SEGMENTS_MAX, RETIRED_SEGMENTS_MAX,
+};
 
 /// What to do with a blocking playlist reload, a playlist request with
 /// `_HLS_msn=M` and maybe `_HLS_part=N` (RFC 8216bis 6.2.5.2).
@@ -86,6 +88,12 @@ pub enum Readiness {
 #[derive(Clone, Debug)]
 pub struct HlsWindow {
     config: HlsConfig,
+    container: Container,
+    /// Init segments (fMP4) by id, oldest first; ids count the Init
+    /// events applied, so every shard numbers them alike.
+    inits: VecDeque<(u32, Bytes)>,
+    /// The id the next Init gets.
+    next_init: u32,
     /// Kept segments, oldest first, with consecutive msns; the first
     /// `retired` are no longer listed.
     segments: VecDeque<SegmentEntry>,
@@ -108,6 +116,8 @@ pub struct HlsWindow {
 #[derive(Clone, Debug)]
 struct SegmentEntry {
     msn: u64,
+    /// The init segment it needs (fMP4).
+    init: Option<u32>,
     duration_ms: u32,
     data: Bytes,
     program_date_time_ms: u64,
@@ -128,6 +138,7 @@ struct PartEntry {
 #[derive(Clone, Debug)]
 struct OpenEntry {
     msn: u64,
+    init: Option<u32>,
     /// None if the window joined after the segment's start.
     program_date_time_ms: Option<u64>,
     discontinuity: bool,
@@ -143,12 +154,16 @@ fn round_secs(ms: u64) -> u64 {
 }
 
 impl HlsWindow {
-    /// An empty window. Out-of-range config values are clamped (see
-    /// [`HlsConfig::validate`]); use the segmenter's config.
-    pub fn new(config: HlsConfig) -> Self {
+    /// An empty window of `container` segments. Out-of-range config
+    /// values are clamped (see [`HlsConfig::validate`]); use the
+    /// segmenter's config.
+    pub fn new(config: HlsConfig, container: Container) -> Self {
         let config = config.clamped();
         Self {
             config,
+            container,
+            inits: VecDeque::new(),
+            next_init: 0,
             segments: VecDeque::new(),
             retired: 0,
             open: None,
@@ -178,6 +193,7 @@ impl HlsWindow {
                 }
                 self.open = Some(OpenEntry {
                     msn: *msn,
+                    init: self.current_init(),
                     program_date_time_ms: Some(*program_date_time_ms),
                     discontinuity: *discontinuity,
                     parts: Vec::new(),
@@ -195,8 +211,10 @@ impl HlsWindow {
                     return;
                 }
                 self.part_target_ms = self.part_target_ms.max(u64::from(*duration_ms));
+                let init = self.current_init();
                 let open = self.open.get_or_insert_with(|| OpenEntry {
                     msn: *msn,
+                    init,
                     program_date_time_ms: None,
                     discontinuity: false,
                     parts: Vec::new(),
@@ -223,9 +241,12 @@ impl HlsWindow {
                 if !self.accept(*msn) {
                     return;
                 }
-                let parts = match self.open.take() {
-                    Some(open) if open.msn == *msn && !open.broken => slice_parts(open.parts, data),
-                    _ => Vec::new(),
+                let (parts, init) = match self.open.take() {
+                    Some(open) if open.msn == *msn && !open.broken => {
+                        (slice_parts(open.parts, data), open.init)
+                    }
+                    Some(open) if open.msn == *msn => (Vec::new(), open.init),
+                    _ => (Vec::new(), self.current_init()),
                 };
                 self.target_duration_s = self
                     .target_duration_s
@@ -234,6 +255,7 @@ impl HlsWindow {
                 self.media_end_ms += u64::from(*duration_ms);
                 self.segments.push_back(SegmentEntry {
                     msn: *msn,
+                    init,
                     duration_ms: *duration_ms,
                     data: data.clone(),
                     program_date_time_ms: *program_date_time_ms,
@@ -247,9 +269,11 @@ impl HlsWindow {
                 self.ended = true;
                 self.open = None;
             }
-            // Only the fMP4 segmenter sends it; the window does not serve
-            // fMP4 yet (EXT-X-MAP), and the server runs only TS segmenters.
-            HlsEvent::Init { .. } => {}
+            HlsEvent::Init { data } => {
+                self.inits.push_back((self.next_init, data.clone()));
+                self.next_init = self.next_init.wrapping_add(1);
+                self.evict_inits();
+            }
         }
     }
 
@@ -277,6 +301,41 @@ impl HlsWindow {
     }
 
     /// Moves segments out of the playlist, then drops retired ones.
+    /// The init the segments starting now need.
+    fn current_init(&self) -> Option<u32> {
+        self.inits.back().map(|(id, _)| *id)
+    }
+
+    /// Drops init segments no kept segment needs (the current one stays),
+    /// and past [`INITS_KEPT_MAX`] the oldest.
+    fn evict_inits(&mut self) {
+        let current = self.current_init();
+        let needed = |id: u32| {
+            Some(id) == current
+                || self.open.as_ref().is_some_and(|o| o.init == Some(id))
+                || self.segments.iter().any(|s| s.init == Some(id))
+        };
+        let keep: Vec<bool> = self.inits.iter().map(|(id, _)| needed(*id)).collect();
+        let mut keep = keep.into_iter();
+        self.inits.retain(|_| keep.next().unwrap_or(false));
+        while self.inits.len() > INITS_KEPT_MAX {
+            self.inits.pop_front();
+        }
+    }
+
+    /// Init segment `id` (fMP4), while a kept segment needs it.
+    pub fn init(&self, id: u32) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, data)| data.clone())
+    }
+
+    /// The container of the window's media.
+    pub fn container(&self) -> Container {
+        self.container
+    }
+
     fn evict(&mut self) {
         let min_playlist_ms = 3_000 * self.target_duration_s;
         let mut listed_ms: u64 = self
@@ -317,6 +376,7 @@ impl HlsWindow {
             self.segments.pop_front();
             self.retired -= 1;
         }
+        self.evict_inits();
     }
 
     /// The msn of the first segment not yet finished.
@@ -371,7 +431,16 @@ impl HlsWindow {
         }
 
         let mut out = String::with_capacity(256 + 160 * (self.segments.len() + 8));
-        let version = if skipped > 0 { 9 } else { 3 };
+        let ext = self.container.extension();
+        // 9 for a delta update, 6 for EXT-X-MAP (RFC 8216 7), 3 for the
+        // decimal EXTINF durations.
+        let version = if skipped > 0 {
+            9
+        } else if self.container == Container::Fmp4 {
+            6
+        } else {
+            3
+        };
         let _ = write!(
             out,
             "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{}\n",
@@ -400,6 +469,15 @@ impl HlsWindow {
             let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
         }
 
+        // EXT-X-MAP before the first segment rendered and wherever the
+        // init changes (it applies to every segment after it).
+        let mut mapped = None;
+        let mut map = |out: &mut String, init: Option<u32>| {
+            if let Some(id) = init.filter(|_| init != mapped) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{base}init-{id}.mp4{query}\"");
+                mapped = init;
+            }
+        };
         let mut start_ms = 0;
         for (i, s) in listed().enumerate() {
             let start_distance_ms = total_ms - start_ms;
@@ -410,17 +488,18 @@ impl HlsWindow {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            map(&mut out, s.init);
             let _ = writeln!(
                 out,
                 "#EXT-X-PROGRAM-DATE-TIME:{}",
                 DateTime(s.program_date_time_ms)
             );
             if ll && start_distance_ms <= 3 * target_ms {
-                render_parts(&mut out, base, query, s.msn, &s.parts);
+                render_parts(&mut out, base, ext, query, s.msn, &s.parts);
             }
             let _ = write!(
                 out,
-                "#EXTINF:{},\n{base}{}.ts{query}\n",
+                "#EXTINF:{},\n{base}{}.{ext}{query}\n",
                 Secs(u64::from(s.duration_ms)),
                 s.msn
             );
@@ -429,17 +508,18 @@ impl HlsWindow {
             if o.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            map(&mut out, o.init);
             if let Some(pdt) = o.program_date_time_ms {
                 let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", DateTime(pdt));
             }
-            render_parts(&mut out, base, query, o.msn, &o.parts);
+            render_parts(&mut out, base, ext, query, o.msn, &o.parts);
         }
         if self.ended {
             out.push_str("#EXT-X-ENDLIST\n");
         } else if let Some((msn, part)) = self.preload_hint() {
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}{msn}.{part}.ts{query}\""
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{base}{msn}.{part}.{ext}{query}\""
             );
         }
         out
@@ -616,11 +696,18 @@ fn slice_parts(parts: Vec<PartEntry>, data: &Bytes) -> Vec<PartEntry> {
         .collect()
 }
 
-fn render_parts(out: &mut String, base: &str, query: &str, msn: u64, parts: &[PartEntry]) {
+fn render_parts(
+    out: &mut String,
+    base: &str,
+    ext: &str,
+    query: &str,
+    msn: u64,
+    parts: &[PartEntry],
+) {
     for (i, p) in parts.iter().enumerate() {
         let _ = write!(
             out,
-            "#EXT-X-PART:DURATION={},URI=\"{base}{msn}.{i}.ts{query}\"",
+            "#EXT-X-PART:DURATION={},URI=\"{base}{msn}.{i}.{ext}{query}\"",
             Secs(u64::from(p.duration_ms))
         );
         if p.independent {

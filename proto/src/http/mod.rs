@@ -321,6 +321,17 @@ pub enum Route {
         msn: u64,
         /// Part index, for an LL-HLS part.
         part: Option<u32>,
+        /// From the extension: `.ts` or `.m4s`.
+        container: crate::hls::Container,
+    },
+    /// `/{app}/{stream}/[audio/|video/]init-{id}.mp4`: an fMP4 init
+    /// segment (EXT-X-MAP).
+    Init {
+        app: String,
+        stream: String,
+        /// `""`, `"audio"` or `"video"`.
+        rendition: String,
+        id: u32,
     },
     /// Anything else.
     NotFound,
@@ -468,7 +479,24 @@ pub fn route(path: &str) -> Route {
 }
 
 fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
-    let Some(name) = file.strip_suffix(".ts") else {
+    use crate::hls::Container;
+    if let Some(id) = file
+        .strip_prefix("init-")
+        .and_then(|f| f.strip_suffix(".mp4"))
+        .and_then(|id| id.parse().ok())
+    {
+        return Route::Init {
+            app: app.to_string(),
+            stream: stream.to_string(),
+            rendition: rendition.to_string(),
+            id,
+        };
+    }
+    let Some((name, container)) = Container::ALL.into_iter().find_map(|c| {
+        file.strip_suffix(c.extension())
+            .and_then(|f| f.strip_suffix('.'))
+            .map(|name| (name, c))
+    }) else {
         return Route::NotFound;
     };
     let (msn, part) = match name.split_once('.') {
@@ -482,6 +510,7 @@ fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
             rendition: rendition.to_string(),
             msn,
             part,
+            container,
         },
         _ => Route::NotFound,
     }
@@ -773,7 +802,8 @@ mod tests {
                 stream: "test".into(),
                 rendition: String::new(),
                 msn: 12,
-                part: None
+                part: None,
+                container: crate::hls::Container::Ts,
             }
         );
         assert_eq!(
@@ -783,9 +813,32 @@ mod tests {
                 stream: "test".into(),
                 rendition: "audio".into(),
                 msn: 12,
-                part: Some(3)
+                part: Some(3),
+                container: crate::hls::Container::Ts,
             }
         );
+        assert_eq!(
+            route("/live/test/video/12.3.m4s"),
+            Route::Media {
+                app: "live".into(),
+                stream: "test".into(),
+                rendition: "video".into(),
+                msn: 12,
+                part: Some(3),
+                container: crate::hls::Container::Fmp4,
+            }
+        );
+        assert_eq!(
+            route("/live/test/init-4.mp4"),
+            Route::Init {
+                app: "live".into(),
+                stream: "test".into(),
+                rendition: String::new(),
+                id: 4,
+            }
+        );
+        assert_eq!(route("/live/test/init-x.mp4"), Route::NotFound);
+        assert_eq!(route("/live/test/12.mp4"), Route::NotFound);
         assert_eq!(route("/live/test/x.ts"), Route::NotFound);
         assert_eq!(route("/live/test/12.x.ts"), Route::NotFound);
         assert_eq!(

@@ -235,6 +235,7 @@ impl Mesh {
                     publisher_grace: GRACE,
                     keep_pulling,
                     pulls_max: PULLS_MAX,
+                    containers: Default::default(),
                 })
             })
             .collect();
