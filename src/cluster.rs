@@ -575,11 +575,11 @@ fn try_take(
 /// within [`HOLDER_CHECK_TIMEOUT`]); None while it answers.
 fn holder_gone(addr: &str) -> Option<String> {
     use std::net::ToSocketAddrs;
-    let target = match addr.to_socket_addrs() {
-        Ok(mut a) => a.next(),
+    let target = match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Some(format!("{addr:?} resolves to no address")),
         Err(e) => return Some(format!("{addr:?} does not resolve: {e}")),
     };
-    let target = target?;
     match std::net::TcpStream::connect_timeout(&target, HOLDER_CHECK_TIMEOUT) {
         Ok(_) => None,
         Err(e) => Some(e.to_string()),

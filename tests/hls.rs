@@ -342,6 +342,18 @@ fn max_pcr_gap_ms(s: &TsSummary) -> f64 {
 
 /// An endless publisher of the 640x360 test stream to `live/test`, once
 /// the server logged its publish.
+/// ffprobe of `bytes`, kept as `file` in the test's artefacts.
+fn probe_bytes(file: &str, bytes: &[u8]) -> Probe {
+    let path = artefact_dir().join(file);
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    ffprobe(
+        &format!("ffprobe-{file}"),
+        path.to_str().expect("a UTF-8 path"),
+        None,
+        Duration::from_secs(20),
+    )
+}
+
 fn start_publishing(server: &Server) -> Proc {
     publish_and_wait_opts(server, "publisher", &PublishOpts::small())
 }
@@ -1411,14 +1423,7 @@ fn an_audio_only_publish_lists_only_audio_in_its_segments() {
         summary.pcr_pid,
         "PCR on the audio PID"
     );
-    let path = artefact_dir().join("radio-segment.ts");
-    std::fs::write(&path, &bytes).expect("write the segment");
-    let probe = ffprobe(
-        "ffprobe-radio",
-        path.to_str().expect("a UTF-8 path"),
-        None,
-        Duration::from_secs(20),
-    );
+    let probe = probe_bytes("radio-segment.ts", &bytes);
     let field = |s: &std::collections::HashMap<String, String>, k: &str| {
         s.get(k).cloned().unwrap_or_default()
     };
@@ -1620,14 +1625,7 @@ fn fmp4_hls_is_valid_fragments_that_ffmpeg_plays() {
         "{seg_uri} equals its parts {part_uris:?}"
     );
 
-    let file = artefact_dir().join("fmp4.mp4");
-    std::fs::write(&file, &joined).expect("write the fragments");
-    let probe = ffprobe(
-        "ffprobe-fmp4",
-        file.to_str().expect("a UTF-8 path"),
-        None,
-        Duration::from_secs(20),
-    );
+    let probe = probe_bytes("fmp4.mp4", &joined);
     check_h264_aac(&probe, 4.0)
         .unwrap_or_else(|e| panic!("init + segments: {e}\n{}", probe.stderr));
 

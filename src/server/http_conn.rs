@@ -20,6 +20,7 @@ use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 use proto::hls::Container;
 use proto::hls::Readiness;
+use proto::http::HlsFile;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
 /// How long a segment or part request waits for the shard's copy of the
@@ -368,34 +369,16 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             app,
             stream: name,
             rendition,
-            msn,
-            part,
             container,
+            file,
         } => {
             let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
             if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
                 return Answer::Reply(r);
             }
             let r = rendition_at(&rendition, container);
-            match media(shard, &key, r, MediaFile::Media { msn, part }, reg).await {
+            match media(shard, &key, r, file, reg).await {
                 Ok(bytes) => Response::new(200, container.content_type(), bytes, keep)
-                    .with_header(media_cache_control(shard)),
-                Err((status, what)) => Response::text(status, what, keep),
-            }
-        }
-        Route::Init {
-            app,
-            stream: name,
-            rendition,
-            id,
-        } => {
-            let key = shard.key_for(req.param("vhost"), req.host.as_deref(), &app, &name);
-            if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
-                return Answer::Reply(r);
-            }
-            let r = rendition_at(&rendition, Container::Fmp4);
-            match media(shard, &key, r, MediaFile::Init(id), reg).await {
-                Ok(bytes) => Response::new(200, "video/mp4", bytes, keep)
                     .with_header(media_cache_control(shard)),
                 Err((status, what)) => Response::text(status, what, keep),
             }
@@ -612,15 +595,6 @@ fn rendition_at(folder: &str, container: Container) -> Rendition {
     Rendition::for_filter(filter, container)
 }
 
-/// What a media request asks of a window.
-#[derive(Clone, Copy, Debug)]
-enum MediaFile {
-    /// A segment, or a part of it.
-    Media { msn: u64, part: Option<u32> },
-    /// An fMP4 init segment.
-    Init(u32),
-}
-
 /// A segment, part or init segment. A part that is announced (the
 /// preload hint) but not finished yet is waited for, as LL-HLS players
 /// request it early.
@@ -628,7 +602,7 @@ async fn media(
     shard: &Rc<Shard>,
     key: &StreamKey,
     r: Rendition,
-    file: MediaFile,
+    file: HlsFile,
     reg: &Registered,
 ) -> Result<Bytes, (u16, String)> {
     reg.count.classify(Protocol::Hls);
@@ -643,11 +617,11 @@ async fn media(
         let seen = notify.generation();
         let (found, hinted) = shard
             .with_hls(key, r, |w| match file {
-                MediaFile::Media { msn, part: Some(p) } => {
+                HlsFile::Media { msn, part: Some(p) } => {
                     (w.part(msn, p), w.preload_hint() == Some((msn, p)))
                 }
-                MediaFile::Media { msn, part: None } => (w.segment(msn), false),
-                MediaFile::Init(id) => (w.init(id), false),
+                HlsFile::Media { msn, part: None } => (w.segment(msn), false),
+                HlsFile::Init(id) => (w.init(id), false),
             })
             .unwrap_or((None, false));
         if let Some(bytes) = found {
@@ -656,9 +630,9 @@ async fn media(
         }
         if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {
             let what = match file {
-                MediaFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
-                MediaFile::Media { msn, part: None } => format!("segment {msn}"),
-                MediaFile::Init(id) => format!("init segment {id}"),
+                HlsFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
+                HlsFile::Media { msn, part: None } => format!("segment {msn}"),
+                HlsFile::Init(id) => format!("init segment {id}"),
             };
             return Err((404, format!("{what} of {key} ({r}) is not available\n")));
         }

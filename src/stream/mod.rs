@@ -56,26 +56,24 @@ pub struct Rendition {
 }
 
 impl Rendition {
-    /// Every rendition, in index order.
-    pub const ALL: [Rendition; 6] = {
-        let mut all = [Rendition::main(Container::Ts); 6];
-        let media = [Media::Both, Media::AudioOnly, Media::VideoOnly];
-        let mut i = 0;
-        while i < 6 {
-            all[i] = Rendition {
-                media: media[i / 2],
-                container: if i % 2 == 0 {
-                    Container::Ts
-                } else {
-                    Container::Fmp4
-                },
-            };
-            i += 1;
-        }
-        all
-    };
     /// How many there are: the length of per-rendition arrays.
     pub const COUNT: usize = 6;
+    /// Every rendition, in index order.
+    pub const ALL: [Rendition; Self::COUNT] = {
+        use Container::{Fmp4, Ts};
+        use Media::{AudioOnly, Both, VideoOnly};
+        const fn r(media: Media, container: Container) -> Rendition {
+            Rendition { media, container }
+        }
+        [
+            r(Both, Ts),
+            r(Both, Fmp4),
+            r(AudioOnly, Ts),
+            r(AudioOnly, Fmp4),
+            r(VideoOnly, Ts),
+            r(VideoOnly, Fmp4),
+        ]
+    };
 
     /// Audio and video in `container`.
     pub const fn main(container: Container) -> Self {

@@ -227,16 +227,23 @@ impl SegmentMuxer for Fmp4Muxer {
             return false;
         }
         // Only coded frames are samples (not an end of sequence, a
-        // command or metadata frame), and never an empty one.
-        let coded = if frame.is_video() {
+        // command or metadata frame), and never an empty one. The header
+        // is parsed once: it gives the packet type and the data's range.
+        let range = if frame.is_video() {
             VideoTagHeader::parse(&frame.payload)
-                .is_ok_and(|h| h.packet == VideoPacket::CodedFrames)
+                .ok()
+                .filter(|h| h.packet == VideoPacket::CodedFrames)
+                .map(|h| (h.body_start, h.body_end))
         } else {
             AudioTagHeader::parse(&frame.payload)
-                .is_ok_and(|h| h.packet == AudioPacket::CodedFrames)
+                .ok()
+                .filter(|h| h.packet == AudioPacket::CodedFrames)
+                .map(|h| (h.body_start, h.body_end))
         };
-        let data = match frame.codec_data() {
-            Ok(d) if coded && !d.is_empty() => d,
+        let data = match range {
+            Some((start, end)) if start < end && end <= frame.payload.len() => {
+                frame.payload.slice(start..end)
+            }
             _ => return false,
         };
         let track = if frame.is_video() {

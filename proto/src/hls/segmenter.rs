@@ -422,8 +422,12 @@ impl Segmenter {
     /// Emits the segment's last part (when `last_part_ms` is given and low
     /// latency is on) and the segment. Without low latency `last_part_ms`
     /// is the duration of the whole segment.
-    fn finish(&mut self, seg: OpenSegment, last_part_ms: Option<u32>, events: &mut Vec<HlsEvent>) {
-        let mut seg = seg;
+    fn finish(
+        &mut self,
+        mut seg: OpenSegment,
+        last_part_ms: Option<u32>,
+        events: &mut Vec<HlsEvent>,
+    ) {
         let mut duration = seg.parts_duration_ms;
         if let Some(last) = last_part_ms {
             self.muxer.end_chunk(&mut seg.data);

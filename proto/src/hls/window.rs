@@ -310,14 +310,12 @@ impl HlsWindow {
     /// and past [`INITS_KEPT_MAX`] the oldest.
     fn evict_inits(&mut self) {
         let current = self.current_init();
-        let needed = |id: u32| {
-            Some(id) == current
-                || self.open.as_ref().is_some_and(|o| o.init == Some(id))
-                || self.segments.iter().any(|s| s.init == Some(id))
-        };
-        let keep: Vec<bool> = self.inits.iter().map(|(id, _)| needed(*id)).collect();
-        let mut keep = keep.into_iter();
-        self.inits.retain(|_| keep.next().unwrap_or(false));
+        let (open, segments) = (&self.open, &self.segments);
+        self.inits.retain(|(id, _)| {
+            Some(*id) == current
+                || open.as_ref().is_some_and(|o| o.init == Some(*id))
+                || segments.iter().any(|s| s.init == Some(*id))
+        });
         while self.inits.len() > INITS_KEPT_MAX {
             self.inits.pop_front();
         }

@@ -309,7 +309,8 @@ pub enum Route {
         /// Stream name.
         stream: String,
     },
-    /// `/{app}/{stream}/[audio/|video/]{msn}.ts` or `{msn}.{part}.ts`.
+    /// `/{app}/{stream}/[audio/|video/]{file}`: a segment, part or init
+    /// segment of an HLS rendition.
     Media {
         /// Application.
         app: String,
@@ -317,24 +318,21 @@ pub enum Route {
         stream: String,
         /// `""`, `"audio"` or `"video"`.
         rendition: String,
-        /// Media sequence number of the segment.
-        msn: u64,
-        /// Part index, for an LL-HLS part.
-        part: Option<u32>,
-        /// From the extension: `.ts` or `.m4s`.
+        /// `.ts` or `.m4s` (an init segment is fMP4).
         container: crate::hls::Container,
-    },
-    /// `/{app}/{stream}/[audio/|video/]init-{id}.mp4`: an fMP4 init
-    /// segment (EXT-X-MAP).
-    Init {
-        app: String,
-        stream: String,
-        /// `""`, `"audio"` or `"video"`.
-        rendition: String,
-        id: u32,
+        file: HlsFile,
     },
     /// Anything else.
     NotFound,
+}
+
+/// Which file of an HLS rendition a media URI names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HlsFile {
+    /// `{msn}.{ext}`, or `{msn}.{part}.{ext}` for an LL-HLS part.
+    Media { msn: u64, part: Option<u32> },
+    /// `init-{id}.mp4`: an fMP4 init segment (EXT-X-MAP).
+    Init(u32),
 }
 
 impl Route {
@@ -485,11 +483,12 @@ fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
         .and_then(|f| f.strip_suffix(".mp4"))
         .and_then(|id| id.parse().ok())
     {
-        return Route::Init {
+        return Route::Media {
             app: app.to_string(),
             stream: stream.to_string(),
             rendition: rendition.to_string(),
-            id,
+            container: Container::Fmp4,
+            file: HlsFile::Init(id),
         };
     }
     let Some((name, container)) = Container::ALL.into_iter().find_map(|c| {
@@ -508,9 +507,8 @@ fn media_route(app: &str, stream: &str, rendition: &str, file: &str) -> Route {
             app: app.to_string(),
             stream: stream.to_string(),
             rendition: rendition.to_string(),
-            msn,
-            part,
             container,
+            file: HlsFile::Media { msn, part },
         },
         _ => Route::NotFound,
     }
@@ -801,9 +799,11 @@ mod tests {
                 app: "live".into(),
                 stream: "test".into(),
                 rendition: String::new(),
-                msn: 12,
-                part: None,
                 container: crate::hls::Container::Ts,
+                file: HlsFile::Media {
+                    msn: 12,
+                    part: None
+                },
             }
         );
         assert_eq!(
@@ -812,9 +812,11 @@ mod tests {
                 app: "live".into(),
                 stream: "test".into(),
                 rendition: "audio".into(),
-                msn: 12,
-                part: Some(3),
                 container: crate::hls::Container::Ts,
+                file: HlsFile::Media {
+                    msn: 12,
+                    part: Some(3)
+                },
             }
         );
         assert_eq!(
@@ -823,18 +825,21 @@ mod tests {
                 app: "live".into(),
                 stream: "test".into(),
                 rendition: "video".into(),
-                msn: 12,
-                part: Some(3),
                 container: crate::hls::Container::Fmp4,
+                file: HlsFile::Media {
+                    msn: 12,
+                    part: Some(3)
+                },
             }
         );
         assert_eq!(
             route("/live/test/init-4.mp4"),
-            Route::Init {
+            Route::Media {
                 app: "live".into(),
                 stream: "test".into(),
                 rendition: String::new(),
-                id: 4,
+                container: crate::hls::Container::Fmp4,
+                file: HlsFile::Init(4),
             }
         );
         assert_eq!(route("/live/test/init-x.mp4"), Route::NotFound);
