@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: on a fresh Debian machine with Rust and Node.js
-# (>= 20, with npm), installs what the tests need (ffmpeg/ffprobe, rtmpdump,
-# Debian's chromium, promtool from Debian's prometheus, and the npm packages
-# of package-lock.json), builds the release binary and runs every test of the
-# workspace. Extra arguments go to `cargo test`
+# (>= 20, with npm) and Python 3, installs what the tests need (ffmpeg/ffprobe,
+# rtmpdump, Debian's chromium, promtool from Debian's prometheus, redis, the
+# npm packages of package-lock.json, and ffmpeg 9 from PyPI in .venv/),
+# builds the release binary and runs every test of the workspace. Extra
+# arguments go to `cargo test`
 # (e.g. `scripts/test.sh --test rtmp -- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,20 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
     echo "test.sh: npm ci (installing hls.js, mpegts.js, playwright-core into node_modules)" >&2
     npm ci --no-audit --no-fund
 fi
+
+# The enhanced-RTMP publisher of the codec tests (tests/codecs.rs): the
+# static ffmpeg 9 (libx265, SVT-AV1, libaom, libopus) inside the PyPI wheel
+# imageio-ffmpeg, pinned, in the project's virtual environment .venv/. The
+# tests find its binary through SHARDCAST_FFMPEG9 (set here), or ask
+# .venv/bin/python for it.
+IMAGEIO_FFMPEG_VERSION=0.8.1
+if ! .venv/bin/python -c "import imageio_ffmpeg, sys; sys.exit(imageio_ffmpeg.__version__ != '$IMAGEIO_FFMPEG_VERSION')" 2>/dev/null; then
+    echo "test.sh: installing imageio-ffmpeg $IMAGEIO_FFMPEG_VERSION into .venv (ffmpeg 9 for enhanced RTMP)" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check "imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION"
+fi
+SHARDCAST_FFMPEG9=$(.venv/bin/python -c 'import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())')
+export SHARDCAST_FFMPEG9
 
 cargo build --release --workspace
 cargo test --release --workspace "$@"
