@@ -343,21 +343,19 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
             if let Err(r) = decide_play(shard, reg, &req, &key, Protocol::Hls).await {
                 return Answer::Reply(r);
             }
-            let container = match req.param("container") {
-                None => shard.table.borrow().container_of(&key),
-                Some(c) => match Container::from_name(c) {
-                    Some(c) => c,
-                    None => {
-                        return Answer::Reply(Response::text(
-                            400,
-                            format!("container={c}: give ts or fmp4\n"),
-                            keep,
-                        ))
-                    }
-                },
+            let container = match req.param("container").map(|c| (c, Container::from_name(c))) {
+                None => None,
+                Some((_, Some(c))) => Some(c),
+                Some((c, None)) => {
+                    return Answer::Reply(Response::text(
+                        400,
+                        format!("container={c}: give ts or fmp4\n"),
+                        keep,
+                    ))
+                }
             };
-            let r = Rendition::for_filter(MediaFilter::from_query(&req.query), container);
-            let (status, body) = playlist(shard, &req, &key, r, &name, reg).await;
+            let filter = MediaFilter::from_query(&req.query);
+            let (status, body) = playlist(shard, &req, &key, filter, container, &name, reg).await;
             if status == 200 {
                 Response::new(200, "application/vnd.apple.mpegurl", body, keep)
                     .with_header(playlist_cache_control(&req))
@@ -478,11 +476,15 @@ async fn decide_play(
 /// `http.stream_wait_s`), then applies the LL-HLS delivery directives
 /// (RFC 8216bis 6.2.5): `_HLS_msn`/`_HLS_part` block until that part
 /// exists, `_HLS_skip=YES` asks for a delta update.
+/// The media playlist of `key` in `container`, or when the request names
+/// none in [`crate::stream::StreamTable::container_of`]'s choice, known
+/// once this shard has the stream's sequence headers.
 async fn playlist(
     shard: &Rc<Shard>,
     req: &Request,
     key: &StreamKey,
-    r: Rendition,
+    filter: MediaFilter,
+    container: Option<Container>,
     name: &str,
     reg: &Registered,
 ) -> (u16, String) {
@@ -497,7 +499,16 @@ async fn playlist(
         (m, p) => (m.and_then(Result::ok), p.and_then(Result::ok)),
     };
     let skip = matches!(req.param("_HLS_skip"), Some("YES" | "v2"));
-    let Some(notify) = wait_hls(shard, key, r, shard.stream_wait(), reg).await else {
+    let chosen = || container.unwrap_or_else(|| shard.table.borrow().container_of(key));
+    let mut r = Rendition::for_filter(filter, chosen());
+    let mut notify = wait_hls(shard, key, r, shard.stream_wait(), reg).await;
+    if notify.is_some() && chosen() != r.container {
+        // The sequence headers arrived with the window: the stream has a
+        // track TS cannot carry.
+        r = Rendition::for_filter(filter, chosen());
+        notify = wait_hls(shard, key, r, shard.stream_wait(), reg).await;
+    }
+    let Some(notify) = notify else {
         return (
             404,
             format!("stream {key} has no HLS segments (not published?)\n"),

@@ -365,9 +365,23 @@ impl StreamTable {
         }
     }
 
-    /// The container `key`'s HLS is cut in from its publish on.
+    /// The container a playlist request that names none gets: the one
+    /// configured for `key`, except that a stream with a track MPEG-TS
+    /// cannot carry (AV1, VP9, Opus) is served in fMP4, where every track
+    /// is (`?container=ts` still asks for TS, with the tracks it carries).
     pub fn container_of(&self, key: &StreamKey) -> Container {
-        self.cfg.containers.of(key)
+        let configured = self.cfg.containers.of(key);
+        let ts_leaves_out = |e: &Entry| {
+            let video = e.core.video_seq.as_ref().and_then(|f| f.video_codec);
+            let audio = e.core.audio_seq.as_ref().and_then(|f| f.audio_codec);
+            video.is_some_and(|c| proto::ts::Codec::Video(c).stream_type().is_none())
+                || audio.is_some_and(|c| proto::ts::Codec::Audio(c).stream_type().is_none())
+        };
+        if configured == Container::Ts && self.entries.get(key).is_some_and(ts_leaves_out) {
+            Container::Fmp4
+        } else {
+            configured
+        }
     }
 
     /// The owner shard of `key`.

@@ -51,6 +51,21 @@ pub enum Codec {
     Audio(AudioCodec),
 }
 
+impl Codec {
+    /// The PMT stream_type that carries this codec, or None when MPEG-TS
+    /// has no mapping for it here (AV1, VP9, Opus, ...: the muxer refuses
+    /// their frames with [`TsError::Unsupported`]).
+    pub fn stream_type(self) -> Option<u8> {
+        match self {
+            Codec::Video(VideoCodec::Avc) => Some(STREAM_TYPE_H264),
+            Codec::Video(VideoCodec::Hevc) => Some(STREAM_TYPE_H265),
+            Codec::Audio(AudioCodec::Aac) => Some(STREAM_TYPE_AAC_ADTS),
+            Codec::Audio(AudioCodec::Mp3) => Some(STREAM_TYPE_MPEG1_AUDIO),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -9,10 +9,7 @@ use super::codec::{
     parse_hevc_config, AdtsConfig, NalKind, NalSyntax, NalUnits, VideoConfig, START_CODE,
 };
 use super::packet::{write_pes_packets, write_section_packet, FirstPacket};
-use super::psi::{
-    write_pat, write_pmt, EsInfo, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265,
-    STREAM_TYPE_MPEG1_AUDIO,
-};
+use super::psi::{write_pat, write_pmt, EsInfo};
 use super::types::{
     ContinuityCounter, Pcr, Pid, Ts90k, PID_AUDIO, PID_PAT, PID_PMT, PID_VIDEO, PREFIX_DTS,
     PREFIX_PTS_ONLY, PREFIX_PTS_WITH_DTS,
@@ -79,9 +76,10 @@ pub struct TsMuxer {
     last_pcr: Option<Ts90k>,
     /// Scratch space for one PES packet, reused between frames.
     pes: Vec<u8>,
-    /// The codec the muxer last refused, and why, until taken: one
-    /// report per codec a publisher sends, not one per frame.
-    refused: Option<Codec>,
+    /// The video and the audio codec the muxer last refused, and why,
+    /// until taken: one report per codec a publisher sends, not one per
+    /// frame (a publish of AV1 and Opus refuses both, frame after frame).
+    refused: [Option<Codec>; 2],
     refusal: Option<String>,
 }
 
@@ -116,7 +114,7 @@ impl TsMuxer {
             aac_config: None,
             last_pcr: None,
             pes: Vec::new(),
-            refused: None,
+            refused: [None; 2],
             refusal: None,
         }
     }
@@ -134,11 +132,13 @@ impl TsMuxer {
     }
 
     /// Notes a refused frame for [`TsMuxer::take_refusal`]: once per
-    /// codec, until another codec is refused.
+    /// codec of each kind, until another codec of that kind is refused or
+    /// a new publisher comes.
     pub fn note_refusal(&mut self, error: &TsError) {
         if let TsError::Unsupported { codec } = error {
-            if self.refused != Some(*codec) {
-                self.refused = Some(*codec);
+            let slot = &mut self.refused[usize::from(matches!(codec, Codec::Audio(_)))];
+            if *slot != Some(*codec) {
+                *slot = Some(*codec);
                 self.refusal = Some(format!("{error}: that track is left out of TS segments"));
             }
         }
@@ -153,6 +153,7 @@ impl TsMuxer {
     /// headers, so the PMT lists no stream until then (and a version
     /// bump makes players re-read it).
     pub fn new_publisher(&mut self) {
+        self.refused = [None; 2];
         if self.video_stream_type.is_some() || self.audio_stream_type.is_some() {
             self.video_stream_type = None;
             self.audio_stream_type = None;
@@ -257,14 +258,14 @@ impl TsMuxer {
         let Some(codec) = header.codec else {
             return Ok(false); // a command frame
         };
-        let (syntax, stream_type) = match codec {
-            VideoCodec::Avc => (NalSyntax::Avc, STREAM_TYPE_H264),
-            VideoCodec::Hevc => (NalSyntax::Hevc, STREAM_TYPE_H265),
-            other => {
-                return Err(TsError::Unsupported {
-                    codec: Codec::Video(other),
-                })
-            }
+        let codec = Codec::Video(codec);
+        let stream_type = codec
+            .stream_type()
+            .ok_or(TsError::Unsupported { codec })?;
+        let syntax = if codec == Codec::Video(VideoCodec::Avc) {
+            NalSyntax::Avc
+        } else {
+            NalSyntax::Hevc
         };
         let data = data_range(&frame.payload, header.body_start, header.body_end)?;
         match header.packet {
@@ -365,15 +366,10 @@ impl TsMuxer {
     fn write_audio(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<bool, TsError> {
         let header = AudioTagHeader::parse(&frame.payload)?;
         let data = data_range(&frame.payload, header.body_start, header.body_end)?;
-        let stream_type = match header.codec {
-            AudioCodec::Aac => STREAM_TYPE_AAC_ADTS,
-            AudioCodec::Mp3 => STREAM_TYPE_MPEG1_AUDIO,
-            other => {
-                return Err(TsError::Unsupported {
-                    codec: Codec::Audio(other),
-                })
-            }
-        };
+        let codec = Codec::Audio(header.codec);
+        let stream_type = codec
+            .stream_type()
+            .ok_or(TsError::Unsupported { codec })?;
         if frame.sequence_header {
             if header.codec == AudioCodec::Aac {
                 self.aac_config = None;

@@ -565,6 +565,37 @@ fn the_pmt_lists_only_what_is_published() {
     assert!(check_packets(&out).unwrap().stream_types().is_empty());
 }
 
+/// A publish of two codecs TS cannot carry (AV1 and Opus, frame after
+/// frame) is reported once per codec, not once per frame; a new
+/// publisher's refusals are reported again.
+#[test]
+fn refusals_are_reported_once_per_codec() {
+    let mut muxer = TsMuxer::new(true, true);
+    let mut out = Vec::new();
+    let av1 =
+        Frame::parse_video(0, Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 0x0a])).unwrap();
+    let opus =
+        Frame::parse_audio(0, Bytes::from_static(&[0x91, b'O', b'p', b'u', b's', 0xfc])).unwrap();
+    let mut reports = Vec::new();
+    for _ in 0..5 {
+        for f in [&av1, &opus] {
+            let e = muxer.write_frame(f, &mut out).unwrap_err();
+            muxer.note_refusal(&e);
+            reports.extend(muxer.take_refusal());
+        }
+    }
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert!(reports[0].contains("video codec av1"), "{reports:?}");
+    assert!(reports[1].contains("audio codec opus"), "{reports:?}");
+    muxer.new_publisher();
+    let e = muxer.write_frame(&opus, &mut out).unwrap_err();
+    muxer.note_refusal(&e);
+    assert!(
+        muxer.take_refusal().is_some(),
+        "a new publisher is told again"
+    );
+}
+
 #[test]
 fn hevc_and_pmt_version_bump() {
     // hvcC with 4-byte lengths and one VPS, SPS and PPS.
