@@ -342,18 +342,6 @@ fn max_pcr_gap_ms(s: &TsSummary) -> f64 {
 
 /// An endless publisher of the 640x360 test stream to `live/test`, once
 /// the server logged its publish.
-/// ffprobe of `bytes`, kept as `file` in the test's artefacts.
-fn probe_bytes(file: &str, bytes: &[u8]) -> Probe {
-    let path = artefact_dir().join(file);
-    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    ffprobe(
-        &format!("ffprobe-{file}"),
-        path.to_str().expect("a UTF-8 path"),
-        None,
-        Duration::from_secs(20),
-    )
-}
-
 fn start_publishing(server: &Server) -> Proc {
     publish_and_wait_opts(server, "publisher", &PublishOpts::small())
 }
@@ -1438,89 +1426,6 @@ fn an_audio_only_publish_lists_only_audio_in_its_segments() {
         "{}",
         probe.stderr
     );
-}
-
-/// What a test reads back of one fMP4 fragment: its `mfhd` sequence
-/// number and, per `traf`, (track id, `tfdt`, sum of sample durations).
-struct Fragment {
-    sequence: u32,
-    tracks: Vec<(u32, u64, u64)>,
-}
-
-/// The fragments (`moof` + `mdat` pairs) of a segment or part, every box
-/// size checked against the bytes.
-fn fragments(what: &str, data: &[u8]) -> Vec<Fragment> {
-    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        assert!(at + 8 <= data.len(), "{what}: a box header past the end");
-        let size = be32(data, at) as usize;
-        let kind = &data[at + 4..at + 8];
-        assert!(
-            size >= 8 && at + size <= data.len(),
-            "{what}: box {:?} of {size} bytes at {at} overruns {}",
-            String::from_utf8_lossy(kind),
-            data.len()
-        );
-        match kind {
-            b"moof" => {
-                let moof = &data[at + 8..at + size];
-                let mut f = Fragment {
-                    sequence: 0,
-                    tracks: Vec::new(),
-                };
-                let mut i = 0;
-                while i < moof.len() {
-                    let (bs, bk) = (be32(moof, i) as usize, &moof[i + 4..i + 8]);
-                    assert!(bs >= 8 && i + bs <= moof.len(), "{what}: moof child size");
-                    if bk == b"mfhd" {
-                        f.sequence = be32(moof, i + 12);
-                    }
-                    if bk == b"traf" {
-                        let traf = &moof[i + 8..i + bs];
-                        let (mut id, mut time, mut total) = (0, 0, 0);
-                        let mut j = 0;
-                        while j < traf.len() {
-                            let (cs, ck) = (be32(traf, j) as usize, &traf[j + 4..j + 8]);
-                            match ck {
-                                b"tfhd" => id = be32(traf, j + 12),
-                                b"tfdt" => {
-                                    time = u64::from(be32(traf, j + 12)) << 32
-                                        | u64::from(be32(traf, j + 16))
-                                }
-                                b"trun" => {
-                                    let flags = be32(traf, j + 8) & 0xff_ffff;
-                                    assert_eq!(flags & 0x100, 0x100, "{what}: durations in trun");
-                                    let count = be32(traf, j + 12) as usize;
-                                    let per = 4 * [0x100, 0x200, 0x400, 0x800]
-                                        .iter()
-                                        .filter(|&&b| flags & b != 0)
-                                        .count();
-                                    let first = j + 16 + if flags & 1 != 0 { 4 } else { 0 };
-                                    total = (0..count)
-                                        .map(|k| u64::from(be32(traf, first + k * per)))
-                                        .sum();
-                                }
-                                _ => {}
-                            }
-                            j += cs;
-                        }
-                        f.tracks.push((id, time, total));
-                    }
-                    i += bs;
-                }
-                out.push(f);
-            }
-            b"mdat" => assert!(!out.is_empty(), "{what}: an mdat before any moof"),
-            other => panic!(
-                "{what}: unexpected box {:?}",
-                String::from_utf8_lossy(other)
-            ),
-        }
-        at += size;
-    }
-    out
 }
 
 /// `?container=fmp4`: the playlist announces an init segment (EXT-X-MAP,

@@ -857,32 +857,79 @@ pub const FPS: f64 = 30.0;
 /// AAC frames per second at 44.1 kHz (1024 samples per frame).
 pub const AAC_FPS: f64 = 44_100.0 / 1024.0;
 
+/// What a client should get: per kind, the ffprobe codec name, and for
+/// video the picture size (0 = any) and frame rate, for audio the sample
+/// rate and coded frames per second.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    pub video: Option<(&'a str, u32, u32)>,
+    pub fps: f64,
+    pub audio: Option<(&'a str, u32)>,
+    pub audio_fps: f64,
+    /// Video frames further apart than this (stream time) fail the check:
+    /// a stall, not a steady frame rate.
+    pub video_gap_max_s: Option<f64>,
+}
+
+impl Expect<'static> {
+    /// The generated test stream of [`ffmpeg_publish`]: H.264 at 30 fps
+    /// and AAC at 44.1 kHz.
+    pub const H264_AAC: Expect<'static> = Expect {
+        video: Some(("h264", 0, 0)),
+        fps: FPS,
+        audio: Some(("aac", 44_100)),
+        audio_fps: AAC_FPS,
+        video_gap_max_s: None,
+    };
+}
+
 /// Checks a client got the generated stream: an h264 video and an aac
 /// audio stream (44.1 kHz), DTS strictly increasing in each, at least
 /// `min_span_s` seconds of video, a frame rate within 10% of 30 fps and an
 /// AAC frame rate within 10% of 43.07/s over that span (so nothing was
 /// dropped), and at least 90% of the frames the span should hold.
 pub fn check_h264_aac(p: &Probe, min_span_s: f64) -> Result<MediaSummary, String> {
+    check_media(p, &Expect::H264_AAC, min_span_s)
+}
+
+/// Checks a client got what `e` describes and nothing else: exactly the
+/// expected streams with their codecs (and size and sample rate), DTS
+/// strictly increasing in each, at least `min_span_s` seconds of video
+/// (or audio, for an audio-only stream), frame rates within 10% of the
+/// expected ones over that span (nothing dropped), no video gap over
+/// `e.video_gap_max_s`, and at least 90% of the frames the span should
+/// hold.
+pub fn check_media(p: &Probe, e: &Expect, min_span_s: f64) -> Result<MediaSummary, String> {
     let mut errs = Vec::new();
     let stream = |t: &str| {
         p.streams
             .iter()
             .find(|s| s.get("codec_type").map(String::as_str) == Some(t))
     };
-    match stream("video").and_then(|s| s.get("codec_name")) {
-        Some(c) if c == "h264" => {}
-        other => errs.push(format!("video stream codec {other:?}, expected h264")),
-    }
-    match stream("audio") {
-        Some(s) if s.get("codec_name").map(String::as_str) == Some("aac") => {
-            if s.get("sample_rate").map(String::as_str) != Some("44100") {
-                errs.push(format!(
-                    "audio sample_rate {:?}, expected 44100",
-                    s.get("sample_rate")
-                ));
-            }
+    let field = |s: Option<&HashMap<String, String>>, k: &str| s.and_then(|s| s.get(k)).cloned();
+    for (kind, want) in [
+        ("video", e.video.map(|v| v.0)),
+        ("audio", e.audio.map(|a| a.0)),
+    ] {
+        let got = field(stream(kind), "codec_name");
+        if got.as_deref() != want {
+            errs.push(format!("{kind} stream codec {got:?}, expected {want:?}"));
         }
-        other => errs.push(format!("audio stream {other:?}, expected aac")),
+    }
+    if let Some((_, w, h)) = e.video.filter(|v| v.1 > 0) {
+        let size = (
+            field(stream("video"), "width"),
+            field(stream("video"), "height"),
+        );
+        if size != (Some(w.to_string()), Some(h.to_string())) {
+            errs.push(format!("video size {size:?}, expected {w}x{h}"));
+        }
+    }
+    if let Some((_, rate)) = e.audio {
+        let got = field(stream("audio"), "sample_rate");
+        if got != Some(rate.to_string()) {
+            errs.push(format!("audio sample_rate {got:?}, expected {rate}"));
+        }
     }
     let video = packets_of(p, "video");
     let audio = packets_of(p, "audio");
@@ -895,46 +942,50 @@ pub fn check_h264_aac(p: &Probe, min_span_s: f64) -> Result<MediaSummary, String
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
-    let vspan = span(&video);
-    let aspan = span(&audio);
-    let fps = if vspan > 0.0 {
-        (video.len() - 1) as f64 / vspan
-    } else {
-        0.0
+    let rate = |pk: &[&Packet]| {
+        let s = span(pk);
+        if s > 0.0 {
+            (pk.len() - 1) as f64 / s
+        } else {
+            0.0
+        }
     };
-    let afps = if aspan > 0.0 {
-        (audio.len() - 1) as f64 / aspan
-    } else {
-        0.0
-    };
-    if vspan < min_span_s {
+    let (vspan, aspan) = (span(&video), span(&audio));
+    let (fps, afps) = (rate(&video), rate(&audio));
+    let main_span = if e.video.is_some() { vspan } else { aspan };
+    if main_span < min_span_s {
         errs.push(format!(
-            "video spans {vspan:.2} s of stream time, expected at least {min_span_s} s"
+            "the stream spans {main_span:.2} s of stream time, expected at least {min_span_s} s"
         ));
     }
-    if !(FPS * 0.9..=FPS * 1.1).contains(&fps) {
-        errs.push(format!(
-            "video frame rate {fps:.2} fps over {vspan:.2} s, expected {FPS} ±10%"
-        ));
+    let mut kinds = Vec::new();
+    if e.video.is_some() {
+        kinds.push(("video", &video, fps, e.fps));
     }
-    if !(AAC_FPS * 0.9..=AAC_FPS * 1.1).contains(&afps) {
-        errs.push(format!(
-            "AAC frame rate {afps:.2}/s over {aspan:.2} s, expected {AAC_FPS:.2} ±10%"
-        ));
+    if e.audio.is_some() {
+        kinds.push(("audio", &audio, afps, e.audio_fps));
     }
-    let min_video = (min_span_s * FPS * 0.9) as usize;
-    let min_audio = (min_span_s * AAC_FPS * 0.9) as usize;
-    if video.len() < min_video {
-        errs.push(format!(
-            "{} video frames, expected at least {min_video}",
-            video.len()
-        ));
+    for (kind, pk, got, want) in kinds {
+        if !(want * 0.9..=want * 1.1).contains(&got) {
+            errs.push(format!(
+                "{kind} frame rate {got:.2}/s over {:.2} s, expected {want:.2} ±10%",
+                span(pk)
+            ));
+        }
+        let min = (min_span_s * want * 0.9) as usize;
+        if pk.len() < min {
+            errs.push(format!(
+                "{} {kind} frames, expected at least {min}",
+                pk.len()
+            ));
+        }
     }
-    if audio.len() < min_audio {
-        errs.push(format!(
-            "{} audio frames, expected at least {min_audio}",
-            audio.len()
-        ));
+    let gap = video
+        .windows(2)
+        .filter_map(|w| Some(w[1].dts? - w[0].dts?))
+        .fold(0.0, f64::max);
+    if e.video_gap_max_s.is_some_and(|max| gap > max) {
+        errs.push(format!("a video gap of {gap:.3} s"));
     }
     if errs.is_empty() {
         Ok(MediaSummary {
@@ -1108,4 +1159,99 @@ pub fn refused_total(addr: std::net::SocketAddr, reason: &str) -> u64 {
         .filter(|l| l.starts_with("shardcast_refused_total{") && l.contains(&label))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum()
+}
+
+/// ffprobe of `bytes`, kept as `file` in the test's artefacts.
+pub fn probe_bytes(file: &str, bytes: &[u8]) -> Probe {
+    let path = artefact_dir().join(file);
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    ffprobe(
+        &format!("ffprobe-{file}"),
+        path.to_str().expect("a UTF-8 path"),
+        None,
+        Duration::from_secs(20),
+    )
+}
+
+/// What a test reads back of one fMP4 fragment: its `mfhd` sequence
+/// number and, per `traf`, (track id, `tfdt`, sum of sample durations).
+pub struct Fragment {
+    pub sequence: u32,
+    pub tracks: Vec<(u32, u64, u64)>,
+}
+
+/// The fragments (`moof` + `mdat` pairs) of a segment or part, every box
+/// size checked against the bytes.
+pub fn fragments(what: &str, data: &[u8]) -> Vec<Fragment> {
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        assert!(at + 8 <= data.len(), "{what}: a box header past the end");
+        let size = be32(data, at) as usize;
+        let kind = &data[at + 4..at + 8];
+        assert!(
+            size >= 8 && at + size <= data.len(),
+            "{what}: box {:?} of {size} bytes at {at} overruns {}",
+            String::from_utf8_lossy(kind),
+            data.len()
+        );
+        match kind {
+            b"moof" => {
+                let moof = &data[at + 8..at + size];
+                let mut f = Fragment {
+                    sequence: 0,
+                    tracks: Vec::new(),
+                };
+                let mut i = 0;
+                while i < moof.len() {
+                    let (bs, bk) = (be32(moof, i) as usize, &moof[i + 4..i + 8]);
+                    assert!(bs >= 8 && i + bs <= moof.len(), "{what}: moof child size");
+                    if bk == b"mfhd" {
+                        f.sequence = be32(moof, i + 12);
+                    }
+                    if bk == b"traf" {
+                        let traf = &moof[i + 8..i + bs];
+                        let (mut id, mut time, mut total) = (0, 0, 0);
+                        let mut j = 0;
+                        while j < traf.len() {
+                            let (cs, ck) = (be32(traf, j) as usize, &traf[j + 4..j + 8]);
+                            match ck {
+                                b"tfhd" => id = be32(traf, j + 12),
+                                b"tfdt" => {
+                                    time = u64::from(be32(traf, j + 12)) << 32
+                                        | u64::from(be32(traf, j + 16))
+                                }
+                                b"trun" => {
+                                    let flags = be32(traf, j + 8) & 0xff_ffff;
+                                    assert_eq!(flags & 0x100, 0x100, "{what}: durations in trun");
+                                    let count = be32(traf, j + 12) as usize;
+                                    let per = 4 * [0x100, 0x200, 0x400, 0x800]
+                                        .iter()
+                                        .filter(|&&b| flags & b != 0)
+                                        .count();
+                                    let first = j + 16 + if flags & 1 != 0 { 4 } else { 0 };
+                                    total = (0..count)
+                                        .map(|k| u64::from(be32(traf, first + k * per)))
+                                        .sum();
+                                }
+                                _ => {}
+                            }
+                            j += cs;
+                        }
+                        f.tracks.push((id, time, total));
+                    }
+                    i += bs;
+                }
+                out.push(f);
+            }
+            b"mdat" => assert!(!out.is_empty(), "{what}: an mdat before any moof"),
+            other => panic!(
+                "{what}: unexpected box {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        }
+        at += size;
+    }
+    out
 }

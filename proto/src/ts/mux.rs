@@ -259,9 +259,7 @@ impl TsMuxer {
             return Ok(false); // a command frame
         };
         let codec = Codec::Video(codec);
-        let stream_type = codec
-            .stream_type()
-            .ok_or(TsError::Unsupported { codec })?;
+        let stream_type = codec.stream_type().ok_or(TsError::Unsupported { codec })?;
         let syntax = if codec == Codec::Video(VideoCodec::Avc) {
             NalSyntax::Avc
         } else {
@@ -367,9 +365,7 @@ impl TsMuxer {
         let header = AudioTagHeader::parse(&frame.payload)?;
         let data = data_range(&frame.payload, header.body_start, header.body_end)?;
         let codec = Codec::Audio(header.codec);
-        let stream_type = codec
-            .stream_type()
-            .ok_or(TsError::Unsupported { codec })?;
+        let stream_type = codec.stream_type().ok_or(TsError::Unsupported { codec })?;
         if frame.sequence_header {
             if header.codec == AudioCodec::Aac {
                 self.aac_config = None;

@@ -1,0 +1,451 @@
+//! Every codec enhanced RTMP carries, on every output: the real `shardcast`
+//! binary, real E-RTMP publishers (the static ffmpeg 9 of PyPI's
+//! imageio-ffmpeg, installed by scripts/test.sh into `.venv/`, for HEVC,
+//! AV1 and Opus; Debian's ffmpeg for H.264 + AAC), and real readers:
+//! ffmpeg records RTMP and HTTP-FLV, this file fetches HLS-TS and
+//! HLS-fMP4 over raw HTTP, and Debian's ffprobe and ffmpeg read what came.
+//!
+//! Each case encodes live a small picture (320x240, 30 fps, 2 s GOP) and a
+//! 440 Hz sine at 48 kHz, with fast presets: the cases run in parallel on
+//! shared cores.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http_client::{self, Response};
+use common::*;
+use proto::ts::{check_packets, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265};
+
+/// ffmpeg 9: `SHARDCAST_FFMPEG9` (set by scripts/test.sh), else the one
+/// `.venv/`'s imageio-ffmpeg names.
+fn ffmpeg9() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHARDCAST_FFMPEG9") {
+        return PathBuf::from(p);
+    }
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{python}: {e}; scripts/test.sh installs imageio-ffmpeg into .venv/")
+        });
+    assert!(
+        out.status.success(),
+        "{python} has no imageio_ffmpeg (run scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// One publish: how it is encoded and what every output must show.
+struct Case {
+    stream: &'static str,
+    /// Encoded by ffmpeg 9 (E-RTMP), else by Debian's ffmpeg.
+    enhanced: bool,
+    video_args: &'static [&'static str],
+    audio_args: &'static [&'static str],
+    expect: Expect<'static>,
+    /// The sample entries the fMP4 init segment must hold.
+    init_boxes: &'static [&'static [u8; 4]],
+    /// The PMT's stream types in `?container=ts` segments: exactly the
+    /// tracks TS carries, never one announced as another.
+    ts_stream_types: &'static [u8],
+    /// The container a playlist request naming none gets.
+    default_container: &'static str,
+}
+
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+/// Opus frames are 20 ms.
+const OPUS_FPS: f64 = 50.0;
+/// AAC frames of 1024 samples at 48 kHz.
+const AAC_48K_FPS: f64 = 48_000.0 / 1024.0;
+
+const X265: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "keyint=60:min-keyint=60:scenecut=0:log-level=error",
+];
+const AAC: &[&str] = &["-c:a", "aac", "-b:a", "96k"];
+const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
+
+fn expect(video: &'static str, audio: &'static str) -> Expect<'static> {
+    Expect {
+        video: Some((video, WIDTH, HEIGHT)),
+        fps: FPS,
+        audio: Some((audio, 48_000)),
+        audio_fps: if audio == "opus" {
+            OPUS_FPS
+        } else {
+            AAC_48K_FPS
+        },
+        video_gap_max_s: Some(0.1),
+    }
+}
+
+/// Encodes the test picture and tone live (`-re`) with the case's codecs
+/// and publishes them to `live/<stream>` (ffmpeg 9 writes E-RTMP tags);
+/// waits for the server's `publish` line.
+fn publish(server: &Server, case: &Case) -> Proc {
+    let bin = if case.enhanced {
+        ffmpeg9()
+    } else {
+        PathBuf::from("ffmpeg")
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={WIDTH}x{HEIGHT}:rate=30"))
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "60"])
+        .args(case.video_args)
+        .args(case.audio_args)
+        .args(["-f", "flv"])
+        .arg(server.url(&format!("live/{}", case.stream)))
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(&format!("publish-{}", case.stream), &mut cmd);
+    let key = live_key(case.stream);
+    let published = wait_for(Duration::from_secs(15), || {
+        assert!(p.is_running(), "publisher exited\n{}", p.stderr_tail(20));
+        (!server
+            .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(&key))
+            .is_empty())
+        .then_some(())
+    });
+    assert!(
+        published.is_some(),
+        "no publish of {key}\n{}",
+        server.log_tail(30)
+    );
+    p
+}
+
+/// Records 4 s of `url` with `-c copy` into MP4 (ffmpeg 9 reads E-RTMP;
+/// Debian's ffprobe reads the file) and probes it.
+fn record_and_probe(case: &Case, what: &str, url: &str) -> Probe {
+    let path = artefact_dir().join(format!("{}-{what}.mp4", case.stream));
+    let mut cmd = Command::new(ffmpeg9());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-rw_timeout", "10000000", "-i", url])
+        .args(["-t", "4", "-c", "copy", "-f", "mp4"])
+        .arg(&path)
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(&format!("record-{}-{what}", case.stream), &mut cmd);
+    let status = p.wait_timeout(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "recording {url}: {status:?}\n{}",
+        p.stderr_tail(20)
+    );
+    ffprobe(
+        &format!("probe-{}-{what}", case.stream),
+        path.to_str().expect("a UTF-8 path"),
+        None,
+        Duration::from_secs(20),
+    )
+}
+
+/// `GET /live/<rel>`, 200 expected.
+fn get_live(server: &Server, rel: &str) -> Response {
+    let path = format!("/live/{rel}");
+    let r = http_client::get(server.port, &path, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(r.head.status, 200, "GET {path}: {}", r.text());
+    r
+}
+
+/// The playlist `<stream>.m3u8<query>` once it lists `segments` finished
+/// segments.
+fn playlist_with(server: &Server, stream: &str, query: &str, segments: usize) -> String {
+    let rel = format!("{stream}.m3u8{query}");
+    wait_for(Duration::from_secs(40), || {
+        let r = http_client::get(
+            server.port,
+            &format!("/live/{rel}"),
+            Duration::from_secs(10),
+        )
+        .ok()?;
+        let text = r.text();
+        (r.head.status == 200 && text.matches("#EXTINF").count() >= segments).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{rel}: no playlist with {segments} segments\n{}",
+            server.log_tail(30)
+        )
+    })
+}
+
+fn media_uris(playlist: &str) -> Vec<&str> {
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect()
+}
+
+/// HLS in fMP4: the init segment holds the case's sample entries; every
+/// segment is valid fragments (box sizes, sequence numbers increasing,
+/// per-track `tfdt` continuous within a frame); a segment equals its parts
+/// joined; ffprobe reads the codecs, size and a steady frame rate from
+/// the init segment and 3+ segments joined, and `ffmpeg -v error` decodes
+/// them without a word.
+fn check_fmp4(server: &Server, case: &Case) {
+    let text = playlist_with(server, case.stream, "?container=fmp4", 4);
+    assert!(text.contains("#EXT-X-VERSION:6"), "{text}");
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no EXT-X-MAP in\n{text}"));
+    let init = get_live(server, map).body;
+    assert_eq!(&init[4..8], b"ftyp", "{map}");
+    for b in case.init_boxes {
+        assert!(
+            init.windows(4).any(|w| w == *b),
+            "{map}: no {:?} box",
+            String::from_utf8_lossy(*b)
+        );
+    }
+    // The video sample entry (ISO 14496-12 12.1.3, VisualSampleEntry):
+    // its width and height follow 24 bytes after the box type.
+    let entry = init
+        .windows(4)
+        .position(|w| w == case.init_boxes[0])
+        .expect("the video sample entry");
+    let be16 = |at: usize| u32::from(u16::from_be_bytes([init[at], init[at + 1]]));
+    assert_eq!(
+        (be16(entry + 28), be16(entry + 30)),
+        (WIDTH, HEIGHT),
+        "{map}: the {:?} entry's width and height",
+        String::from_utf8_lossy(case.init_boxes[0])
+    );
+    let mut joined = init.to_vec();
+    let mut last_sequence = 0;
+    let mut next_time = std::collections::HashMap::new();
+    let uris: Vec<&str> = media_uris(&text);
+    for uri in &uris {
+        let seg = get_live(server, uri).body;
+        for f in fragments(uri, &seg) {
+            assert!(
+                f.sequence > last_sequence,
+                "{uri}: sequence numbers increase"
+            );
+            last_sequence = f.sequence;
+            for (id, time, total) in f.tracks {
+                if let Some(expect) = next_time.insert(id, time + total) {
+                    let expect: u64 = expect;
+                    assert!(
+                        time.abs_diff(expect) <= 34,
+                        "{uri}: track {id} tfdt {time}, the previous fragment ended at {expect}"
+                    );
+                }
+            }
+        }
+        joined.extend_from_slice(&seg);
+    }
+    // The last finished segment whose parts are all listed: its parts
+    // joined are the segment.
+    let chunks: Vec<&str> = text.split("#EXTINF").collect();
+    let (with_parts, seg_uri) = chunks
+        .windows(2)
+        .filter(|w| w[0].contains("#EXT-X-PART:") && w[0].contains(".0.m4s"))
+        .filter_map(|w| {
+            // w[1] starts with the rest of its EXTINF line.
+            let (_, after) = w[1].split_once('\n')?;
+            Some((w[0], media_uris(after).first().copied()?))
+        })
+        .last()
+        .expect("a finished segment with all its parts listed");
+    let parts: Vec<u8> = with_parts
+        .lines()
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .filter(|u| is_part_uri(u))
+        .flat_map(|u| get_live(server, u).body)
+        .collect();
+    assert_eq!(
+        parts,
+        get_live(server, seg_uri).body,
+        "{seg_uri}: its parts joined"
+    );
+
+    let file = format!("{}-fmp4.mp4", case.stream);
+    let probe = probe_bytes(&file, &joined);
+    check_media(&probe, &case.expect, 5.0)
+        .unwrap_or_else(|e| panic!("fMP4 init + {} segments: {e}", uris.len()));
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(artefact_dir().join(&file))
+        .args(["-f", "null", "-"]);
+    let mut decode = Proc::spawn(&format!("decode-{}", case.stream), &mut cmd);
+    let status = decode.wait_timeout(Duration::from_secs(60));
+    let said = std::fs::read_to_string(&decode.stderr_path).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()) && said.trim().is_empty(),
+        "ffmpeg -v error decoding {file}: {status:?}\n{said}"
+    );
+}
+
+/// A part URI (`N.M.m4s`), not a preload hint or a segment.
+fn is_part_uri(uri: &str) -> bool {
+    let file = uri.rsplit('/').next().unwrap_or(uri);
+    file.matches('.').count() == 2
+}
+
+/// HLS in MPEG-TS: the PMT lists exactly what TS carries of the case.
+fn check_ts(server: &Server, case: &Case) {
+    // Not the first segment: the publish's sequence headers arrive one
+    // after the other, and the PMT of its start follows them.
+    let text = playlist_with(server, case.stream, "?container=ts", 2);
+    let uri = media_uris(&text)[1];
+    let seg = get_live(server, uri).body;
+    let summary = check_packets(&seg).unwrap_or_else(|e| panic!("{uri}: {e:?}"));
+    assert_eq!(
+        summary.stream_types(),
+        case.ts_stream_types,
+        "{uri}: the PMT's streams"
+    );
+    if !case.ts_stream_types.is_empty() {
+        let file = format!("{}-ts.ts", case.stream);
+        let probe = probe_bytes(&file, &seg);
+        // ffprobe lists a program's streams, then every stream: by index.
+        let kinds: Vec<String> = probe
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.get("index")?.parse::<u32>().ok()?, s.get("codec_name")?)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .cloned()
+            .collect();
+        let want: Vec<&str> = case
+            .ts_stream_types
+            .iter()
+            .map(|t| match *t {
+                STREAM_TYPE_H264 => "h264",
+                STREAM_TYPE_H265 => "hevc",
+                STREAM_TYPE_AAC_ADTS => "aac",
+                other => panic!("stream type {other:#x}"),
+            })
+            .collect();
+        assert_eq!(kinds, want, "ffprobe of {uri}");
+    }
+}
+
+fn run(case: &Case) {
+    let server = Server::start();
+    let _publisher = publish(&server, case);
+    let started = Instant::now();
+
+    let rtmp = record_and_probe(case, "rtmp", &server.url(&format!("live/{}", case.stream)));
+    check_media(&rtmp, &case.expect, 3.0).unwrap_or_else(|e| panic!("RTMP: {e}"));
+    let flv = server.http_url(&format!("live/{}.flv", case.stream));
+    let flv = record_and_probe(case, "flv", &flv);
+    check_media(&flv, &case.expect, 3.0).unwrap_or_else(|e| panic!("HTTP-FLV: {e}"));
+
+    check_ts(&server, case);
+    check_fmp4(&server, case);
+
+    let plain = playlist_with(&server, case.stream, "", 1);
+    let default_is_fmp4 = plain.contains("#EXT-X-MAP");
+    assert_eq!(
+        default_is_fmp4,
+        case.default_container == "fmp4",
+        "a playlist naming no container:\n{plain}"
+    );
+    eprintln!(
+        "{}: every output checked in {:.1} s",
+        case.stream,
+        started.elapsed().as_secs_f64()
+    );
+    let errors = server.find_logs(|l| l.contains(" ERROR "));
+    assert!(errors.is_empty(), "server errors: {errors:?}");
+}
+
+#[test]
+fn h264_and_aac_on_every_output() {
+    run(&Case {
+        stream: "h264aac",
+        enhanced: false,
+        video_args: &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-sc_threshold",
+            "0",
+        ],
+        audio_args: AAC,
+        expect: expect("h264", "aac"),
+        init_boxes: &[b"avc1", b"avcC", b"mp4a", b"esds"],
+        ts_stream_types: &[STREAM_TYPE_H264, STREAM_TYPE_AAC_ADTS],
+        default_container: "ts",
+    });
+}
+
+#[test]
+fn hevc_and_aac_on_every_output() {
+    run(&Case {
+        stream: "hevcaac",
+        enhanced: true,
+        video_args: X265,
+        audio_args: AAC,
+        expect: expect("hevc", "aac"),
+        init_boxes: &[b"hvc1", b"hvcC", b"mp4a", b"esds"],
+        ts_stream_types: &[STREAM_TYPE_H265, STREAM_TYPE_AAC_ADTS],
+        default_container: "ts",
+    });
+}
+
+/// TS carries the HEVC and leaves the Opus out (never announced as AAC);
+/// the default container is fMP4, which carries both.
+#[test]
+fn hevc_and_opus_on_every_output() {
+    run(&Case {
+        stream: "hevcopus",
+        enhanced: true,
+        video_args: X265,
+        audio_args: OPUS,
+        expect: expect("hevc", "opus"),
+        init_boxes: &[b"hvc1", b"hvcC", b"Opus", b"dOps"],
+        ts_stream_types: &[STREAM_TYPE_H265],
+        default_container: "fmp4",
+    });
+}
+
+/// TS carries neither: its PMT lists nothing.
+#[test]
+fn av1_and_opus_on_every_output() {
+    run(&Case {
+        stream: "av1opus",
+        enhanced: true,
+        video_args: &[
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-svtav1-params",
+            "keyint=60",
+        ],
+        audio_args: OPUS,
+        expect: expect("av1", "opus"),
+        init_boxes: &[b"av01", b"av1C", b"Opus", b"dOps"],
+        ts_stream_types: &[],
+        default_container: "fmp4",
+    });
+}
