@@ -16,8 +16,9 @@ use bytes::Bytes;
 
 use super::SegmentMuxer;
 use crate::media::{
-    parse_aac_config, parse_avc_config, AudioCodec, AudioPacket, AudioTagHeader, Frame, FrameKind,
-    VideoCodec, VideoPacket, VideoTagHeader,
+    keyframe_size, parse_aac_config, parse_av1_config, parse_avc_config, parse_hevc_config,
+    parse_mp3_header, parse_opus_head, parse_vp9_config, AudioCodec, AudioPacket, AudioTagHeader,
+    Frame, FrameKind, VideoCodec, VideoPacket, VideoTagHeader,
 };
 use crate::mp4::{
     write_fragment, write_init, Run, Sample, SampleEntry, Track, VideoFormat,
@@ -143,6 +144,8 @@ pub struct Fmp4Muxer {
     last_init: Option<Bytes>,
     /// Why the last sequence header made no track, until taken.
     refusal: Option<String>,
+    /// The tracks changed since the last [`SegmentMuxer::take_init`].
+    changed: bool,
 }
 
 impl Fmp4Muxer {
@@ -151,9 +154,20 @@ impl Fmp4Muxer {
     }
 
     /// A sequence header: the track's new sample entry, if it changed.
+    /// A record that configures nothing yet (libaom's empty `av01` one)
+    /// leaves the track as it is.
     fn configure(&mut self, frame: &Frame) -> Result<(), String> {
-        let entry = sample_entry(frame)?;
-        let slot = if frame.is_video() {
+        let Some(entry) = sample_entry(frame)? else {
+            return Ok(());
+        };
+        self.set_entry(frame.is_video(), entry);
+        Ok(())
+    }
+
+    fn set_entry(&mut self, video: bool, entry: SampleEntry) {
+        self.changed = true;
+        let frame_is_video = video;
+        let slot = if frame_is_video {
             &mut self.video
         } else {
             &mut self.audio
@@ -165,49 +179,91 @@ impl Fmp4Muxer {
             }
             None => *slot = Some(TrackState::new(entry)),
         }
-        Ok(())
     }
 }
 
-/// The sample entry a sequence header describes, or why there is none.
-fn sample_entry(frame: &Frame) -> Result<SampleEntry, String> {
+/// A video entry whose record has no picture size (VP9, AV1 without a
+/// sequence header in configOBUs) waits for the first keyframe's.
+fn awaits_size(entry: &SampleEntry) -> bool {
+    matches!(
+        entry,
+        SampleEntry::Video {
+            format: VideoFormat::Vp9 | VideoFormat::Av1,
+            width: 0,
+            ..
+        }
+    )
+}
+
+/// The sample entry a sequence header describes (None: not yet, as for an
+/// empty `av01` record), or why there is none.
+fn sample_entry(frame: &Frame) -> Result<Option<SampleEntry>, String> {
     let record = frame.codec_data().map_err(|e| e.to_string())?;
     if frame.is_video() {
         let codec = frame
             .video_codec
             .ok_or("a video sequence header names no codec")?;
-        let format = match codec {
-            VideoCodec::Avc => VideoFormat::Avc,
-            VideoCodec::Hevc => VideoFormat::Hevc,
-            VideoCodec::Av1 => VideoFormat::Av1,
-            VideoCodec::Vp9 => VideoFormat::Vp9,
-            other => return Err(format!("fMP4 has no mapping for video codec {other}")),
+        let size = |w: Option<u32>, h: Option<u32>| {
+            (
+                w.and_then(|w| u16::try_from(w).ok()).unwrap_or(0),
+                h.and_then(|h| u16::try_from(h).ok()).unwrap_or(0),
+            )
         };
-        let (width, height) = match codec {
+        let (format, record, (width, height)) = match codec {
             VideoCodec::Avc => {
                 let c = parse_avc_config(&record).map_err(|e| format!("AVC: {e}"))?;
-                (c.width.unwrap_or(0), c.height.unwrap_or(0))
+                (VideoFormat::Avc, record, size(c.width, c.height))
             }
-            _ => (0, 0),
+            VideoCodec::Hevc => {
+                // hvc1: the parameter sets stay in the hvcC, as Safari
+                // requires.
+                let c = parse_hevc_config(&record).map_err(|e| format!("HEVC: {e}"))?;
+                (VideoFormat::Hevc, record, size(c.width, c.height))
+            }
+            VideoCodec::Av1 => {
+                let Some(c) = parse_av1_config(&record).map_err(|e| format!("AV1: {e}"))? else {
+                    return Ok(None);
+                };
+                let s = c.sequence_header;
+                (
+                    VideoFormat::Av1,
+                    record,
+                    size(s.map(|s| s.max_frame_width), s.map(|s| s.max_frame_height)),
+                )
+            }
+            VideoCodec::Vp9 => {
+                // The writer puts vpcC's version and flags: the record
+                // goes in without ffmpeg's copy of them.
+                let c = parse_vp9_config(&record).map_err(|e| format!("VP9: {e}"))?;
+                (VideoFormat::Vp9, c.payload, (0, 0))
+            }
+            other => return Err(format!("fMP4 has no mapping for video codec {other}")),
         };
-        return Ok(SampleEntry::Video {
+        return Ok(Some(SampleEntry::Video {
             format,
             record,
-            width: u16::try_from(width).unwrap_or(0),
-            height: u16::try_from(height).unwrap_or(0),
-        });
+            width,
+            height,
+        }));
     }
     match frame.audio_codec {
         Some(AudioCodec::Aac) => {
             let c = parse_aac_config(&record).map_err(|e| format!("AAC: {e}"))?;
-            Ok(SampleEntry::Aac {
+            Ok(Some(SampleEntry::Aac {
                 config: record,
                 sample_rate: c.sample_rate,
                 channels: u16::from(c.channels),
-            })
+            }))
+        }
+        Some(AudioCodec::Opus) => {
+            let h = parse_opus_head(&record).map_err(|e| format!("Opus: {e}"))?;
+            Ok(Some(SampleEntry::Opus {
+                dops: h.dops_payload(),
+                channels: u16::from(h.channels),
+            }))
         }
         other => Err(format!(
-            "fMP4 has no mapping yet for audio codec {}",
+            "fMP4 has no mapping for an audio sequence header of {}",
             other.map_or("none".to_string(), |c| c.to_string())
         )),
     }
@@ -215,6 +271,42 @@ fn sample_entry(frame: &Frame) -> Result<SampleEntry, String> {
 
 impl SegmentMuxer for Fmp4Muxer {
     fn start_chunk(&mut self, _out: &mut Vec<u8>) {}
+
+    /// What only coded frames tell: a VP9 or AV1 keyframe's picture size
+    /// for a track whose record had none, and an MP3 track's parameters
+    /// from its first frame (FLV's MP3 has no sequence header).
+    fn learn(&mut self, frame: &Frame) {
+        if frame.sequence_header {
+            return;
+        }
+        if frame.keyframe {
+            if let Some(t) = self.video.as_mut().filter(|t| awaits_size(&t.entry)) {
+                if let (Some((w, h)), SampleEntry::Video { width, height, .. }) =
+                    (keyframe_size(frame), &mut t.entry)
+                {
+                    *width = u16::try_from(w).unwrap_or(0);
+                    *height = u16::try_from(h).unwrap_or(0);
+                    self.changed = true;
+                }
+            }
+        }
+        let mp3_track_missing = self
+            .audio
+            .as_ref()
+            .is_none_or(|t| t.stale || !matches!(t.entry, SampleEntry::Mp3 { .. }));
+        if frame.audio_codec == Some(AudioCodec::Mp3) && mp3_track_missing {
+            match frame.codec_data().map(|d| parse_mp3_header(&d)) {
+                Ok(Ok(h)) => self.set_entry(
+                    false,
+                    SampleEntry::Mp3 {
+                        sample_rate: h.sample_rate,
+                        channels: u16::from(h.channels),
+                    },
+                ),
+                Ok(Err(e)) | Err(e) => self.refusal = Some(format!("MP3: {e}")),
+            }
+        }
+    }
 
     fn write_frame(&mut self, frame: &Frame, _out: &mut Vec<u8>) -> bool {
         if frame.kind == FrameKind::Data {
@@ -286,6 +378,7 @@ impl SegmentMuxer for Fmp4Muxer {
     }
 
     fn new_publisher(&mut self) {
+        self.changed = true;
         for t in [&mut self.video, &mut self.audio].into_iter().flatten() {
             t.stale = true;
         }
@@ -303,6 +396,18 @@ impl SegmentMuxer for Fmp4Muxer {
     /// The init segment of the tracks the current publisher has, when it
     /// differs from the last one handed out.
     fn take_init(&mut self) -> Option<Bytes> {
+        if !self.changed {
+            return None;
+        }
+        // A picture size comes with the first keyframe: no init before.
+        if self
+            .video
+            .as_ref()
+            .is_some_and(|t| !t.stale && awaits_size(&t.entry))
+        {
+            return None;
+        }
+        self.changed = false;
         let tracks: Vec<Track> = [(VIDEO_TRACK_ID, &self.video), (AUDIO_TRACK_ID, &self.audio)]
             .into_iter()
             .filter_map(|(id, t)| {
@@ -432,5 +537,123 @@ mod tests {
         }
         assert_eq!(segments, 3);
         assert!(last_seq >= 10, "{last_seq} fragments");
+    }
+
+    /// Init segments for every codec, from ffmpeg 9's E-RTMP records:
+    /// the sample entry's type, size and configuration box read back.
+    mod codecs {
+        use super::super::super::SegmentMuxer;
+        use super::Fmp4Muxer;
+        use crate::media::vectors::{self, audio, video};
+        use crate::media::Frame;
+
+        fn be16(b: &[u8], at: usize) -> u16 {
+            u16::from_be_bytes([b[at], b[at + 1]])
+        }
+
+        /// (entry box content, its first child box: type and content).
+        fn entry<'a>(init: &'a [u8], kind: &[u8; 4]) -> (&'a [u8], [u8; 4], &'a [u8]) {
+            let stsd = init.windows(4).position(|w| w == b"stsd").unwrap();
+            let at = stsd + init[stsd..].windows(4).position(|w| w == kind).unwrap();
+            let size = u32::from_be_bytes(init[at - 4..at].try_into().unwrap()) as usize;
+            let body = &init[at + 4..at - 4 + size];
+            let child = if kind == b"mp4a" || kind == b"Opus" {
+                28
+            } else {
+                78
+            };
+            let csize = u32::from_be_bytes(body[child..child + 4].try_into().unwrap()) as usize;
+            let ckind = body[child + 4..child + 8].try_into().unwrap();
+            (body, ckind, &body[child + 8..child + csize])
+        }
+
+        fn feed(m: &mut Fmp4Muxer, frames: &[Frame]) -> Vec<bytes::Bytes> {
+            let mut inits = Vec::new();
+            for f in frames {
+                if !f.sequence_header {
+                    m.learn(f);
+                }
+                m.write_frame(f, &mut Vec::new());
+                inits.extend(m.take_init());
+            }
+            inits
+        }
+
+        #[test]
+        fn hevc_size_from_sps_and_hvcc_as_sent() {
+            let seq = video(0, vectors::HEVC_SEQ);
+            let inits = feed(&mut Fmp4Muxer::new(), std::slice::from_ref(&seq));
+            let (body, kind, hvcc) = entry(&inits[0], b"hvc1");
+            assert_eq!((be16(body, 24), be16(body, 26)), (320, 240));
+            assert_eq!(&kind, b"hvcC");
+            assert_eq!(hvcc, &seq.codec_data().unwrap()[..]);
+        }
+
+        #[test]
+        fn av1_empty_record_then_real_one() {
+            let mut m = Fmp4Muxer::new();
+            let empty = feed(&mut m, &[video(0, vectors::AV1_AOM_EMPTY_SEQ)]);
+            assert!(empty.is_empty());
+            assert_eq!(m.take_refusal(), None, "an empty record is no error");
+            let seq = video(0, vectors::AV1_AOM_SEQ);
+            let inits = feed(&mut m, std::slice::from_ref(&seq));
+            let (body, kind, av1c) = entry(&inits[0], b"av01");
+            assert_eq!((be16(body, 24), be16(body, 26)), (320, 240));
+            assert_eq!((&kind, av1c), (b"av1C", &seq.codec_data().unwrap()[..]));
+        }
+
+        #[test]
+        fn av1_size_from_keyframe_when_config_obus_are_empty() {
+            // av1C with no configOBUs: the size waits for a keyframe.
+            let mut m = Fmp4Muxer::new();
+            let bare = Frame::parse_video(
+                0,
+                bytes::Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0x81, 0x00, 0x0c, 0x00]),
+            )
+            .unwrap();
+            assert!(feed(&mut m, &[bare]).is_empty(), "no init before the size");
+            let inits = feed(&mut m, &[video(0, vectors::AV1_SVT_KEY)]);
+            let (body, _, _) = entry(&inits[0], b"av01");
+            assert_eq!((be16(body, 24), be16(body, 26)), (320, 240));
+        }
+
+        #[test]
+        fn vp9_size_from_keyframe_and_one_version_header() {
+            let mut m = Fmp4Muxer::new();
+            assert!(feed(&mut m, &[video(0, vectors::VP9_SEQ)]).is_empty());
+            let inits = feed(&mut m, &[video(0, vectors::VP9_KEY)]);
+            assert_eq!(inits.len(), 1);
+            let (body, kind, vpcc) = entry(&inits[0], b"vp09");
+            assert_eq!((be16(body, 24), be16(body, 26)), (320, 240));
+            assert_eq!(&kind, b"vpcC");
+            // Version 1 and flags once, then profile 0, level 20, ...
+            assert_eq!(vpcc, &[1, 0, 0, 0, 0, 20, 0x82, 2, 2, 2, 0, 0]);
+        }
+
+        #[test]
+        fn opus_dops_and_mp3_from_first_frame() {
+            let mut m = Fmp4Muxer::new();
+            let inits = feed(&mut m, &[audio(0, vectors::OPUS_51_SEQ)]);
+            let (body, kind, dops) = entry(&inits[0], b"Opus");
+            assert_eq!(be16(body, 16), 6, "channelcount");
+            assert_eq!(&kind, b"dOps");
+            assert_eq!(
+                dops,
+                &[0, 6, 1, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 1, 4, 2, 0, 4, 1, 2, 3, 5]
+            );
+            assert!(m.write_frame(&audio(0, vectors::OPUS_STEREO_FRAME), &mut Vec::new()));
+
+            let mut m = Fmp4Muxer::new();
+            let inits = feed(&mut m, &[audio(0, vectors::MP3_22050_FRAME)]);
+            let (body, kind, esds) = entry(&inits[0], b"mp4a");
+            assert_eq!(be16(body, 16), 1, "mono");
+            assert_eq!(
+                u32::from_be_bytes(body[24..28].try_into().unwrap()) >> 16,
+                22_050
+            );
+            assert_eq!(&kind, b"esds");
+            assert!(esds.contains(&0x6b), "objectTypeIndication MPEG-1 audio");
+            assert_eq!(m.take_refusal(), None);
+        }
     }
 }

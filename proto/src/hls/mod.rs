@@ -313,6 +313,12 @@ pub trait SegmentMuxer {
     /// cannot carry). A muxer may hold frames back until
     /// [`SegmentMuxer::end_chunk`].
     fn write_frame(&mut self, frame: &Frame, out: &mut Vec<u8>) -> bool;
+    /// Called with every coded frame before the segmenter places it, so
+    /// that an init segment this frame completes ([`SegmentMuxer::take_init`],
+    /// asked right after) comes before the segment that holds the frame:
+    /// fMP4 learns a VP9/AV1 picture size from a keyframe and an MP3 track
+    /// from its first frame.
+    fn learn(&mut self, _frame: &Frame) {}
     /// A new publisher's frames follow: the tracks it has are known from
     /// its sequence headers, which come next.
     fn new_publisher(&mut self) {}

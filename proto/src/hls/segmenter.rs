@@ -197,8 +197,18 @@ impl Segmenter {
                 self.new_timeline(false);
             }
         }
+        // An init segment this frame completes: the open segment (of the
+        // old init) ends first, as after a sequence header.
+        self.muxer.learn(frame);
+        let init = self.muxer.take_init();
+        if init.is_some() && self.open.is_some() {
+            self.discontinuity_pending = true;
+        }
         if self.discontinuity_pending {
             self.close_estimated(&mut events);
+        }
+        if let Some(data) = init {
+            events.push(HlsEvent::Init { data });
         }
 
         let start_point = frame.keyframe || (frame.is_audio() && !self.video_seen);

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::bits::{BitReader, ByteReader};
+use super::bits::{check_max, unescape_rbsp, BitReader, ByteReader};
 use super::MediaError;
 
 /// The decoder configuration of an AVC stream, as a TS muxer needs it.
@@ -150,33 +150,6 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, MediaError> {
     }
     let rbsp = unescape_rbsp(nal.get(1..).unwrap_or_default());
     parse_sps_rbsp(&rbsp)
-}
-
-/// Removes emulation prevention bytes: every 0x03 that follows two zero
-/// bytes (ISO 14496-10 7.4.1, emulation_prevention_three_byte).
-fn unescape_rbsp(ebsp: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ebsp.len());
-    let mut zeros = 0usize;
-    for &b in ebsp {
-        if zeros >= 2 && b == 0x03 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-fn check_max(what: &'static str, value: u32, max: u32, offset: usize) -> Result<u32, MediaError> {
-    if value > max {
-        return Err(MediaError::Invalid {
-            what,
-            value: u64::from(value),
-            offset,
-        });
-    }
-    Ok(value)
 }
 
 /// Skips one scaling_list() (ISO 14496-10 7.3.2.1.1.1). Only the Exp-Golomb

@@ -1,7 +1,9 @@
 //! Bounds-checked readers for network bytes: a byte cursor for tag headers
-//! and records, and a bit cursor with Exp-Golomb codes for H.264 and AAC
-//! syntax. Every read either returns a value or a [`MediaError::Truncated`]
-//! naming the field; nothing here indexes unchecked.
+//! and records (with AV1's leb128), a bit cursor with Exp-Golomb codes for
+//! H.264, H.265, AAC, AV1 and VP9 syntax, and the removal of emulation
+//! prevention bytes shared by H.264 and H.265. Every read either returns a
+//! value or a [`MediaError::Truncated`] naming the field; nothing here
+//! indexes unchecked.
 
 use super::MediaError;
 
@@ -28,6 +30,37 @@ impl<'a> ByteReader<'a> {
     #[cfg(test)]
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Everything not read yet.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let out = self.buf.get(self.pos..).unwrap_or_default();
+        self.pos = self.buf.len();
+        out
+    }
+
+    /// An unsigned little-endian base-128 integer: leb128() (AV1 spec
+    /// 4.10.5). At most [`LEB128_BYTES_MAX`] bytes; the value must fit in
+    /// 32 bits, as the spec requires of every leb128 it uses.
+    pub(crate) fn leb128(&mut self, what: &'static str) -> Result<u32, MediaError> {
+        let offset = self.pos;
+        let mut value: u64 = 0;
+        for i in 0..LEB128_BYTES_MAX {
+            let byte = self.u8(what)?;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return u32::try_from(value).map_err(|_| MediaError::Invalid {
+                    what,
+                    value,
+                    offset,
+                });
+            }
+        }
+        Err(MediaError::Invalid {
+            what,
+            value,
+            offset,
+        })
     }
 
     /// The next `n` bytes.
@@ -77,6 +110,9 @@ impl<'a> ByteReader<'a> {
     }
 }
 
+/// The most bytes of a leb128 (AV1 spec 4.10.5: "i < 8").
+pub(crate) const LEB128_BYTES_MAX: usize = 8;
+
 /// A cursor over bits, most significant bit first (ISO 14496-10 7.2, ISO
 /// 14496-3 1.5).
 pub(crate) struct BitReader<'a> {
@@ -116,6 +152,20 @@ impl<'a> BitReader<'a> {
 
     pub(crate) fn flag(&mut self, what: &'static str) -> Result<bool, MediaError> {
         self.bit(what)
+    }
+
+    /// Skips `n` bits of fields nobody needs, failing like a read would.
+    pub(crate) fn skip(&mut self, n: usize, what: &'static str) -> Result<(), MediaError> {
+        let end_bit = self.bit.saturating_add(n);
+        if end_bit > self.buf.len() * 8 {
+            return Err(MediaError::Truncated {
+                what,
+                need: end_bit.div_ceil(8),
+                have: self.buf.len(),
+            });
+        }
+        self.bit = end_bit;
+        Ok(())
     }
 
     /// `n` bits (at most 32) as an unsigned integer: u(n).
@@ -161,6 +211,41 @@ impl<'a> BitReader<'a> {
         let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
         Ok(v as i32)
     }
+}
+
+/// Removes emulation prevention bytes: every 0x03 that follows two zero
+/// bytes (ISO 14496-10 7.4.1 and ISO 23008-2 7.4.2,
+/// emulation_prevention_three_byte).
+pub(crate) fn unescape_rbsp(ebsp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ebsp.len());
+    let mut zeros = 0usize;
+    for &b in ebsp {
+        if zeros >= 2 && b == 0x03 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// `value` if it is at most `max`, else [`MediaError::Invalid`] naming it:
+/// the bound that keeps later arithmetic from overflowing.
+pub(crate) fn check_max(
+    what: &'static str,
+    value: u32,
+    max: u32,
+    offset: usize,
+) -> Result<u32, MediaError> {
+    if value > max {
+        return Err(MediaError::Invalid {
+            what,
+            value: u64::from(value),
+            offset,
+        });
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -225,5 +310,40 @@ mod tests {
         );
         assert_eq!(r.u8("d"), Ok(0));
         assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn leb128_values_and_limits() {
+        // 0x05; 0x80 0x01 = 128; the AV1 spec's maximum 2^32 - 1.
+        let mut r = ByteReader::new(&[0x05, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(r.leb128("a"), Ok(5));
+        assert_eq!(r.leb128("a"), Ok(128));
+        assert_eq!(r.leb128("a"), Ok(u32::MAX));
+        // 2^32 does not fit; nine continuation bytes are too many.
+        assert!(matches!(
+            ByteReader::new(&[0x80, 0x80, 0x80, 0x80, 0x10]).leb128("b"),
+            Err(MediaError::Invalid { what: "b", .. })
+        ));
+        assert!(matches!(
+            ByteReader::new(&[0x80; 9]).leb128("c"),
+            Err(MediaError::Invalid { what: "c", .. })
+        ));
+        assert!(matches!(
+            ByteReader::new(&[0x80]).leb128("d"),
+            Err(MediaError::Truncated { what: "d", .. })
+        ));
+    }
+
+    #[test]
+    fn bit_skip_and_unescape() {
+        let mut r = BitReader::new(&[0b1010_0000, 0xff]);
+        r.skip(2, "x").unwrap();
+        assert_eq!(r.bits(2, "y"), Ok(0b10));
+        assert!(r.skip(13, "z").is_err());
+        assert_eq!(r.bits(12, "w"), Ok(0x0ff));
+        assert_eq!(
+            unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 0]
+        );
     }
 }

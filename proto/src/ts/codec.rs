@@ -1,6 +1,6 @@
 //! Elementary-stream conversions for MPEG-TS: length-prefixed H.264/H.265
-//! NAL units to Annex B byte streams, the HEVCDecoderConfigurationRecord's
-//! parameter sets, and ADTS headers for raw AAC.
+//! NAL units to Annex B byte streams, the parameter sets that go in-band
+//! (from `crate::media`'s record parsers), and ADTS headers for raw AAC.
 //!
 //! Defined by: ISO/IEC 14496-10 7.3.1 and Table 7-1 (NAL unit types),
 //! 7.3.2.4 (access unit delimiter), Annex B (byte stream format);
@@ -147,63 +147,18 @@ impl<'a> Iterator for NalUnits<'a> {
     }
 }
 
-/// Reads the parameter sets of an HEVCDecoderConfigurationRecord (ISO
-/// 14496-15 8.3.3.1.2): the 22 fixed bytes (lengthSizeMinusOne in the low
-/// two bits of the last), numOfArrays, then per array a NAL_unit_type byte,
-/// numNalus and each unit with a 16-bit length.
-pub(crate) fn parse_hevc_config(record: &[u8]) -> Result<VideoConfig, TsError> {
-    const FIXED_LEN: usize = 22;
-    let bad = |offset: usize, what: &'static str| TsError::HevcConfig { offset, what };
-    if record.first() != Some(&1) {
-        return Err(bad(0, "configurationVersion (1)"));
-    }
-    let length_size = record
-        .get(FIXED_LEN - 1)
-        .map(|b| (b & 0x03) + 1)
-        .ok_or(bad(record.len(), "lengthSizeMinusOne"))?;
-    if length_size == 3 {
-        return Err(bad(FIXED_LEN - 1, "lengthSizeMinusOne (0, 1 or 3)"));
-    }
-    let arrays = *record
-        .get(FIXED_LEN)
-        .ok_or(bad(record.len(), "numOfArrays"))?;
-    let mut config = VideoConfig {
-        syntax: NalSyntax::Hevc,
-        nalu_length_size: length_size,
-        vps: Vec::new(),
-        sps: Vec::new(),
-        pps: Vec::new(),
-    };
-    let mut at = FIXED_LEN + 1;
-    let u16_at = |at: usize, what| {
-        record
-            .get(at..at + 2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-            .ok_or(bad(at, what))
-    };
-    for _ in 0..arrays {
-        let nal_type = record
-            .get(at)
-            .map(|b| b & 0x3f)
-            .ok_or(bad(at, "NAL_unit_type"))?;
-        let count = u16_at(at + 1, "numNalus")?;
-        at += 3;
-        for _ in 0..count {
-            let len = u16_at(at, "nalUnitLength")?;
-            let nal = record
-                .get(at + 2..at + 2 + len)
-                .ok_or(bad(at, "nalUnit (runs past the record)"))?;
-            at += 2 + len;
-            let list = match nal_type {
-                32 => &mut config.vps,
-                33 => &mut config.sps,
-                34 => &mut config.pps,
-                _ => continue,
-            };
-            list.push(Bytes::copy_from_slice(nal));
+impl VideoConfig {
+    /// The parameter sets of an HEVCDecoderConfigurationRecord, parsed
+    /// by [`crate::media::parse_hevc_config`].
+    pub(crate) fn from_hevc(c: crate::media::HevcConfig) -> VideoConfig {
+        VideoConfig {
+            syntax: NalSyntax::Hevc,
+            nalu_length_size: c.nalu_length_size,
+            vps: c.vps,
+            sps: c.sps,
+            pps: c.pps,
         }
     }
-    Ok(config)
 }
 
 /// The ADTS header fields that come from the AudioSpecificConfig.
@@ -331,30 +286,6 @@ mod tests {
             hevc.kind(&hevc.access_unit_delimiter()[4..]),
             NalKind::AccessUnitDelimiter
         );
-    }
-
-    #[test]
-    fn hevc_config() {
-        let mut record = vec![
-            1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc,
-        ];
-        record.extend_from_slice(&[0xfd, 0xf8, 0xf8, 0, 0, 0x0f]); // length size 4
-        record.push(4); // numOfArrays
-        record.extend_from_slice(&[0xa0, 0, 1, 0, 2, 0x40, 0x01]); // VPS
-        record.extend_from_slice(&[0xa1, 0, 1, 0, 3, 0x42, 0x01, 0x01]); // SPS
-        record.extend_from_slice(&[0xa2, 0, 1, 0, 2, 0x44, 0x01]); // PPS
-        record.extend_from_slice(&[0x27, 0, 1, 0, 2, 0x4e, 0x01]); // prefix SEI: ignored
-        let c = parse_hevc_config(&record).unwrap();
-        assert_eq!(c.nalu_length_size, 4);
-        assert_eq!(c.vps, vec![Bytes::from_static(&[0x40, 0x01])]);
-        assert_eq!(c.sps, vec![Bytes::from_static(&[0x42, 0x01, 0x01])]);
-        assert_eq!(c.pps, vec![Bytes::from_static(&[0x44, 0x01])]);
-        for end in 0..record.len() {
-            assert!(parse_hevc_config(&record[..end]).is_err(), "{end}");
-        }
-        let mut v0 = record.clone();
-        v0[0] = 0;
-        assert!(parse_hevc_config(&v0).is_err());
     }
 
     /// AAC-LC (object type 2), 44.1 kHz (index 4), stereo, 100 bytes of raw

@@ -101,8 +101,6 @@ pub enum TsError {
         length: usize,
         available: usize,
     },
-    /// The HEVCDecoderConfigurationRecord is malformed at byte `offset`.
-    HevcConfig { offset: usize, what: &'static str },
     /// The AAC configuration cannot be carried in ADTS headers: object
     /// types above 4 (the profile field has 2 bits) or a sampling rate
     /// outside the index table.
@@ -160,12 +158,6 @@ impl fmt::Display for TsError {
                 "NAL unit length {length} at byte {offset} runs past the frame \
                  ({available} bytes left)"
             ),
-            TsError::HevcConfig { offset, what } => {
-                write!(
-                    f,
-                    "invalid HEVC decoder configuration: {what} at byte {offset}"
-                )
-            }
             TsError::AacConfig {
                 object_type,
                 sample_rate,

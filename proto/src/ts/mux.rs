@@ -5,9 +5,7 @@ use crate::media::{
     VideoCodec, VideoPacket, VideoTagHeader,
 };
 
-use super::codec::{
-    parse_hevc_config, AdtsConfig, NalKind, NalSyntax, NalUnits, VideoConfig, START_CODE,
-};
+use super::codec::{AdtsConfig, NalKind, NalSyntax, NalUnits, VideoConfig, START_CODE};
 use super::packet::{write_pes_packets, write_section_packet, FirstPacket};
 use super::psi::{write_pat, write_pmt, EsInfo};
 use super::types::{
@@ -280,7 +278,9 @@ impl TsMuxer {
                             pps: c.pps,
                         }
                     }
-                    NalSyntax::Hevc => parse_hevc_config(data)?,
+                    NalSyntax::Hevc => {
+                        VideoConfig::from_hevc(crate::media::parse_hevc_config(data)?)
+                    }
                 };
                 self.video_config = Some(config);
                 self.set_video_stream_type(stream_type);
