@@ -58,6 +58,9 @@ struct Case {
     ts_stream_types: &'static [u8],
     /// The container a playlist request naming none gets.
     default_container: &'static str,
+    /// The multivariant playlist's CODECS, each as a prefix (the profile
+    /// and level digits after it depend on the encoder's choices).
+    codecs: &'static [&'static str],
 }
 
 const WIDTH: u32 = 320;
@@ -263,13 +266,14 @@ fn check_fmp4(server: &Server, case: &Case) {
     let chunks: Vec<&str> = text.split("#EXTINF").collect();
     let (with_parts, seg_uri) = chunks
         .windows(2)
+        .rev()
         .filter(|w| w[0].contains("#EXT-X-PART:") && w[0].contains(".0.m4s"))
         .filter_map(|w| {
             // w[1] starts with the rest of its EXTINF line.
             let (_, after) = w[1].split_once('\n')?;
             Some((w[0], media_uris(after).first().copied()?))
         })
-        .last()
+        .next()
         .expect("a finished segment with all its parts listed");
     let parts: Vec<u8> = with_parts
         .lines()
@@ -298,6 +302,64 @@ fn check_fmp4(server: &Server, case: &Case) {
         status.is_some_and(|s| s.success()) && said.trim().is_empty(),
         "ffmpeg -v error decoding {file}: {status:?}\n{said}"
     );
+}
+
+/// `?multivariant=1`: one variant whose CODECS name every track of the
+/// default container (and with `container=ts` only what TS carries),
+/// RESOLUTION and FRAME-RATE those of the picture, a BANDWIDTH, and a URI
+/// that is the media playlist.
+fn check_multivariant(server: &Server, case: &Case) {
+    let text = playlist_with(server, case.stream, "?multivariant=1", 0);
+    let inf = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-STREAM-INF:"))
+        .unwrap_or_else(|| panic!("no EXT-X-STREAM-INF in\n{text}"));
+    let attr = |name: &str| {
+        let at = inf.find(&format!("{name}="))? + name.len() + 1;
+        let rest = &inf[at..];
+        Some(match rest.strip_prefix('"') {
+            Some(q) => q[..q.find('"')?].to_string(),
+            None => rest.split(',').next()?.to_string(),
+        })
+    };
+    let codecs = attr("CODECS").unwrap_or_default();
+    let listed: Vec<&str> = codecs.split(',').collect();
+    assert_eq!(listed.len(), case.codecs.len(), "CODECS {codecs:?}");
+    for (got, want) in listed.iter().zip(case.codecs) {
+        assert!(
+            got.starts_with(want),
+            "CODECS {codecs:?}: {got} is not {want}…"
+        );
+    }
+    assert_eq!(
+        attr("RESOLUTION").as_deref(),
+        Some(format!("{WIDTH}x{HEIGHT}").as_str()),
+        "{inf}"
+    );
+    let fps: f64 = attr("FRAME-RATE")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0.0);
+    assert!((29.5..=30.5).contains(&fps), "FRAME-RATE in {inf}");
+    let bandwidth: u64 = attr("BANDWIDTH").and_then(|b| b.parse().ok()).unwrap_or(0);
+    assert!(bandwidth > 10_000, "BANDWIDTH in {inf}");
+    let uri = media_uris(&text)[0];
+    let media = get_live(server, uri).text();
+    assert!(media.contains("#EXTINF"), "{uri}:\n{media}");
+    assert_eq!(
+        media.contains("#EXT-X-MAP"),
+        case.default_container == "fmp4",
+        "{uri}:\n{media}"
+    );
+
+    let ts = playlist_with(server, case.stream, "?multivariant=1&container=ts", 0);
+    let ts_codecs: Vec<&str> = ts
+        .split("CODECS=\"")
+        .nth(1)
+        .and_then(|c| c.split('"').next())
+        .map(|c| c.split(',').collect())
+        .unwrap_or_default();
+    let carried = case.ts_stream_types.len();
+    assert_eq!(ts_codecs.len(), carried, "TS variant: {ts}");
 }
 
 /// A part URI (`N.M.m4s`), not a preload hint or a segment.
@@ -359,6 +421,8 @@ fn run(case: &Case) {
     check_ts(&server, case);
     check_fmp4(&server, case);
 
+    check_multivariant(&server, case);
+
     let plain = playlist_with(&server, case.stream, "", 1);
     let default_is_fmp4 = plain.contains("#EXT-X-MAP");
     assert_eq!(
@@ -395,6 +459,7 @@ fn h264_and_aac_on_every_output() {
         init_boxes: &[b"avc1", b"avcC", b"mp4a", b"esds"],
         ts_stream_types: &[STREAM_TYPE_H264, STREAM_TYPE_AAC_ADTS],
         default_container: "ts",
+        codecs: &["avc1.", "mp4a.40.2"],
     });
 }
 
@@ -409,6 +474,7 @@ fn hevc_and_aac_on_every_output() {
         init_boxes: &[b"hvc1", b"hvcC", b"mp4a", b"esds"],
         ts_stream_types: &[STREAM_TYPE_H265, STREAM_TYPE_AAC_ADTS],
         default_container: "ts",
+        codecs: &["hvc1.1.6.L", "mp4a.40.2"],
     });
 }
 
@@ -425,6 +491,7 @@ fn hevc_and_opus_on_every_output() {
         init_boxes: &[b"hvc1", b"hvcC", b"Opus", b"dOps"],
         ts_stream_types: &[STREAM_TYPE_H265],
         default_container: "fmp4",
+        codecs: &["hvc1.1.6.L", "opus"],
     });
 }
 
@@ -447,5 +514,6 @@ fn av1_and_opus_on_every_output() {
         init_boxes: &[b"av01", b"av1C", b"Opus", b"dOps"],
         ts_stream_types: &[],
         default_container: "fmp4",
+        codecs: &["av01.0.", "opus"],
     });
 }

@@ -17,7 +17,7 @@ use crate::error::{ConnError, Deadline};
 use crate::metrics::Protocol;
 use crate::net::io::{read_some, write_all, READ_BUF_LEN};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
-use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
+use crate::stream::{Media, MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
 use proto::hls::Container;
 use proto::hls::Readiness;
 use proto::http::HlsFile;
@@ -582,6 +582,14 @@ async fn playlist(
             }
         }
     }
+    if req.param("multivariant").is_some_and(|v| v != "0") {
+        carried.insert(0, ("container", r.container.name()));
+        let uri = format!("{name}.m3u8{}", proto::query::carry(&carried));
+        return match multivariant(shard, key, r, uri) {
+            Some(text) => (200, text),
+            None => (404, format!("stream {key} is gone\n")),
+        };
+    }
     let query = proto::query::carry(&carried);
     let uris = proto::hls::UriForm {
         prefix: &base,
@@ -594,6 +602,38 @@ async fn playlist(
         }
         None => (404, format!("stream {key} is gone\n")),
     }
+}
+
+/// The multivariant playlist of `key` (`?multivariant=1`): one variant,
+/// the media playlist `uri` of rendition `r`, with the CODECS of its
+/// tracks, the picture's RESOLUTION, the FRAME-RATE of the GOP cache's
+/// timestamps and the window's bit rates. A track the rendition filters
+/// out, or a codec it cannot carry (MPEG-TS: AV1, VP9, Opus), is not
+/// named.
+fn multivariant(shard: &Shard, key: &StreamKey, r: Rendition, uri: String) -> Option<String> {
+    let (peak, average) = shard.with_hls(key, r, |w| w.bit_rates())?.unwrap_or((0, 0));
+    let table = shard.table.borrow();
+    let core = &table.get(key)?.core;
+    let carried = |c: proto::ts::Codec| r.container == Container::Fmp4 || c.stream_type().is_some();
+    let video = core
+        .video_params()
+        .filter(|v| r.media != Media::AudioOnly && carried(proto::ts::Codec::Video(v.codec)));
+    let audio = core
+        .audio_params()
+        .filter(|a| r.media != Media::VideoOnly && carried(proto::ts::Codec::Audio(a.codec)));
+    let variant = proto::hls::Variant {
+        uri,
+        bandwidth: peak,
+        average_bandwidth: Some(average),
+        codecs: video
+            .iter()
+            .map(|v| v.codecs.clone())
+            .chain(audio.iter().map(|a| a.codecs.clone()))
+            .collect(),
+        resolution: video.as_ref().and_then(|v| Some((v.width?, v.height?))),
+        frame_rate: video.as_ref().and_then(|_| core.video_frame_rate()),
+    };
+    Some(proto::hls::render_multivariant(&[variant]))
 }
 
 /// The rendition a media URI's folder (`""`, `"audio"`, `"video"`) and

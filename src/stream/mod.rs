@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use meter::IngestMeter;
-use proto::media::{Frame, FrameKind};
+use proto::media::params::{self, AudioParams, VideoParams};
+use proto::media::{AudioCodec, Frame, FrameKind};
 use proto::rtmp::wire;
 pub use queue::{Notify, OutQueue, Signal, IOV_BATCH};
 
@@ -570,6 +571,47 @@ pub struct StreamCore {
 }
 
 impl StreamCore {
+    /// The video track's parameters: its sequence header's, with the
+    /// picture size read from the GOP's keyframe where the record has
+    /// none (VP9; AV1 without a sequence header in its record).
+    pub fn video_params(&self) -> Option<VideoParams> {
+        let mut p = params::video_params(self.video_seq.as_ref()?).ok()??;
+        if let Some(key) = self.gop.frames().find(|f| f.is_video() && f.keyframe) {
+            params::fill_size_from_keyframe(&mut p, key);
+        }
+        Some(p)
+    }
+
+    /// The audio track's parameters: its sequence header's, or an MP3
+    /// frame's (MP3 has no sequence header).
+    pub fn audio_params(&self) -> Option<AudioParams> {
+        match &self.audio_seq {
+            Some(seq) => params::audio_params(seq).ok(),
+            None => self
+                .gop
+                .frames()
+                .find(|f| f.is_audio() && f.audio_codec == Some(AudioCodec::Mp3))
+                .and_then(|f| params::mp3_frame_params(f).ok()),
+        }
+    }
+
+    /// Video frames per second over the GOP cache's timestamps (decode
+    /// order), to three decimals; None with fewer than two frames.
+    pub fn video_frame_rate(&self) -> Option<f64> {
+        let mut times = self
+            .gop
+            .frames()
+            .filter(|f| f.is_video() && !f.sequence_header)
+            .map(|f| f.timestamp);
+        let first = times.next()?;
+        let (n, last) = times.fold((0u32, first), |(n, _), t| (n + 1, t));
+        let span = last.wrapping_sub(first);
+        if n == 0 || span == 0 {
+            return None;
+        }
+        Some((f64::from(n) * 1e6 / f64::from(span)).round() / 1e3)
+    }
+
     /// An empty, not-live stream.
     pub fn new(
         key: StreamKey,

@@ -46,6 +46,7 @@
 //!   costs only their metadata.
 
 mod fmp4_muxer;
+mod multivariant;
 pub mod parse;
 mod playlist;
 mod segmenter;
@@ -63,6 +64,7 @@ use bytes::Bytes;
 use crate::media::Frame;
 
 pub use fmp4_muxer::Fmp4Muxer;
+pub use multivariant::{render_multivariant, Variant};
 pub use playlist::format_program_date_time;
 pub use segmenter::Segmenter;
 pub use window::{HlsWindow, Readiness, UriForm};

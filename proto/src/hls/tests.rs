@@ -1126,3 +1126,38 @@ fn config_is_validated_and_clamped() {
     assert_eq!(h.segments().len(), 2);
     assert!(h.window.render("z", false).contains("PART-TARGET=0.100\n"));
 }
+
+/// BANDWIDTH and AVERAGE-BANDWIDTH come from the listed segments: the
+/// peak is the largest segment's bytes over its duration, the average all
+/// bytes over all durations; before a segment, the parts so far.
+#[test]
+fn bit_rates_of_the_listed_segments() {
+    let w = HlsWindow::new(ll(3), Container::Ts);
+    assert_eq!(w.bit_rates(), None, "no media, no figure");
+    let (h, _) = scripted(ll(3), 9_000);
+    let listed: Vec<(u32, usize)> = h
+        .segments()
+        .iter()
+        .rev()
+        .take(3)
+        .map(|(_, ms, data)| (*ms, data.len()))
+        .collect();
+    assert_eq!(listed.len(), 3);
+    let peak = listed
+        .iter()
+        .map(|&(ms, b)| b as u64 * 8_000 / u64::from(ms))
+        .max()
+        .unwrap();
+    let (bytes, ms) = listed.iter().fold((0, 0), |(b, m), &(pm, pb)| {
+        (b + pb as u64, m + u64::from(pm))
+    });
+    assert_eq!(h.window.bit_rates(), Some((peak, bytes * 8_000 / ms)));
+
+    let mut early = Harness::new(ll(3));
+    early.push(&video_seq(), WALL);
+    early.push(&video(0, true), WALL);
+    early.push(&video(520, false), WALL);
+    let (_, _, ms, _, data) = early.parts()[0].clone();
+    let part_rate = data.len() as u64 * 8_000 / u64::from(ms);
+    assert_eq!(early.window.bit_rates(), Some((part_rate, part_rate)));
+}

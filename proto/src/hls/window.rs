@@ -654,6 +654,33 @@ impl HlsWindow {
     pub fn target_duration_s(&self) -> u64 {
         self.target_duration_s
     }
+
+    /// Peak and average bit rate (bits per second) of the listed
+    /// segments, or of the open segment's parts before any segment is
+    /// finished: a multivariant playlist's BANDWIDTH and
+    /// AVERAGE-BANDWIDTH. None before any media.
+    pub fn bit_rates(&self) -> Option<(u64, u64)> {
+        let rate = |bytes: usize, ms: u32| (bytes as u64 * 8 * 1_000) / u64::from(ms.max(1));
+        let mut listed: Vec<(usize, u32)> = self
+            .segments
+            .iter()
+            .skip(self.retired)
+            .map(|s| (s.data.len(), s.duration_ms))
+            .collect();
+        if listed.is_empty() {
+            listed = self
+                .open
+                .iter()
+                .flat_map(|o| &o.parts)
+                .map(|p| (p.data.len(), p.duration_ms))
+                .collect();
+        }
+        let peak = listed.iter().map(|&(b, ms)| rate(b, ms)).max()?;
+        let (bytes, ms) = listed
+            .iter()
+            .fold((0, 0), |(b, m), &(pb, pm)| (b + pb, m + pm));
+        Some((peak, rate(bytes, ms)))
+    }
 }
 
 /// How a playlist names its segments and parts: `{prefix}{msn}.ts{query}`
