@@ -18,8 +18,8 @@ use crate::metrics::Protocol;
 use crate::net::io::{read_some, write_all, READ_BUF_LEN};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
-use proto::hls::Container;
 use proto::hls::Readiness;
+use proto::hls::{Availability, Container};
 use proto::http::HlsFile;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
@@ -595,9 +595,13 @@ fn rendition_at(folder: &str, container: Container) -> Rendition {
     Rendition::for_filter(filter, container)
 }
 
-/// A segment, part or init segment. A part that is announced (the
-/// preload hint) but not finished yet is waited for, as LL-HLS players
-/// request it early.
+/// A segment, part or init segment, as the shard's window answers for it
+/// ([`Availability`]): here, still to come (held until it arrives, up to
+/// the blocking timeout of three target durations, RFC 8216bis 6.2.5.2 and
+/// 6.2.6: LL-HLS players request the hinted part early, and a playlist
+/// from a shard further ahead may name a part this shard's copy has not
+/// applied yet), or never (404 at once). Both containers, TS and fMP4,
+/// take this one path.
 async fn media(
     shard: &Rc<Shard>,
     key: &StreamKey,
@@ -615,32 +619,45 @@ async fn media(
     let (_, deadline) = blocking_deadline(shard, key, r);
     loop {
         let seen = notify.generation();
-        let (found, hinted) = shard
+        let found = shard
             .with_hls(key, r, |w| match file {
-                HlsFile::Media { msn, part: Some(p) } => {
-                    (w.part(msn, p), w.preload_hint() == Some((msn, p)))
-                }
-                HlsFile::Media { msn, part: None } => (w.segment(msn), false),
-                HlsFile::Init(id) => (w.init(id), false),
+                HlsFile::Media { msn, part } => w.media(msn, part),
+                HlsFile::Init(id) => w.init_segment(id),
             })
-            .unwrap_or((None, false));
-        if let Some(bytes) = found {
-            shard.count_hls_request(key);
-            return Ok(bytes);
+            .unwrap_or(Availability::Gone);
+        let waited_out = Instant::now() >= deadline || reg.state.close.is_raised();
+        match found {
+            Availability::Here(bytes) => {
+                shard.count_hls_request(key);
+                return Ok(bytes);
+            }
+            Availability::Coming if !waited_out => {}
+            Availability::Coming | Availability::Gone => {
+                let what = match file {
+                    HlsFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
+                    HlsFile::Media { msn, part: None } => format!("segment {msn}"),
+                    HlsFile::Init(id) => format!("init segment {id}"),
+                };
+                let why = if matches!(found, Availability::Gone) {
+                    "is not available"
+                } else {
+                    "did not arrive in time"
+                };
+                return Err((404, format!("{what} of {key} ({r}) {why}\n")));
+            }
         }
-        if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {
-            let what = match file {
-                HlsFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
-                HlsFile::Media { msn, part: None } => format!("segment {msn}"),
-                HlsFile::Init(id) => format!("init segment {id}"),
-            };
-            return Err((404, format!("{what} of {key} ({r}) is not available\n")));
-        }
+        // Wake on any change, and at least every WAIT_REFRESH to keep
+        // following the stream (as a blocking playlist reload does).
         let _ = futures_lite::future::or(
             notify.changed(seen),
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+            glommio::timer::sleep(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(WAIT_REFRESH),
+            ),
         )
         .await;
+        shard.watch_hls(key, r);
     }
 }
 
