@@ -497,12 +497,27 @@ async fn playlist(
         (m, p) => (m.and_then(Result::ok), p.and_then(Result::ok)),
     };
     let skip = matches!(req.param("_HLS_skip"), Some("YES" | "v2"));
+    let waited_from = Instant::now();
     let Some(notify) = wait_hls(shard, key, r, shard.stream_wait(), reg).await else {
         return (
             404,
             format!("stream {key} has no HLS segments (not published?)\n"),
         );
     };
+    // A rendition that started on this request (fMP4, audio or video
+    // only) has only the parts of its first segment for up to a GOP; a
+    // playlist with no whole segment is an empty one to hls.js (its
+    // levelEmptyError), so the first answer waits for one, within the
+    // same stream_wait. Past that the parts alone are the answer.
+    let deadline = waited_from + shard.stream_wait();
+    loop {
+        let seen = notify.generation();
+        let listed = shard.with_hls(key, r, |w| w.lists_a_segment() || w.is_ended());
+        if listed != Some(false) || Instant::now() >= deadline || reg.state.close.is_raised() {
+            break;
+        }
+        follow_until_change(shard, key, r, &notify, seen, deadline).await;
+    }
     if let Some(msn) = msn {
         let (timeout, deadline) = blocking_deadline(shard, key, r);
         loop {
@@ -529,20 +544,7 @@ async fn playlist(
                     format!("_HLS_msn={msn} did not arrive within {timeout} ms\n"),
                 );
             }
-            // Wake on any change, and at least every WAIT_REFRESH to keep
-            // following the stream (a replica, or the owner's entry, would
-            // otherwise be dropped under a request blocked on a stream with
-            // no publisher).
-            let _ = futures_lite::future::or(
-                notify.changed(seen),
-                glommio::timer::sleep(
-                    deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(WAIT_REFRESH),
-                ),
-            )
-            .await;
-            shard.watch_hls(key, r);
+            follow_until_change(shard, key, r, &notify, seen, deadline).await;
         }
     }
     let base = format!("{name}/{}", r.path_prefix());
@@ -646,19 +648,28 @@ async fn media(
                 return Err((404, format!("{what} of {key} ({r}) {why}\n")));
             }
         }
-        // Wake on any change, and at least every WAIT_REFRESH to keep
-        // following the stream (as a blocking playlist reload does).
-        let _ = futures_lite::future::or(
-            notify.changed(seen),
-            glommio::timer::sleep(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(WAIT_REFRESH),
-            ),
-        )
-        .await;
-        shard.watch_hls(key, r);
+        follow_until_change(shard, key, r, &notify, seen, deadline).await;
     }
+}
+
+/// Sleeps until the stream's HLS state changes past generation `seen`, or
+/// WAIT_REFRESH or `deadline` passes, then follows the stream again: a
+/// held request wakes on any change and follows at least every
+/// WAIT_REFRESH (a replica, or the owner's entry, would otherwise be
+/// dropped under a request held on a stream with no publisher).
+async fn follow_until_change(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    r: Rendition,
+    notify: &Notify,
+    seen: u64,
+    deadline: Instant,
+) {
+    let nap = deadline
+        .saturating_duration_since(Instant::now())
+        .min(WAIT_REFRESH);
+    let _ = futures_lite::future::or(notify.changed(seen), glommio::timer::sleep(nap)).await;
+    shard.watch_hls(key, r);
 }
 
 /// How long a blocking request on `key`/`r` may wait (3 target durations,

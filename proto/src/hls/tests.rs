@@ -585,6 +585,7 @@ fn media_requests_are_here_coming_or_gone() {
     let (h, _) = scripted(ll(3), 7_200);
     let w = &h.window;
     // Segments 0-2 finished (4 parts each); segment 3 has parts 0 and 1.
+    assert!(w.lists_a_segment());
     assert!(here(w.media(3, Some(1))));
     assert!(here(w.media(2, None)));
     assert!(here(w.media(2, Some(3))));
@@ -644,6 +645,7 @@ fn media_requests_are_here_coming_or_gone() {
 fn blocking_reload_before_any_media() {
     let w = HlsWindow::new(ll(3), Container::Ts);
     assert!(w.is_empty());
+    assert!(!w.lists_a_segment());
     assert_eq!(w.last_part(), None);
     assert_eq!(w.preload_hint(), Some((0, 0)));
     assert_eq!(w.readiness(0, Some(0)), Readiness::Wait);

@@ -724,6 +724,12 @@ impl HlsWindow {
         3_000 * self.target_duration_s
     }
 
+    /// The playlist lists a finished segment (an EXTINF), not only the
+    /// parts of the one in progress.
+    pub fn lists_a_segment(&self) -> bool {
+        self.segments.len() > self.retired
+    }
+
     /// Nothing to play yet: no finished segment and no part.
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty() && self.last_part().is_none()
