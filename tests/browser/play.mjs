@@ -225,6 +225,7 @@ try {
     hls_latency_s: summary(latencies),
     wall_latency_s: summary(wall),
     player_errors: last.errors,
+    player_stalls: last.stalls,
     status: await page.locator('#status').innerText().catch(() => null),
   });
 
