@@ -47,7 +47,7 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_packages[@]}"
 fi
 
-# The web player's libraries (hls.js and mpegts.js, which shardcast serves
+# The web player's libraries (hls.js, mpegts.js and shaka-player, which shardcast serves
 # at /assets/ from node_modules) and playwright-core, as pinned by
 # package-lock.json. npm ci runs again whenever the lock file is newer than
 # the installed tree (npm keeps its copy in node_modules/.package-lock.json).
@@ -56,7 +56,7 @@ if ! command -v npm >/dev/null 2>&1; then
     exit 1
 fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    echo "test.sh: npm ci (installing hls.js, mpegts.js, playwright-core into node_modules)" >&2
+    echo "test.sh: npm ci (installing hls.js, mpegts.js, shaka-player, playwright-core into node_modules)" >&2
     npm ci --no-audit --no-fund
 fi
 

@@ -1,14 +1,21 @@
 //! Browser conformance: headless Chromium opens the `/` page of the real
 //! binary (`--shards 2`) while ffmpeg publishes 1280x720 30 fps H.264 + AAC,
-//! and plays the stream with hls.js in low-latency mode and with mpegts.js
-//! over HTTP-FLV.
+//! and plays the stream with hls.js in low-latency mode (LL-HLS in TS and
+//! in fMP4), with shaka-player in low-latency mode (LL-HLS in TS, for 30 s)
+//! and with mpegts.js over HTTP-FLV.
 //!
 //! The browser is driven by `tests/browser/play.mjs` (playwright-core, with
-//! Debian's `/usr/bin/chromium`; no browser download). It clicks the page's
-//! play button, samples `window.shardcast.stats()` for 8 s and prints one
-//! JSON object; this test checks it: both player libraries loaded, the video
-//! is 1280 wide, and currentTime advanced by at least 3 s. hls.js's live
-//! latency is reported, not asserted (the aim is under 2 s).
+//! Debian's `/usr/bin/chromium`; no browser download), one runner for every
+//! player. It clicks the page's play button, samples
+//! `window.shardcast.stats()` (8 s unless a test asks for more) and prints
+//! one JSON object; this test checks it: both preloaded player libraries
+//! loaded, the video is 1280 wide, currentTime advanced, and the player
+//! raised no error event (hls.js's non-fatal media errors, its reports of a
+//! stall it recovers from, as on joining the live edge, are counted and
+//! printed instead). Latency is reported, not asserted (the aim is
+//! under 2 s), as two figures: the player's own (hls.js `latency`, shaka
+//! `liveLatency`) and one measure for every player, the wall clock less the
+//! EXT-X-PROGRAM-DATE-TIME of the frame at the playhead.
 //!
 //! The server finds the player libraries in `node_modules` relative to its
 //! working directory, which is the package root (cargo runs integration
@@ -33,13 +40,24 @@ use std::time::Duration;
 
 use common::*;
 
-/// How long one play.mjs run may take before it is ended by PID. The script
-/// itself gives up after 75 s; a normal run takes about 12 s.
-const NODE_DEADLINE: Duration = Duration::from_secs(100);
+/// How long one play.mjs run may take, besides its sampling, before it is
+/// ended by PID. The script itself gives up 67 s past its sampling; a
+/// normal run takes about 4 s more than the sampling.
+const NODE_DEADLINE_BASE: Duration = Duration::from_secs(92);
 
-/// Seconds currentTime must advance over the sampling (play.mjs checks it
-/// too; this is the Rust side's own assertion on the JSON).
+/// play.mjs's sampling, unless a test asks for more.
+const SAMPLE_S: u64 = 8;
+
+/// Seconds currentTime must advance over the default sampling (play.mjs
+/// checks it too; this is the Rust side's own assertion on the JSON).
 const ADVANCE_MIN_S: f64 = 3.0;
+
+/// The shaka-player test's sampling (issue 13: shaka stopped after about
+/// 11 s), how far currentTime must advance over it, and the longest it may
+/// stand still.
+const SHAKA_SAMPLE_S: u64 = 30;
+const SHAKA_ADVANCE_MIN_S: f64 = 25.0;
+const STALL_MAX_S: f64 = 3.0;
 
 /// The published width (see [`ffmpeg_publish`]).
 const WIDTH: u64 = 1280;
@@ -81,6 +99,7 @@ fn require_browser_env() {
     for file in [
         "node_modules/hls.js/dist/hls.min.js",
         "node_modules/mpegts.js/dist/mpegts.js",
+        "node_modules/shaka-player/dist/shaka-player.compiled.js",
         "node_modules/uplot/dist/uPlot.iife.min.js",
         "node_modules/playwright-core/package.json",
     ] {
@@ -107,23 +126,50 @@ impl Played {
         self.json.get(key).and_then(|v| v.as_u64())
     }
 
+    /// The player's own latency figure: `which` is "median", "last"...
     fn latency(&self, which: &str) -> Option<f64> {
         self.json
             .get("hls_latency_s")
             .and_then(|l| l.get(which))
             .and_then(|v| v.as_f64())
     }
+
+    /// The median of the wall clock less the playhead's program date.
+    fn wall_latency(&self) -> Option<f64> {
+        self.json["wall_latency_s"]["median"].as_f64()
+    }
+
+    /// One line of latency figures for the test's output.
+    fn latency_line(&self) -> String {
+        format!(
+            "median {:.3} s (player's own: median {:.3} s, last {:.3} s) over {} samples; \
+             first frame {} ms after play; currentTime advanced {} s in {} s; \
+             stalls the player reported: {}",
+            self.wall_latency().unwrap_or(f64::NAN),
+            self.latency("median").unwrap_or(f64::NAN),
+            self.latency("last").unwrap_or(f64::NAN),
+            self.json["wall_latency_s"]["n"],
+            self.json["first_frame_ms"],
+            self.json["advanced_s"],
+            self.json["wall_s"],
+            self.json["player_stalls"],
+        )
+    }
 }
 
-/// Runs `tests/browser/{script}` with node and `args` (plus a screenshot
-/// path, `target/tmp/{artefact}.png`), ending it by PID past
-/// [`NODE_DEADLINE`]; returns its exit status and the JSON it printed last
-/// (also kept as `target/tmp/{artefact}.json` and in the artefact dir).
+/// Runs `tests/browser/{script}` with node, `args` (plus a screenshot
+/// path, `target/tmp/{artefact}.png`) and `envs`, ending it by PID past
+/// [`NODE_DEADLINE_BASE`] plus `sample_s`; returns its exit status and the
+/// JSON it printed last (also kept as `target/tmp/{artefact}.json` and in
+/// the artefact dir).
 fn run_node(
     script: &str,
     args: &[&str],
+    envs: &[(&str, String)],
+    sample_s: u64,
     artefact: &str,
 ) -> (std::process::ExitStatus, serde_json::Value, Proc) {
+    let deadline = NODE_DEADLINE_BASE + Duration::from_secs(sample_s);
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let screenshot = tmp.join(format!("{artefact}.png"));
     let stdout_path = artefact_dir().join(format!("{script}.stdout"));
@@ -136,9 +182,10 @@ fn run_node(
             .arg(&screenshot)
             .current_dir(package_root())
             .env("CHROMIUM", chromium_path())
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(stdout)),
     );
-    let status = match node.wait_timeout(NODE_DEADLINE) {
+    let status = match node.wait_timeout(deadline) {
         Some(st) => st,
         None => {
             // SIGTERM lets playwright close Chromium before node exits.
@@ -147,7 +194,7 @@ fn run_node(
                 node.kill();
             }
             panic!(
-                "{script} did not finish within {NODE_DEADLINE:?}; ended it by PID\n{}",
+                "{script} did not finish within {deadline:?}; ended it by PID\n{}",
                 node.stderr_tail(40)
             );
         }
@@ -167,16 +214,47 @@ fn run_node(
     (status, json, node)
 }
 
-/// Starts a server and a publisher of `live/test`, then plays `path` with
-/// `proto` ("hls" or "flv") in Chromium through the `/` page. Panics with
-/// play.mjs's reasons if it reports a failure.
-fn play_in_chromium(proto: &str, path: &str) -> Played {
-    play_in_chromium_over(proto, path, None)
+/// One play.mjs run: which player plays which path, for how long.
+struct PlayRun<'a> {
+    /// "hls" (hls.js), "shaka" (shaka-player) or "flv" (mpegts.js).
+    player: &'a str,
+    /// The stream's path, maybe with a query (`?container=fmp4`).
+    path: &'a str,
+    /// Seconds of sampling, and how far currentTime must advance in them.
+    sample_s: u64,
+    advance_min_s: f64,
+    /// A certificate and its key: the server serves TLS too and the page is
+    /// loaded over `https://`.
+    tls: Option<(&'a Path, &'a Path)>,
+    /// Names the screenshot and JSON under `target/tmp/browser-{artefact}`.
+    artefact: &'a str,
 }
 
-/// As [`play_in_chromium`]; with `tls` (a certificate and its key), the
-/// server serves TLS too and the page is loaded over `https://`.
-fn play_in_chromium_over(proto: &str, path: &str, tls: Option<(&Path, &Path)>) -> Played {
+impl<'a> PlayRun<'a> {
+    /// `player` plays `path` for the default sampling, over plain HTTP.
+    fn new(player: &'a str, path: &'a str) -> Self {
+        PlayRun {
+            player,
+            path,
+            sample_s: SAMPLE_S,
+            advance_min_s: ADVANCE_MIN_S,
+            tls: None,
+            artefact: player,
+        }
+    }
+}
+
+/// Starts a server and a publisher of `live/test`, then plays `path` with
+/// `proto` ("hls", "shaka" or "flv") in Chromium through the `/` page. Panics with
+/// play.mjs's reasons if it reports a failure.
+fn play_in_chromium(proto: &str, path: &str) -> Played {
+    play(&PlayRun::new(proto, path))
+}
+
+/// Runs `run` against a fresh server and publisher; see
+/// [`play_in_chromium`].
+fn play(run: &PlayRun) -> Played {
+    let tls = run.tls;
     require_browser_env();
     let mut builder = Server::builder().shards(2);
     if let Some((cert, key)) = tls {
@@ -191,10 +269,16 @@ fn play_in_chromium_over(proto: &str, path: &str, tls: Option<(&Path, &Path)>) -
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let page = format!("{scheme}://127.0.0.1:{}/", server.port);
+    let envs = [
+        ("SAMPLE_S", run.sample_s.to_string()),
+        ("ADVANCE_MIN_S", run.advance_min_s.to_string()),
+    ];
     let (status, json, node) = run_node(
         "play.mjs",
-        &[page.as_str(), proto, path],
-        &format!("browser-{proto}"),
+        &[page.as_str(), run.player, run.path],
+        &envs,
+        run.sample_s,
+        &format!("browser-{}", run.artefact),
     );
     let failures = json.get("failures").cloned().unwrap_or_default();
     let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
@@ -206,8 +290,14 @@ fn play_in_chromium_over(proto: &str, path: &str, tls: Option<(&Path, &Path)>) -
     Played { json }
 }
 
-/// The checks both protocols share, on play.mjs's JSON.
+/// The checks every player shares, on play.mjs's JSON, for the default
+/// sampling.
 fn assert_played(p: &Played, proto: &str) {
+    assert_played_for(p, proto, ADVANCE_MIN_S);
+}
+
+/// As [`assert_played`], with currentTime advancing by `advance_min_s`.
+fn assert_played_for(p: &Played, proto: &str, advance_min_s: f64) {
     let libs = &p.json["libsLoaded"];
     assert_eq!(
         (libs["hls"].as_bool(), libs["mpegts"].as_bool()),
@@ -226,9 +316,15 @@ fn assert_played(p: &Played, proto: &str) {
     );
     let advanced = p.f64("advanced_s").unwrap_or(0.0);
     assert!(
-        advanced >= ADVANCE_MIN_S,
-        "currentTime advanced {advanced} s over {:?} s of sampling ({proto}); want >= {ADVANCE_MIN_S}",
+        advanced >= advance_min_s,
+        "currentTime advanced {advanced} s over {:?} s of sampling ({proto}); want >= {advance_min_s}",
         p.f64("wall_s")
+    );
+    assert_eq!(
+        p.json["player_errors"].as_array().map(Vec::len),
+        Some(0),
+        "the player raised errors ({proto}): {}",
+        p.json["player_errors"]
     );
 }
 
@@ -244,14 +340,50 @@ fn hls_js_plays_ll_hls_in_chromium() {
     );
     // A figure for the issue's note, not a timed assertion (aim: < 2 s).
     println!(
-        "hls.js latency (LL-HLS, 0.5 s parts, 2 s GOP): median {:.3} s, last {:.3} s over {} samples; \
-         first frame {} ms after play; currentTime advanced {} s in {} s",
-        median.unwrap_or(f64::NAN),
-        last.unwrap_or(f64::NAN),
-        p.json["hls_latency_s"]["n"],
-        p.json["first_frame_ms"],
-        p.json["advanced_s"],
-        p.json["wall_s"],
+        "hls.js latency (LL-HLS in TS, 0.5 s parts, 2 s GOP): {}",
+        p.latency_line()
+    );
+}
+
+#[test]
+fn hls_js_plays_fmp4_ll_hls_in_chromium() {
+    let p = play(&PlayRun {
+        artefact: "hls-fmp4",
+        ..PlayRun::new("hls", "/live/test.m3u8?container=fmp4")
+    });
+    assert_played(&p, "hls");
+    assert!(
+        p.json["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("container=fmp4")),
+        "hls.js did not play the fMP4 playlist: {}",
+        p.json["url"]
+    );
+    println!(
+        "hls.js latency (LL-HLS in fMP4, 0.5 s parts, 2 s GOP): {}",
+        p.latency_line()
+    );
+}
+
+/// Issue 13: shaka-player in low-latency mode stopped for good after about
+/// 11 s, on a 404 for a part a lagging shard had not applied yet, and
+/// before that failed (error 3018) on parts that start mid-GOP.
+#[test]
+fn shaka_plays_ll_hls_in_chromium() {
+    let p = play(&PlayRun {
+        sample_s: SHAKA_SAMPLE_S,
+        advance_min_s: SHAKA_ADVANCE_MIN_S,
+        ..PlayRun::new("shaka", "/live/test.m3u8")
+    });
+    assert_played_for(&p, "shaka", SHAKA_ADVANCE_MIN_S);
+    let stalled = p.f64("stalled_max_s").unwrap_or(f64::INFINITY);
+    assert!(
+        stalled < STALL_MAX_S,
+        "currentTime stood still for {stalled} s (want < {STALL_MAX_S} s)"
+    );
+    println!(
+        "shaka-player latency (LL-HLS in TS, low-latency mode): {}; longest stall {stalled} s",
+        p.latency_line()
     );
 }
 
@@ -260,7 +392,10 @@ fn hls_js_plays_ll_hls_from_an_https_page_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let ca = common::test_ca::TestCa::new(dir.path(), "ca");
     let (cert, key) = ca.leaf("srv", &["localhost"]);
-    let p = play_in_chromium_over("hls", "/live/test.m3u8", Some((&cert, &key)));
+    let p = play(&PlayRun {
+        tls: Some((&cert, &key)),
+        ..PlayRun::new("hls", "/live/test.m3u8")
+    });
     assert_played(&p, "hls");
     assert!(
         p.json["page"]
@@ -322,6 +457,8 @@ fn dashboard_shows_bandwidth_and_players_in_chromium() {
     let (status, json, node) = run_node(
         "dashboard.mjs",
         &[page.as_str(), stream.as_str(), want.as_str()],
+        &[],
+        0,
         "browser-dashboard",
     );
     for p in &mut players {

@@ -1447,6 +1447,13 @@ fn fmp4_hls_is_valid_fragments_that_ffmpeg_plays() {
         playlist_with_segment("TS playlist", Duration::from_secs(20), || get("test.m3u8"));
     assert!(!ts.contains("EXT-X-MAP") && ts.contains(".ts"), "{ts}");
 
+    // The fMP4 rendition starts on this first request; its first answer
+    // waits for a whole segment (hls.js takes a playlist of parts alone
+    // for an empty one).
+    let first = get("test.m3u8?container=fmp4");
+    assert_eq!(first.head.status, 200, "{}", first.text());
+    assert!(first.text().contains("#EXTINF"), "{}", first.text());
+
     // Wait for four finished fMP4 segments.
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {

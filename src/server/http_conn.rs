@@ -18,8 +18,8 @@ use crate::metrics::Protocol;
 use crate::net::io::{read_some, write_all, READ_BUF_LEN};
 use crate::net::{ConnSlot, ConnWhat, Registered, Transport};
 use crate::stream::{Media, MediaFilter, Notify, Player, PlayerFormat, Rendition, StreamKey};
-use proto::hls::Container;
 use proto::hls::Readiness;
+use proto::hls::{Availability, Container};
 use proto::http::HlsFile;
 use proto::http::{self, BodyDecoder, HttpLimits, Parse, Request, Response, ResponseHead, Route};
 
@@ -499,6 +499,7 @@ async fn playlist(
         (m, p) => (m.and_then(Result::ok), p.and_then(Result::ok)),
     };
     let skip = matches!(req.param("_HLS_skip"), Some("YES" | "v2"));
+    let waited_from = Instant::now();
     let chosen = || container.unwrap_or_else(|| shard.table.borrow().container_of(key));
     let mut r = Rendition::for_filter(filter, chosen());
     let mut notify = wait_hls(shard, key, r, shard.stream_wait(), reg).await;
@@ -514,6 +515,20 @@ async fn playlist(
             format!("stream {key} has no HLS segments (not published?)\n"),
         );
     };
+    // A rendition that started on this request (fMP4, audio or video
+    // only) has only the parts of its first segment for up to a GOP; a
+    // playlist with no whole segment is an empty one to hls.js (its
+    // levelEmptyError), so the first answer waits for one, within the
+    // same stream_wait. Past that the parts alone are the answer.
+    let deadline = waited_from + shard.stream_wait();
+    loop {
+        let seen = notify.generation();
+        let listed = shard.with_hls(key, r, |w| w.lists_a_segment() || w.is_ended());
+        if listed != Some(false) || Instant::now() >= deadline || reg.state.close.is_raised() {
+            break;
+        }
+        follow_until_change(shard, key, r, &notify, seen, deadline).await;
+    }
     if let Some(msn) = msn {
         let (timeout, deadline) = blocking_deadline(shard, key, r);
         loop {
@@ -540,20 +555,7 @@ async fn playlist(
                     format!("_HLS_msn={msn} did not arrive within {timeout} ms\n"),
                 );
             }
-            // Wake on any change, and at least every WAIT_REFRESH to keep
-            // following the stream (a replica, or the owner's entry, would
-            // otherwise be dropped under a request blocked on a stream with
-            // no publisher).
-            let _ = futures_lite::future::or(
-                notify.changed(seen),
-                glommio::timer::sleep(
-                    deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(WAIT_REFRESH),
-                ),
-            )
-            .await;
-            shard.watch_hls(key, r);
+            follow_until_change(shard, key, r, &notify, seen, deadline).await;
         }
     }
     let base = format!("{name}/{}", r.path_prefix());
@@ -646,9 +648,13 @@ fn rendition_at(folder: &str, container: Container) -> Rendition {
     Rendition::for_filter(filter, container)
 }
 
-/// A segment, part or init segment. A part that is announced (the
-/// preload hint) but not finished yet is waited for, as LL-HLS players
-/// request it early.
+/// A segment, part or init segment, as the shard's window answers for it
+/// ([`Availability`]): here, still to come (held until it arrives, up to
+/// the blocking timeout of three target durations, RFC 8216bis 6.2.5.2 and
+/// 6.2.6: LL-HLS players request the hinted part early, and a playlist
+/// from a shard further ahead may name a part this shard's copy has not
+/// applied yet), or never (404 at once). Both containers, TS and fMP4,
+/// take this one path.
 async fn media(
     shard: &Rc<Shard>,
     key: &StreamKey,
@@ -666,33 +672,55 @@ async fn media(
     let (_, deadline) = blocking_deadline(shard, key, r);
     loop {
         let seen = notify.generation();
-        let (found, hinted) = shard
+        let found = shard
             .with_hls(key, r, |w| match file {
-                HlsFile::Media { msn, part: Some(p) } => {
-                    (w.part(msn, p), w.preload_hint() == Some((msn, p)))
-                }
-                HlsFile::Media { msn, part: None } => (w.segment(msn), false),
-                HlsFile::Init(id) => (w.init(id), false),
+                HlsFile::Media { msn, part } => w.media(msn, part),
+                HlsFile::Init(id) => w.init_segment(id),
             })
-            .unwrap_or((None, false));
-        if let Some(bytes) = found {
-            shard.count_hls_request(key);
-            return Ok(bytes);
+            .unwrap_or(Availability::Gone);
+        let waited_out = Instant::now() >= deadline || reg.state.close.is_raised();
+        match found {
+            Availability::Here(bytes) => {
+                shard.count_hls_request(key);
+                return Ok(bytes);
+            }
+            Availability::Coming if !waited_out => {}
+            Availability::Coming | Availability::Gone => {
+                let what = match file {
+                    HlsFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
+                    HlsFile::Media { msn, part: None } => format!("segment {msn}"),
+                    HlsFile::Init(id) => format!("init segment {id}"),
+                };
+                let why = if matches!(found, Availability::Gone) {
+                    "is not available"
+                } else {
+                    "did not arrive in time"
+                };
+                return Err((404, format!("{what} of {key} ({r}) {why}\n")));
+            }
         }
-        if !hinted || Instant::now() >= deadline || reg.state.close.is_raised() {
-            let what = match file {
-                HlsFile::Media { msn, part: Some(p) } => format!("part {msn}.{p}"),
-                HlsFile::Media { msn, part: None } => format!("segment {msn}"),
-                HlsFile::Init(id) => format!("init segment {id}"),
-            };
-            return Err((404, format!("{what} of {key} ({r}) is not available\n")));
-        }
-        let _ = futures_lite::future::or(
-            notify.changed(seen),
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
-        )
-        .await;
+        follow_until_change(shard, key, r, &notify, seen, deadline).await;
     }
+}
+
+/// Sleeps until the stream's HLS state changes past generation `seen`, or
+/// WAIT_REFRESH or `deadline` passes, then follows the stream again: a
+/// held request wakes on any change and follows at least every
+/// WAIT_REFRESH (a replica, or the owner's entry, would otherwise be
+/// dropped under a request held on a stream with no publisher).
+async fn follow_until_change(
+    shard: &Rc<Shard>,
+    key: &StreamKey,
+    r: Rendition,
+    notify: &Notify,
+    seen: u64,
+    deadline: Instant,
+) {
+    let nap = deadline
+        .saturating_duration_since(Instant::now())
+        .min(WAIT_REFRESH);
+    let _ = futures_lite::future::or(notify.changed(seen), glommio::timer::sleep(nap)).await;
+    shard.watch_hls(key, r);
 }
 
 /// How long a blocking request on `key`/`r` may wait (3 target durations,

@@ -1,16 +1,21 @@
 // Plays one stream of a running shardcast in headless Chromium through the
 // `/` page, and reports what the <video> did as one JSON object on stdout.
+// It is the one runner of every player test: hls.js (`hls`, TS or fMP4),
+// shaka-player (`shaka`) and mpegts.js (`flv`).
 //
-//   node tests/browser/play.mjs <page url> <hls|flv> <stream path> [screenshot.png]
+//   node tests/browser/play.mjs <page url> <hls|shaka|flv> <stream path> [screenshot.png]
 //
-// e.g. `node tests/browser/play.mjs http://127.0.0.1:8079/ hls /live/test.m3u8`.
+// e.g. `node tests/browser/play.mjs http://127.0.0.1:8079/ hls /live/test.m3u8`,
+// or `... shaka /live/test.m3u8`, or `... hls '/live/test.m3u8?container=fmp4'`.
 //
 // The page lists the stream (from /api/streams, refreshed every 2 s); this
 // script waits for its play button, clicks it (the page then calls
-// `window.shardcast.playHls` / `playFlv`), waits for the first frame, then
-// samples `window.shardcast.stats()` for SAMPLE_S seconds. It checks that
-// both player libraries loaded, that currentTime advanced by at least
-// ADVANCE_MIN_S and that the video has the expected width. Exit status: 0 on
+// `window.shardcast.play(<player>, url)`; a stream path with a query, which
+// no button carries, is passed to that call directly), waits for the first
+// frame, then samples `window.shardcast.stats()` for SAMPLE_S seconds. It
+// checks that both preloaded player libraries loaded, that currentTime
+// advanced by at least ADVANCE_MIN_S, that the player raised no error event
+// and that the video has the expected width. Exit status: 0 on
 // success, 1 when a check fails, 2 when the environment is missing something
 // (Chromium, node_modules). Diagnostics go to stderr; stdout carries only the
 // JSON, so the Rust test (tests/browser.rs) can parse it.
@@ -23,7 +28,7 @@ import path from 'node:path';
 
 import { startRun } from './run.mjs';
 
-const USAGE = 'usage: node tests/browser/play.mjs <page url> <hls|flv> <stream path> [screenshot.png]';
+const USAGE = 'usage: node tests/browser/play.mjs <page url> <hls|shaka|flv> <stream path> [screenshot.png]';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const INSTALL_HINT =
   'run scripts/test.sh (it installs them), or by hand: `apt-get install chromium` and `npm ci` in the shardcast directory';
@@ -31,17 +36,17 @@ const INSTALL_HINT =
 /** Seconds of sampling once the first frame is shown. */
 const SAMPLE_S = Number(process.env.SAMPLE_S || 8);
 /** How far currentTime must advance over the sampling. */
-const ADVANCE_MIN_S = 3;
+const ADVANCE_MIN_S = Number(process.env.ADVANCE_MIN_S || 3);
 /** Expected video width (the tests publish 1280x720). */
 const WIDTH = Number(process.env.EXPECT_WIDTH || 1280);
 /** Deadlines, in ms. The whole run stays well under the Rust test's. */
 const LIST_TIMEOUT_MS = 15_000;
 const FIRST_FRAME_TIMEOUT_MS = 20_000;
-const WATCHDOG_MS = 75_000;
+const WATCHDOG_MS = 67_000 + SAMPLE_S * 1000;
 const SAMPLE_EVERY_MS = 250;
 
 const [pageUrl, proto, streamPath, screenshot] = process.argv.slice(2);
-if (!pageUrl || !['hls', 'flv'].includes(proto) || !streamPath) {
+if (!pageUrl || !['hls', 'shaka', 'flv'].includes(proto) || !streamPath) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -137,7 +142,8 @@ try {
   }
 
   // The page lists the stream within a refresh or two; click its button.
-  const button = page.locator(`button[data-play="${proto}"][data-url="${streamPath}"]`);
+  const listedPath = streamPath.split('?')[0];
+  const button = page.locator(`button[data-play="${proto}"][data-url="${listedPath}"]`);
   try {
     await button.waitFor({ state: 'visible', timeout: LIST_TIMEOUT_MS });
   } catch {
@@ -147,7 +153,11 @@ try {
   }
   result.listed_ms = Date.now() - t0;
   const tClick = Date.now();
-  await button.click();
+  if (listedPath === streamPath) {
+    await button.click();
+  } else {
+    await page.evaluate(([kind, url]) => window.shardcast.play(kind, url), [proto, streamPath]);
+  }
 
   // First frame: currentTime moving and a decoded size.
   try {
@@ -178,8 +188,24 @@ try {
   }
   const first = samples[0];
   const last = samples[samples.length - 1];
-  const latencies = samples.map((s) => s.hlsLatency).filter((x) => typeof x === 'number' && x > 0);
+  const positive = (xs) => xs.filter((x) => typeof x === 'number' && x > 0);
+  const latencies = positive(samples.map((s) => s.hlsLatency));
+  const wall = positive(samples.map((s) => s.wallLatency));
+  const summary = (xs) => ({
+    median: round3(median(xs)),
+    last: round3(xs.length ? xs[xs.length - 1] : null),
+    min: round3(xs.length ? Math.min(...xs) : null),
+    max: round3(xs.length ? Math.max(...xs) : null),
+    n: xs.length,
+  });
   const ahead = samples.map((s) => s.bufferedAhead);
+  // The longest stretch of sampling over which currentTime stood still.
+  let stalledMax = 0;
+  let movedAt = first.t;
+  for (let i = 1; i < samples.length; i++) {
+    if (samples[i].currentTime !== samples[i - 1].currentTime) movedAt = samples[i].t;
+    stalledMax = Math.max(stalledMax, samples[i].t - movedAt);
+  }
 
   Object.assign(result, {
     kind: last.kind,
@@ -193,13 +219,13 @@ try {
     video_height: last.videoHeight,
     paused: last.paused,
     buffered_ahead_median_s: round3(median(ahead)),
-    hls_latency_s: {
-      median: round3(median(latencies)),
-      last: round3(latencies.length ? latencies[latencies.length - 1] : null),
-      min: round3(latencies.length ? Math.min(...latencies) : null),
-      max: round3(latencies.length ? Math.max(...latencies) : null),
-      n: latencies.length,
-    },
+    stalled_max_s: round3(stalledMax),
+    // The player's own latency figure, and the wall clock less the
+    // program date of the playhead (the same measure for every player).
+    hls_latency_s: summary(latencies),
+    wall_latency_s: summary(wall),
+    player_errors: last.errors,
+    player_stalls: last.stalls,
     status: await page.locator('#status').innerText().catch(() => null),
   });
 
@@ -210,7 +236,8 @@ try {
     );
   }
   if (result.video_width !== WIDTH) failures.push(`videoWidth is ${result.video_width}, want ${WIDTH}`);
-  if (proto === 'hls' && latencies.length === 0) failures.push('hls.js reported no latency');
+  if (proto !== 'flv' && latencies.length === 0) failures.push(`the ${proto} player reported no latency`);
+  if (last.errors.length > 0) failures.push(`the player raised errors: ${JSON.stringify(last.errors)}`);
 
   if (screenshot) {
     fs.mkdirSync(path.dirname(screenshot), { recursive: true });

@@ -67,7 +67,7 @@ pub use fmp4_muxer::Fmp4Muxer;
 pub use multivariant::{render_multivariant, Variant};
 pub use playlist::format_program_date_time;
 pub use segmenter::Segmenter;
-pub use window::{HlsWindow, Readiness, UriForm};
+pub use window::{Availability, HlsWindow, Readiness, UriForm};
 
 /// A segment is cut without a keyframe once it is this long, so a stream
 /// that never sends one (or has a very long GOP) cannot grow a segment

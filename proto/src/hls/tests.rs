@@ -141,6 +141,16 @@ struct Harness {
 }
 
 impl Harness {
+    /// The index in `events` of part `part` of segment `msn`.
+    fn part_event(&self, msn: u64, part: u32) -> usize {
+        self.events
+            .iter()
+            .position(
+                |e| matches!(e, HlsEvent::Part { msn: m, part: p, .. } if (*m, *p) == (msn, part)),
+            )
+            .expect("the part was shipped")
+    }
+
     fn new(config: HlsConfig) -> Self {
         Self {
             segmenter: Segmenter::new(config, Box::new(FakeMuxer)),
@@ -563,10 +573,79 @@ fn blocking_reload_rules() {
     assert!(!text.contains("PRELOAD-HINT") && !text.contains("EXT-X-SKIP"));
 }
 
+/// Every segment or part request is answered for what the window knows:
+/// here, coming (held), or gone (404 at once), the same for the owner and
+/// for a replica a few events behind, which must hold a part that a
+/// playlist from a shard further ahead listed (the shaka-player 404 of
+/// issue 13).
+#[test]
+fn media_requests_are_here_coming_or_gone() {
+    use Availability::{Coming, Gone};
+    let here = |a: Availability| matches!(a, Availability::Here(_));
+    let (h, _) = scripted(ll(3), 7_200);
+    let w = &h.window;
+    // Segments 0-2 finished (4 parts each); segment 3 has parts 0 and 1.
+    assert!(w.lists_a_segment());
+    assert!(here(w.media(3, Some(1))));
+    assert!(here(w.media(2, None)));
+    assert!(here(w.media(2, Some(3))));
+    // The hinted part, a later one within the Advance Part Limit (3 s of
+    // 0.5 s parts), and part 0 of the next segment are coming.
+    assert_eq!(w.media(3, Some(2)), Coming);
+    assert_eq!(w.media(3, Some(6)), Coming);
+    assert_eq!(w.media(4, Some(0)), Coming);
+    // The segment in progress and the next one are coming.
+    assert_eq!(w.media(3, None), Coming);
+    assert_eq!(w.media(4, None), Coming);
+    // Never: past the limit, beyond the next segment, a part a finished
+    // segment ended without, and an init segment of a TS window.
+    assert_eq!(w.media(3, Some(7)), Gone);
+    assert_eq!(w.media(5, None), Gone);
+    assert_eq!(w.media(5, Some(0)), Gone);
+    assert_eq!(w.media(2, Some(4)), Gone);
+    assert_eq!(w.init_segment(0), Gone);
+
+    // A replica two parts behind: it has applied segment 3's start and
+    // none of its parts, so its hint is part 3.0, yet part 3.1 (listed by
+    // the owner's playlist) is coming, not gone.
+    let upto = h.part_event(3, 0);
+    let mut replica = HlsWindow::new(ll(3), Container::Ts);
+    for e in &h.events[..upto] {
+        replica.apply(e);
+    }
+    assert_eq!(replica.preload_hint(), Some((3, 0)));
+    assert_eq!(replica.media(3, Some(1)), Coming);
+    assert_eq!(replica.media(3, None), Coming);
+    for e in &h.events[upto..] {
+        replica.apply(e);
+    }
+    assert_eq!(replica.media(3, Some(1)), w.media(3, Some(1)));
+
+    // A replica that joined mid-segment never gets that segment's parts.
+    let mut late = HlsWindow::new(ll(3), Container::Ts);
+    for e in &h.events[upto + 1..] {
+        late.apply(e);
+    }
+    assert_eq!(late.media(3, Some(0)), Gone);
+    assert_eq!(late.media(3, Some(1)), Gone);
+    assert_eq!(late.media(4, Some(0)), Coming);
+
+    // Dropped segments are gone; after the end, whatever is not here is.
+    let (mut h, _) = scripted(ll(3), 30_200);
+    assert_eq!(h.window.media(0, None), Gone);
+    assert_eq!(h.window.media(0, Some(0)), Gone);
+    let events = h.segmenter.end();
+    h.apply(events);
+    let next = h.window.last_part().unwrap().0 + 1;
+    assert_eq!(h.window.media(next, Some(0)), Gone);
+    assert_eq!(h.window.media(next, None), Gone);
+}
+
 #[test]
 fn blocking_reload_before_any_media() {
     let w = HlsWindow::new(ll(3), Container::Ts);
     assert!(w.is_empty());
+    assert!(!w.lists_a_segment());
     assert_eq!(w.last_part(), None);
     assert_eq!(w.preload_hint(), Some((0, 0)));
     assert_eq!(w.readiness(0, Some(0)), Readiness::Wait);
@@ -997,20 +1076,7 @@ fn window_restarts_after_missed_events_and_late_replicas_clone() {
     // A replica that starts from events mid-segment lists nothing of that
     // segment's parts, then everything from the next segment on.
     let mut late = HlsWindow::new(ll(3), Container::Ts);
-    let from = h
-        .events
-        .iter()
-        .position(|e| {
-            matches!(
-                e,
-                HlsEvent::Part {
-                    msn: 3,
-                    part: 2,
-                    ..
-                }
-            )
-        })
-        .unwrap();
+    let from = h.part_event(3, 2);
     for e in &h.events[from..] {
         late.apply(e);
     }

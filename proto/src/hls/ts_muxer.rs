@@ -4,8 +4,10 @@ use super::SegmentMuxer;
 use crate::media::Frame;
 use crate::ts::TsMuxer;
 
-/// Each part and segment starts with PAT and PMT and carries a PCR in its
-/// first packet on the PCR PID, so a player can start with any of them.
+/// Each part and segment starts with PAT and PMT, carries a PCR in its
+/// first packet on the PCR PID and has the parameter sets before its first
+/// video frame, so a player can start with any of them and transmux each
+/// part on its own. A segment stays exactly its parts joined.
 ///
 /// Frames the muxer refuses (a codec MPEG-TS cannot carry here, such as
 /// Opus or AV1, or a malformed frame) are left out of the segment and
@@ -19,6 +21,7 @@ impl SegmentMuxer for TsMuxer {
 
     fn start_chunk(&mut self, out: &mut Vec<u8>) {
         self.force_pcr();
+        self.repeat_parameter_sets();
         self.write_psi(out);
     }
 
@@ -41,11 +44,18 @@ impl SegmentMuxer for TsMuxer {
 mod tests {
     use super::super::vectors::*;
     use super::super::{HlsConfig, HlsEvent, Segmenter};
-    use crate::ts::{check_packets, TsMuxer, PACKET_LEN};
+    use crate::ts::{check_packets, TsMuxer, PACKET_LEN, PID_VIDEO};
+
+    /// Whether `needle` occurs in `hay`.
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
 
     /// Parts and segments from the real muxer: whole packets, PSI and a PCR
-    /// at the start of each part, and continuity counters that run on from
-    /// part to part and from segment to segment.
+    /// at the start of each part, SPS and PPS before each part's first
+    /// video frame (keyframe or not), each segment exactly its parts
+    /// joined, and continuity counters that run on from part to part and
+    /// from segment to segment.
     #[test]
     fn parts_and_segments_are_valid_transport_streams() {
         let config = HlsConfig::default();
@@ -63,10 +73,16 @@ mod tests {
 
         let mut stream = Vec::new();
         let mut parts = 0;
+        let mut joined = Vec::new();
+        let mut non_key_parts = 0;
         for e in &events {
             match e {
-                HlsEvent::Part { data, .. } => {
+                HlsEvent::Part {
+                    data, independent, ..
+                } => {
                     parts += 1;
+                    joined.extend_from_slice(data);
+                    non_key_parts += usize::from(!independent);
                     assert_eq!(data.len() % PACKET_LEN, 0);
                     let summary = check_packets(data).expect("a part is a valid TS");
                     assert_eq!(summary.pat_count, 1);
@@ -74,12 +90,26 @@ mod tests {
                     // PAT first, PID 0.
                     assert_eq!((data[1] & 0x1f, data[2]), (0, 0));
                     assert!(!summary.pcrs.is_empty());
+                    // The test frames are small: the first video PES fits
+                    // in its first packet.
+                    let first = summary
+                        .pes_on(PID_VIDEO)
+                        .next()
+                        .expect("video in every part");
+                    let packet = &data[first.offset..first.offset + PACKET_LEN];
+                    assert!(contains(packet, &[0, 0, 0, 1, 0x67, 0x42]), "SPS");
+                    assert!(contains(packet, &[0, 0, 0, 1, 0x68, 0xce]), "PPS");
                 }
-                HlsEvent::Segment { data, .. } => stream.extend_from_slice(data),
+                HlsEvent::Segment { data, .. } => {
+                    assert_eq!(data[..], joined[..], "a segment is its parts joined");
+                    joined.clear();
+                    stream.extend_from_slice(data);
+                }
                 _ => {}
             }
         }
         assert_eq!(parts, 10);
+        assert!(non_key_parts > 0, "some parts start without a keyframe");
         let summary = check_packets(&stream).expect("the segments form one valid TS");
         assert_eq!(summary.pat_count, parts);
         assert_eq!(summary.stream_types(), [0x1b, 0x0f]);

@@ -49,6 +49,33 @@ pub enum Readiness {
     Reject,
 }
 
+/// Where a segment, part or init segment stands in a window
+/// ([`HlsWindow::media`], [`HlsWindow::init_segment`]): every request
+/// for one is answered by one of these, so a shard whose copy of the
+/// window lags the owner's (a replica a few events behind) still answers
+/// right for a URI that a playlist from another shard named.
+///
+/// RFC 8216bis 6.2.6 has the server hold a request for a hinted part
+/// until it exists (a blocking request, answered within the 6.2.5.2
+/// timeout of three target durations), and 6.2.2 keeps every listed
+/// segment and part available: a part that this window has not seen yet
+/// but that the stream can reach within the Advance Part Limit is
+/// `Coming`, whether or not this copy hints it yet. What can never be
+/// here is `Gone` at once (404), not after a wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Here: the bytes.
+    Here(Bytes),
+    /// Not here yet but expected: hold the request, ask again after the
+    /// window applies the next event, and answer 404 past the blocking
+    /// timeout ([`HlsWindow::blocking_timeout_ms`]).
+    Coming,
+    /// Never here: too old (dropped), a part the segment ended without,
+    /// the parts of a segment this window missed, too far ahead, or the
+    /// stream ended.
+    Gone,
+}
+
 /// One shard's view of a stream's HLS state, built only from
 /// [`HlsEvent`]s, so every shard that applied the same events renders the
 /// same playlist. Clone it to start a late replica (the media is shared
@@ -538,6 +565,80 @@ impl HlsWindow {
         parts.get(index).map(|p| p.data.clone())
     }
 
+    /// Where segment `msn` (`part` None) or its part `part` stands; see
+    /// [`Availability`]. Still to come are: a part of the segment in
+    /// progress or of a later one, up to the Advance Part Limit (the rule
+    /// of [`Readiness::Reject`]); the segment in progress and the next
+    /// one. A part of a finished segment that was not seen, or a part of
+    /// a segment in progress whose earlier parts this window missed, never
+    /// comes here.
+    pub fn media(&self, msn: u64, part: Option<u32>) -> Availability {
+        let found = match part {
+            Some(p) => self.part(msn, p),
+            None => self.segment(msn),
+        };
+        if let Some(bytes) = found {
+            return Availability::Here(bytes);
+        }
+        let next = self.next_msn();
+        let coming = !self.ended
+            && msn >= next
+            && match part {
+                None => msn <= next.saturating_add(1),
+                Some(_) if self.open.as_ref().is_some_and(|o| o.msn == msn && o.broken) => false,
+                Some(p) => self.config.low_latency && !self.too_far_ahead(msn, p),
+            };
+        if coming {
+            Availability::Coming
+        } else {
+            Availability::Gone
+        }
+    }
+
+    /// Where init segment `id` stands (fMP4): here while a kept segment
+    /// needs it, coming when it is the next one the window numbers (a
+    /// replica that has not applied it yet), else gone.
+    pub fn init_segment(&self, id: u32) -> Availability {
+        match self.init(id) {
+            Some(bytes) => Availability::Here(bytes),
+            None if self.container == Container::Fmp4 && !self.ended && id == self.next_init => {
+                Availability::Coming
+            }
+            None => Availability::Gone,
+        }
+    }
+
+    /// Whether part `part` of segment `msn` (the one in progress or a
+    /// later one) lies beyond what a server may make a client wait for:
+    /// more than two segments past the last finished one (6.2.5.2's
+    /// SHOULD), or past the newest part by the Advance Part Limit or more
+    /// (3 / PART-TARGET parts when PART-TARGET is under one second, else
+    /// 3). A request for the segment after the one in progress counts at
+    /// least `part + 1` parts ahead, since the open segment may end at any
+    /// moment.
+    fn too_far_ahead(&self, msn: u64, part: u32) -> bool {
+        let next = self.next_msn();
+        if msn > next.saturating_add(1) {
+            return true;
+        }
+        let open_parts = match &self.open {
+            Some(open) if open.msn == next => open.parts.len() as u64,
+            _ => 0,
+        };
+        let ahead = if msn == next {
+            (u64::from(part) + 1).saturating_sub(open_parts)
+        } else {
+            u64::from(part) + 1
+        };
+        // "Exceeds by the limit": ahead >= limit, i.e. ahead × PART-TARGET
+        // >= 3 s.
+        if self.part_target_ms < 1_000 {
+            ahead.saturating_mul(self.part_target_ms) >= 3_000
+        } else {
+            ahead >= 3
+        }
+    }
+
     fn entry(&self, msn: u64) -> Option<&SegmentEntry> {
         let first = self.segments.front()?.msn;
         let index = usize::try_from(msn.checked_sub(first)?).ok()?;
@@ -546,11 +647,11 @@ impl HlsWindow {
 
     /// The part the playlist hints at with EXT-X-PRELOAD-HINT (low latency,
     /// not ended): the next part of the segment in progress, or part 0 of
-    /// the next segment. A request for it that finds no part yet should be
-    /// held (RFC 8216bis 6.2.6: a hinted resource MUST be requestable) until
-    /// the part exists, or answered 404 once the hint has moved past it
-    /// without it (the segment ended before that part: 6.2.6 allows hinted
-    /// parts never to be published).
+    /// the next segment. A request for it is [`Availability::Coming`] (and
+    /// so is one for a later part within the limit, which a shard further
+    /// ahead may hint already) until the part exists, and `Gone` once the
+    /// segment ended before that part (6.2.6 allows hinted parts never to
+    /// be published).
     pub fn preload_hint(&self) -> Option<(u64, u32)> {
         if !self.config.low_latency || self.ended {
             return None;
@@ -596,24 +697,7 @@ impl HlsWindow {
         if msn < next || self.last_part().is_some_and(|last| last >= (msn, part)) {
             return Readiness::Ready;
         }
-        let open_parts = match &self.open {
-            Some(open) if open.msn == next => open.parts.len() as u64,
-            _ => 0,
-        };
-        let ahead = if msn == next {
-            (u64::from(part) + 1).saturating_sub(open_parts)
-        } else {
-            u64::from(part) + 1
-        };
-        // Advance Part Limit: 3 / PART-TARGET (in seconds) parts when
-        // PART-TARGET is under a second, else 3. "Exceeds by the limit":
-        // ahead >= limit, i.e. ahead × PART-TARGET >= 3 s.
-        let too_far = if self.part_target_ms < 1_000 {
-            ahead.saturating_mul(self.part_target_ms) >= 3_000
-        } else {
-            ahead >= 3
-        };
-        if too_far {
+        if self.too_far_ahead(msn, part) {
             Readiness::Reject
         } else {
             Readiness::Wait
@@ -638,6 +722,12 @@ impl HlsWindow {
     /// three target durations (RFC 8216bis 6.2.5.2).
     pub fn blocking_timeout_ms(&self) -> u64 {
         3_000 * self.target_duration_s
+    }
+
+    /// The playlist lists a finished segment (an EXTINF), not only the
+    /// parts of the one in progress.
+    pub fn lists_a_segment(&self) -> bool {
+        self.segments.len() > self.retired
     }
 
     /// Nothing to play yet: no finished segment and no part.

@@ -417,7 +417,7 @@ pub const DASHBOARD_PACKAGE: &str = "uplot";
 
 /// The npm packages `/assets/` serves: the player libraries and the
 /// dashboard's charting library.
-pub const ASSET_PACKAGES: &[&str] = &["hls.js", "mpegts.js", DASHBOARD_PACKAGE];
+pub const ASSET_PACKAGES: &[&str] = &["hls.js", "mpegts.js", "shaka-player", DASHBOARD_PACKAGE];
 
 /// Maps a decoded path to a route.
 pub fn route(path: &str) -> Route {

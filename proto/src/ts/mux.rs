@@ -72,6 +72,9 @@ pub struct TsMuxer {
     aac_config: Option<AdtsConfig>,
     /// The last PCR written.
     last_pcr: Option<Ts90k>,
+    /// The next video frame carries the parameter sets even if it is no
+    /// keyframe (set at the start of every LL-HLS part).
+    parameter_sets_due: bool,
     /// Scratch space for one PES packet, reused between frames.
     pes: Vec<u8>,
     /// The video and the audio codec the muxer last refused, and why,
@@ -111,6 +114,7 @@ impl TsMuxer {
             video_config: None,
             aac_config: None,
             last_pcr: None,
+            parameter_sets_due: false,
             pes: Vec::new(),
             refused: [None; 2],
             refusal: None,
@@ -203,6 +207,16 @@ impl TsMuxer {
         self.last_pcr = None;
     }
 
+    /// Makes the next video frame carry the parameter sets (VPS, SPS, PPS)
+    /// of the last sequence header, keyframe or not, e.g. at the start of
+    /// an LL-HLS part that a player fetches and transmuxes on its own:
+    /// shaka-player's transmuxer cannot decode a part whose first frame
+    /// comes without them (its error 3018), and a decoder that has them
+    /// already takes the repeat as a no-op.
+    pub fn repeat_parameter_sets(&mut self) {
+        self.parameter_sets_due = true;
+    }
+
     fn set_video_stream_type(&mut self, stream_type: u8) {
         if self.video_stream_type != Some(stream_type) {
             self.video_stream_type = Some(stream_type);
@@ -234,9 +248,10 @@ impl TsMuxer {
     ///
     /// H.264 and H.265: the length-prefixed NAL units become Annex B, after
     /// an access unit delimiter (AUDs in the frame are dropped). Before a
-    /// keyframe (the frame's flag, or an IDR/IRAP NAL unit in it) go the
-    /// parameter sets of the last sequence header, each kind only if the
-    /// frame carries none of it. The PES has PTS (DTS + composition offset)
+    /// keyframe (the frame's flag, or an IDR/IRAP NAL unit in it), and
+    /// before the first frame after [`TsMuxer::repeat_parameter_sets`], go
+    /// the parameter sets of the last sequence header, each kind only if
+    /// the frame carries none of it. The PES has PTS (DTS + composition offset)
     /// and, when different, DTS. On the PCR PID, a keyframe's first packet
     /// carries a PCR equal to its DTS and random_access_indicator; other
     /// PES packets carry a PCR when [`PCR_INTERVAL_90K`] has passed.
@@ -325,7 +340,8 @@ impl TsMuxer {
         pes.reserve(PES_HEADER_FIXED_LEN + 10 + es_len + 256);
         write_pes_header(&mut pes, STREAM_ID_VIDEO, pts, Some(dts), None);
         pes.extend_from_slice(syntax.access_unit_delimiter());
-        if random_access {
+        if random_access || self.parameter_sets_due {
+            self.parameter_sets_due = false;
             let sets = [
                 (&config.vps, has_vps),
                 (&config.sps, has_sps),
