@@ -61,6 +61,9 @@ const STALL_MAX_S: f64 = 3.0;
 
 /// The published width (see [`ffmpeg_publish`]).
 const WIDTH: u64 = 1280;
+/// The picture of the ffmpeg 9 publishes (AV1 encodes cheaply at it).
+const SMALL_WIDTH: u64 = 640;
+const SMALL_HEIGHT: u64 = 360;
 
 const INSTALL_HINT: &str = "scripts/test.sh installs them on a fresh machine; by hand: \
      `sudo apt-get install chromium` and `npm ci` in the shardcast directory";
@@ -228,6 +231,10 @@ struct PlayRun<'a> {
     tls: Option<(&'a Path, &'a Path)>,
     /// Names the screenshot and JSON under `target/tmp/browser-{artefact}`.
     artefact: &'a str,
+    /// The publish: None is Debian's ffmpeg with H.264 + AAC at
+    /// [`WIDTH`]; Some is ffmpeg 9 (enhanced RTMP) with these codec
+    /// arguments at [`SMALL_WIDTH`]x[`SMALL_HEIGHT`].
+    enhanced: Option<&'a [&'a str]>,
 }
 
 impl<'a> PlayRun<'a> {
@@ -240,6 +247,7 @@ impl<'a> PlayRun<'a> {
             advance_min_s: ADVANCE_MIN_S,
             tls: None,
             artefact: player,
+            enhanced: None,
         }
     }
 }
@@ -265,13 +273,34 @@ fn play(run: &PlayRun) -> Played {
         ));
     }
     let server = builder.start();
-    let _publisher = publish_and_wait(&server, "ffmpeg-publish");
+    let _publisher = match run.enhanced {
+        None => publish_and_wait(&server, "ffmpeg-publish"),
+        Some(args) => {
+            let p = encode_and_publish(
+                &ffmpeg9(),
+                "ffmpeg9-publish",
+                &server.url("live/test"),
+                &format!("{SMALL_WIDTH}x{SMALL_HEIGHT}"),
+                args,
+            );
+            wait_published(&server, p, &format!("{DEFAULT_VHOST}/live/test"))
+        }
+    };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let page = format!("{scheme}://127.0.0.1:{}/", server.port);
     let envs = [
         ("SAMPLE_S", run.sample_s.to_string()),
         ("ADVANCE_MIN_S", run.advance_min_s.to_string()),
+        (
+            "EXPECT_WIDTH",
+            if run.enhanced.is_some() {
+                SMALL_WIDTH
+            } else {
+                WIDTH
+            }
+            .to_string(),
+        ),
     ];
     let (status, json, node) = run_node(
         "play.mjs",
@@ -298,6 +327,11 @@ fn assert_played(p: &Played, proto: &str) {
 
 /// As [`assert_played`], with currentTime advancing by `advance_min_s`.
 fn assert_played_for(p: &Played, proto: &str, advance_min_s: f64) {
+    assert_played_at(p, proto, advance_min_s, WIDTH);
+}
+
+/// As [`assert_played_for`], for a picture `width` wide.
+fn assert_played_at(p: &Played, proto: &str, advance_min_s: f64, width: u64) {
     let libs = &p.json["libsLoaded"];
     assert_eq!(
         (libs["hls"].as_bool(), libs["mpegts"].as_bool()),
@@ -311,7 +345,7 @@ fn assert_played_for(p: &Played, proto: &str, advance_min_s: f64) {
     );
     assert_eq!(
         p.u64("video_width"),
-        Some(WIDTH),
+        Some(width),
         "videoWidth in Chromium ({proto})"
     );
     let advanced = p.f64("advanced_s").unwrap_or(0.0);
@@ -361,6 +395,24 @@ fn hls_js_plays_fmp4_ll_hls_in_chromium() {
     );
     println!(
         "hls.js latency (LL-HLS in fMP4, 0.5 s parts, 2 s GOP): {}",
+        p.latency_line()
+    );
+}
+
+/// Chromium decodes AV1 and Opus: hls.js plays them from fMP4 LL-HLS
+/// (the playlist names no container; the stream's codecs choose fMP4),
+/// published by ffmpeg 9 over enhanced RTMP.
+#[test]
+fn hls_js_plays_av1_and_opus_in_fmp4_in_chromium() {
+    let args: Vec<&str> = SVT_AV1_ARGS.iter().chain(OPUS_ARGS).copied().collect();
+    let p = play(&PlayRun {
+        artefact: "hls-av1-opus",
+        enhanced: Some(&args),
+        ..PlayRun::new("hls", "/live/test.m3u8")
+    });
+    assert_played_at(&p, "hls", ADVANCE_MIN_S, SMALL_WIDTH);
+    println!(
+        "hls.js latency (AV1 + Opus, LL-HLS in fMP4, 0.5 s parts, 2 s GOP): {}",
         p.latency_line()
     );
 }

@@ -19,30 +19,6 @@ use common::http_client::{self, Response};
 use common::*;
 use proto::ts::{check_packets, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265};
 
-/// ffmpeg 9: `SHARDCAST_FFMPEG9` (set by scripts/test.sh), else the one
-/// `.venv/`'s imageio-ffmpeg names.
-fn ffmpeg9() -> PathBuf {
-    if let Some(p) = std::env::var_os("SHARDCAST_FFMPEG9") {
-        return PathBuf::from(p);
-    }
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{python}: {e}; scripts/test.sh installs imageio-ffmpeg into .venv/")
-        });
-    assert!(
-        out.status.success(),
-        "{python} has no imageio_ffmpeg (run scripts/test.sh): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// One publish: how it is encoded and what every output must show.
 struct Case {
     stream: &'static str,
@@ -79,7 +55,6 @@ const X265: &[&str] = &[
     "keyint=60:min-keyint=60:scenecut=0:log-level=error",
 ];
 const AAC: &[&str] = &["-c:a", "aac", "-b:a", "96k"];
-const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
 
 fn expect(video: &'static str, audio: &'static str) -> Expect<'static> {
     Expect {
@@ -95,47 +70,28 @@ fn expect(video: &'static str, audio: &'static str) -> Expect<'static> {
     }
 }
 
-/// Encodes the test picture and tone live (`-re`) with the case's codecs
-/// and publishes them to `live/<stream>` (ffmpeg 9 writes E-RTMP tags);
-/// waits for the server's `publish` line.
+/// Encodes the test picture and tone live with the case's codecs and
+/// publishes them to `live/<stream>`; waits for the server's `publish`.
 fn publish(server: &Server, case: &Case) -> Proc {
     let bin = if case.enhanced {
         ffmpeg9()
     } else {
         PathBuf::from("ffmpeg")
     };
-    let mut cmd = Command::new(bin);
-    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-        .args(["-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={WIDTH}x{HEIGHT}:rate=30"))
-        .args([
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-g", "60"])
-        .args(case.video_args)
-        .args(case.audio_args)
-        .args(["-f", "flv"])
-        .arg(server.url(&format!("live/{}", case.stream)))
-        .stdout(Stdio::null());
-    let mut p = Proc::spawn(&format!("publish-{}", case.stream), &mut cmd);
-    let key = live_key(case.stream);
-    let published = wait_for(Duration::from_secs(15), || {
-        assert!(p.is_running(), "publisher exited\n{}", p.stderr_tail(20));
-        (!server
-            .find_logs(|l| is_event(l, "publish") && kv(l, "key") == Some(&key))
-            .is_empty())
-        .then_some(())
-    });
-    assert!(
-        published.is_some(),
-        "no publish of {key}\n{}",
-        server.log_tail(30)
+    let args: Vec<&str> = case
+        .video_args
+        .iter()
+        .chain(case.audio_args)
+        .copied()
+        .collect();
+    let p = encode_and_publish(
+        &bin,
+        &format!("publish-{}", case.stream),
+        &server.url(&format!("live/{}", case.stream)),
+        &format!("{WIDTH}x{HEIGHT}"),
+        &args,
     );
-    p
+    wait_published(server, p, &live_key(case.stream))
 }
 
 /// Records 4 s of `url` with `-c copy` into MP4 (ffmpeg 9 reads E-RTMP;
@@ -486,7 +442,7 @@ fn hevc_and_opus_on_every_output() {
         stream: "hevcopus",
         enhanced: true,
         video_args: X265,
-        audio_args: OPUS,
+        audio_args: OPUS_ARGS,
         expect: expect("hevc", "opus"),
         init_boxes: &[b"hvc1", b"hvcC", b"Opus", b"dOps"],
         ts_stream_types: &[STREAM_TYPE_H265],
@@ -501,15 +457,8 @@ fn av1_and_opus_on_every_output() {
     run(&Case {
         stream: "av1opus",
         enhanced: true,
-        video_args: &[
-            "-c:v",
-            "libsvtav1",
-            "-preset",
-            "12",
-            "-svtav1-params",
-            "keyint=60",
-        ],
-        audio_args: OPUS,
+        video_args: SVT_AV1_ARGS,
+        audio_args: OPUS_ARGS,
         expect: expect("av1", "opus"),
         init_boxes: &[b"av01", b"av1C", b"Opus", b"dOps"],
         ts_stream_types: &[],

@@ -650,7 +650,13 @@ pub fn publish_and_wait_at(
     key: &str,
     opts: &PublishOpts,
 ) -> Proc {
-    let mut p = ffmpeg_publish(name, &server.url(path), opts);
+    let p = ffmpeg_publish(name, &server.url(path), opts);
+    wait_published(server, p, key)
+}
+
+/// Waits (15 s at most) for the server's `publish` line for stream `key`
+/// while publisher `p` runs; returns `p`.
+pub fn wait_published(server: &Server, mut p: Proc, key: &str) -> Proc {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if !server
@@ -661,7 +667,8 @@ pub fn publish_and_wait_at(
         }
         if !p.is_running() {
             panic!(
-                "publisher {name} exited before the server logged `publish key={key}`\n{}\n{}",
+                "publisher {} exited before the server logged `publish key={key}`\n{}\n{}",
+                p.name,
                 p.stderr_tail(20),
                 server.log_tail(60)
             );
@@ -676,6 +683,72 @@ pub fn publish_and_wait_at(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// ffmpeg 9, an enhanced-RTMP publisher (HEVC, AV1, VP9, Opus in FLV):
+/// `SHARDCAST_FFMPEG9` (set by scripts/test.sh), else the binary of the
+/// imageio-ffmpeg wheel in the project's `.venv/`.
+pub fn ffmpeg9() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHARDCAST_FFMPEG9") {
+        return PathBuf::from(p);
+    }
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{python}: {e}; scripts/test.sh installs imageio-ffmpeg into .venv/")
+        });
+    assert!(
+        out.status.success(),
+        "{python} has no imageio_ffmpeg (run scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A live encode (`-re`) of testsrc2 at `size` and 30 fps (2 s GOP) and a
+/// 440 Hz sine at 48 kHz, with the given codec arguments, published by
+/// `ffmpeg` (Debian's, or [`ffmpeg9`] for enhanced RTMP) to `url`.
+pub fn encode_and_publish(
+    ffmpeg: &Path,
+    name: &str,
+    url: &str,
+    size: &str,
+    codec_args: &[&str],
+) -> Proc {
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "60"])
+        .args(codec_args)
+        .args(["-f", "flv", url])
+        .stdout(Stdio::null());
+    Proc::spawn(name, &mut cmd)
+}
+
+/// SVT-AV1 at its fastest preset, for [`encode_and_publish`] with
+/// [`ffmpeg9`].
+pub const SVT_AV1_ARGS: &[&str] = &[
+    "-c:v",
+    "libsvtav1",
+    "-preset",
+    "12",
+    "-svtav1-params",
+    "keyint=60",
+];
+/// libopus at 64 kbit/s.
+pub const OPUS_ARGS: &[&str] = &["-c:a", "libopus", "-b:a", "64k"];
 
 /// One packet in an ffprobe listing.
 #[derive(Clone, Debug)]
