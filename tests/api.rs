@@ -199,6 +199,15 @@ fn api_reports_what_the_test_set_up_and_follows_players_leaving() {
     assert!((27.0..=33.0).contains(&fps), "fps {fps}: {v}");
     assert_eq!(v["audio"]["codec"], "aac", "{v}");
     assert_eq!(v["audio"]["sample_rate"], 44100, "{v}");
+    // The CODECS strings come from the records: an avc1 with its
+    // profile, compatibility and level bytes, AAC with its object type.
+    let codecs = v["video"]["codecs"].as_str().unwrap_or_default();
+    assert!(codecs.starts_with("avc1.") && codecs.len() == 11, "{v}");
+    assert!(
+        v["video"]["profile"].is_string() && v["video"]["level"].is_string(),
+        "{v}"
+    );
+    assert_eq!(v["audio"]["codecs"], "mp4a.40.2", "{v}");
     let bitrate = v["bitrate_in_bps"].as_u64().unwrap_or(0);
     assert!(bitrate > 100_000, "bitrate_in_bps {bitrate}: {v}");
     assert!(v["gop_cache"]["frames"].as_u64() > Some(0), "{v}");

@@ -29,7 +29,10 @@ use crate::stream::meter::RATE_WINDOW;
 use crate::stream::table::{Entry, PublisherSlot, Role, Source, StreamTable};
 use crate::stream::{IngestMeter, PlayerFormat, StreamKey};
 use proto::http::{ApiRoute, Request, Response, Route};
-use proto::media::{parse_aac_config, parse_avc_config, Frame, VideoCodec};
+use proto::media::{
+    audio_params, fill_size_from_keyframe, mp3_frame_params, video_params, AudioCodec, AudioParams,
+    Frame, VideoCodec,
+};
 
 /// When the process started: (monotonic, Unix ms), from
 /// [`crate::metrics::started`], the one start time /metrics reports too.
@@ -177,8 +180,13 @@ struct VideoView {
     height: Option<u32>,
     /// Measured from the DTS of the last [`RATE_WINDOW`].
     fps: Option<f64>,
-    profile: Option<u8>,
-    level: Option<u8>,
+    /// As the codec's spec names them: `High`, `Main 10`; `3.1`, `2.0`.
+    profile: Option<String>,
+    level: Option<String>,
+    bit_depth: Option<u8>,
+    /// The RFC 6381 CODECS value: `avc1.64001f`, `hvc1.1.6.L93.B0`,
+    /// `av01.0.08M.08`, `vp09.00.10.08`.
+    codecs: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -187,6 +195,8 @@ struct AudioView {
     codec: String,
     sample_rate: Option<u32>,
     channels: Option<u8>,
+    /// The RFC 6381 CODECS value: `mp4a.40.2`, `opus`, `mp4a.40.34`.
+    codecs: Option<String>,
 }
 
 /// A live stream as the API shows it: every shard's parts merged. A
@@ -278,7 +288,13 @@ fn video_codec_name(c: VideoCodec) -> String {
     }
 }
 
-fn video_view(seq: &Frame, fps: Option<f64>) -> VideoView {
+/// The video track as `proto::media::params` reads it; a size the record
+/// lacks (VP9, some AV1) from the cached keyframe.
+fn video_view<'a>(
+    seq: &Frame,
+    fps: Option<f64>,
+    mut cached: impl Iterator<Item = &'a Frame>,
+) -> VideoView {
     let mut v = VideoView {
         codec: seq
             .video_codec
@@ -289,42 +305,47 @@ fn video_view(seq: &Frame, fps: Option<f64>) -> VideoView {
         fps,
         profile: None,
         level: None,
+        bit_depth: None,
+        codecs: None,
     };
-    if seq.video_codec == Some(VideoCodec::Avc) {
-        if let Some(c) = seq
-            .codec_data()
-            .ok()
-            .and_then(|d| parse_avc_config(&d).ok())
-        {
-            v.width = c.width;
-            v.height = c.height;
-            v.profile = Some(c.profile);
-            v.level = Some(c.level);
+    if let Ok(Some(mut p)) = video_params(seq) {
+        if p.width.is_none() {
+            if let Some(key) = cached.find(|f| f.is_start_point()) {
+                fill_size_from_keyframe(&mut p, key);
+            }
         }
+        v.width = p.width;
+        v.height = p.height;
+        v.profile = Some(p.profile);
+        v.level = Some(p.level);
+        v.bit_depth = p.bit_depth;
+        v.codecs = Some(p.codecs);
     }
     v
 }
 
-fn audio_view(seq: &Frame) -> AudioView {
-    let codec = seq.audio_codec;
-    let mut a = AudioView {
+fn audio_view_of(codec: Option<AudioCodec>, params: Option<AudioParams>) -> AudioView {
+    AudioView {
         codec: codec
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown".into()),
-        sample_rate: None,
-        channels: None,
-    };
-    if codec == Some(proto::media::AudioCodec::Aac) {
-        if let Some(c) = seq
-            .codec_data()
-            .ok()
-            .and_then(|d| parse_aac_config(&d).ok())
-        {
-            a.sample_rate = Some(c.sample_rate);
-            a.channels = Some(c.channels);
-        }
+        sample_rate: params.as_ref().map(|p| p.sample_rate),
+        channels: params.as_ref().map(|p| p.channels),
+        codecs: params.map(|p| p.codecs),
     }
-    a
+}
+
+/// The audio track from its sequence header or, for MP3, which has none,
+/// from a cached frame.
+fn audio_view<'a>(
+    seq: Option<&Frame>,
+    mut cached: impl Iterator<Item = &'a Frame>,
+) -> Option<AudioView> {
+    if let Some(seq) = seq {
+        return Some(audio_view_of(seq.audio_codec, audio_params(seq).ok()));
+    }
+    let mp3 = cached.find(|f| f.audio_codec == Some(AudioCodec::Mp3))?;
+    Some(audio_view_of(mp3.audio_codec, mp3_frame_params(mp3).ok()))
 }
 
 fn local_streams(shard: &Shard, only: Option<&StreamKey>) -> ShardStreams {
@@ -367,8 +388,12 @@ fn stream_part(
                 uptime_s: meter.map_or(0.0, |m| round_ms(now.saturating_duration_since(m.started))),
                 published_unix_ms: meter.map_or(0, |m| m.started_unix_ms),
                 bitrate_in_bps: meter.map_or(0, |m| m.bitrate_bps(now)),
-                video: e.core.video_seq.as_ref().map(|f| video_view(f, fps)),
-                audio: e.core.audio_seq.as_ref().map(audio_view),
+                video: e
+                    .core
+                    .video_seq
+                    .as_ref()
+                    .map(|f| video_view(f, fps, e.core.gop.frames())),
+                audio: audio_view(e.core.audio_seq.as_ref(), e.core.gop.frames()),
                 gop_frames: e.core.gop.len(),
                 gop_bytes: e.core.gop.bytes(),
                 replica_shards: replicas.iter().map(|r| r.shard).collect(),
