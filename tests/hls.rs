@@ -1679,7 +1679,10 @@ fn a_part_still_to_come_is_held_and_one_that_never_comes_is_404_at_once() {
     let t0 = Instant::now();
     let r = get_rel(port, &coming);
     assert_eq!(r.head.status, 200, "{coming}: {}", r.text());
-    assert!(r.body.len() % 188 == 0 && !r.body.is_empty(), "{coming}");
+    assert!(
+        r.body.len().is_multiple_of(188) && !r.body.is_empty(),
+        "{coming}"
+    );
     println!("{coming} (after hint {hint}) held {:?}", t0.elapsed());
 
     let never = format!("test/{}.40.ts", msn + 1);
