@@ -1558,3 +1558,45 @@ fn fmp4_hls_is_valid_fragments_that_ffmpeg_plays() {
         "ffmpeg -v error printed:\n{errors}"
     );
 }
+
+/// Issue 13: a part that is still to come but is not the answering
+/// shard's preload hint (as for a replica a few events behind the shard
+/// whose playlist named it; here, part 0 of the segment after the hinted
+/// part's) is held until it exists, not answered 404 (RFC 8216bis 6.2.6,
+/// 6.2.5.2); one that can never come (past the Advance Part Limit) is 404
+/// at once.
+#[test]
+fn a_part_still_to_come_is_held_and_one_that_never_comes_is_404_at_once() {
+    let server = Server::start();
+    let _publisher = start_publishing(&server);
+    let port = server.port;
+    let (text, _) = playlist_with_segment("LL-HLS playlist", Duration::from_secs(20), || {
+        get_rel(port, "test.m3u8")
+    });
+    let pl = parse_playlist(&text).unwrap();
+    let hint = pl
+        .preload_hint
+        .clone()
+        .unwrap_or_else(|| panic!("no EXT-X-PRELOAD-HINT:\n{text}"));
+    let (msn, _) = media_uri_numbers(&hint).unwrap_or_else(|| panic!("hint {hint:?}"));
+
+    let coming = format!("test/{}.0.ts", msn + 1);
+    let t0 = Instant::now();
+    let r = get_rel(port, &coming);
+    assert_eq!(r.head.status, 200, "{coming}: {}", r.text());
+    assert!(
+        r.body.len().is_multiple_of(188) && !r.body.is_empty(),
+        "{coming}"
+    );
+    println!("{coming} (after hint {hint}) held {:?}", t0.elapsed());
+
+    let never = format!("test/{}.40.ts", msn + 1);
+    let t0 = Instant::now();
+    let r = get_rel(port, &never);
+    assert_eq!(r.head.status, 404, "{never}: {}", r.text());
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{never} was held {:?} before its 404",
+        t0.elapsed()
+    );
+}
