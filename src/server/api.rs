@@ -27,12 +27,9 @@ use crate::config::SHARDS_MAX;
 use crate::net::{ConnState, ConnWhat, Registered};
 use crate::stream::meter::RATE_WINDOW;
 use crate::stream::table::{Entry, PublisherSlot, Role, Source, StreamTable};
-use crate::stream::{IngestMeter, PlayerFormat, StreamKey};
+use crate::stream::{IngestMeter, PlayerFormat, StreamCore, StreamKey};
 use proto::http::{ApiRoute, Request, Response, Route};
-use proto::media::{
-    audio_params, fill_size_from_keyframe, mp3_frame_params, video_params, AudioCodec, AudioParams,
-    Frame, VideoCodec,
-};
+use proto::media::{Frame, VideoCodec};
 
 /// When the process started: (monotonic, Unix ms), from
 /// [`crate::metrics::started`], the one start time /metrics reports too.
@@ -288,64 +285,46 @@ fn video_codec_name(c: VideoCodec) -> String {
     }
 }
 
-/// The video track as `proto::media::params` reads it; a size the record
-/// lacks (VP9, some AV1) from the cached keyframe.
-fn video_view<'a>(
-    seq: &Frame,
-    fps: Option<f64>,
-    mut cached: impl Iterator<Item = &'a Frame>,
-) -> VideoView {
-    let mut v = VideoView {
+/// The video track of a stream whose video sequence header is `seq`, as
+/// [`StreamCore::video_params`] reads it.
+fn video_view(seq: &Frame, core: &StreamCore, fps: Option<f64>) -> VideoView {
+    let p = core.video_params();
+    VideoView {
         codec: seq
             .video_codec
             .map(video_codec_name)
             .unwrap_or_else(|| "unknown".into()),
-        width: None,
-        height: None,
+        width: p.as_ref().and_then(|p| p.width),
+        height: p.as_ref().and_then(|p| p.height),
         fps,
-        profile: None,
-        level: None,
-        bit_depth: None,
-        codecs: None,
-    };
-    if let Ok(Some(mut p)) = video_params(seq) {
-        if p.width.is_none() {
-            if let Some(key) = cached.find(|f| f.is_start_point()) {
-                fill_size_from_keyframe(&mut p, key);
-            }
-        }
-        v.width = p.width;
-        v.height = p.height;
-        v.profile = Some(p.profile);
-        v.level = Some(p.level);
-        v.bit_depth = p.bit_depth;
-        v.codecs = Some(p.codecs);
+        bit_depth: p.as_ref().and_then(|p| p.bit_depth),
+        profile: p.as_ref().map(|p| p.profile.clone()),
+        level: p.as_ref().map(|p| p.level.clone()),
+        codecs: p.map(|p| p.codecs),
     }
-    v
 }
 
-fn audio_view_of(codec: Option<AudioCodec>, params: Option<AudioParams>) -> AudioView {
-    AudioView {
+/// The audio track, from its sequence header or, for MP3, which has none,
+/// from a cached frame ([`StreamCore::audio_params`]); None without audio
+/// known.
+fn audio_view(core: &StreamCore) -> Option<AudioView> {
+    let params = core.audio_params();
+    let codec = core
+        .audio_seq
+        .as_ref()
+        .and_then(|f| f.audio_codec)
+        .or(params.as_ref().map(|p| p.codec));
+    if core.audio_seq.is_none() && params.is_none() {
+        return None;
+    }
+    Some(AudioView {
         codec: codec
             .map(|c| c.to_string())
             .unwrap_or_else(|| "unknown".into()),
         sample_rate: params.as_ref().map(|p| p.sample_rate),
         channels: params.as_ref().map(|p| p.channels),
         codecs: params.map(|p| p.codecs),
-    }
-}
-
-/// The audio track from its sequence header or, for MP3, which has none,
-/// from a cached frame.
-fn audio_view<'a>(
-    seq: Option<&Frame>,
-    mut cached: impl Iterator<Item = &'a Frame>,
-) -> Option<AudioView> {
-    if let Some(seq) = seq {
-        return Some(audio_view_of(seq.audio_codec, audio_params(seq).ok()));
-    }
-    let mp3 = cached.find(|f| f.audio_codec == Some(AudioCodec::Mp3))?;
-    Some(audio_view_of(mp3.audio_codec, mp3_frame_params(mp3).ok()))
+    })
 }
 
 fn local_streams(shard: &Shard, only: Option<&StreamKey>) -> ShardStreams {
@@ -392,8 +371,8 @@ fn stream_part(
                     .core
                     .video_seq
                     .as_ref()
-                    .map(|f| video_view(f, fps, e.core.gop.frames())),
-                audio: audio_view(e.core.audio_seq.as_ref(), e.core.gop.frames()),
+                    .map(|f| video_view(f, &e.core, fps)),
+                audio: audio_view(&e.core),
                 gop_frames: e.core.gop.len(),
                 gop_bytes: e.core.gop.bytes(),
                 replica_shards: replicas.iter().map(|r| r.shard).collect(),

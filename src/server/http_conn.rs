@@ -472,13 +472,14 @@ async fn decide_play(
     })
 }
 
-/// Answers a playlist request: waits for the stream's first segment (up to
-/// `http.stream_wait_s`), then applies the LL-HLS delivery directives
-/// (RFC 8216bis 6.2.5): `_HLS_msn`/`_HLS_part` block until that part
-/// exists, `_HLS_skip=YES` asks for a delta update.
-/// The media playlist of `key` in `container`, or when the request names
-/// none in [`crate::stream::StreamTable::container_of`]'s choice, known
-/// once this shard has the stream's sequence headers.
+/// Answers a playlist request for `key` in `container` (when the request
+/// names none, [`crate::stream::StreamTable::container_of`]'s choice,
+/// known once this shard has the stream's sequence headers): waits for
+/// the stream's first segment (up to `http.stream_wait_s`), then applies
+/// the LL-HLS delivery directives (RFC 8216bis 6.2.5): `_HLS_msn`/
+/// `_HLS_part` block until that part exists, `_HLS_skip=YES` asks for a
+/// delta update. `?multivariant=1` answers the multivariant playlist
+/// instead ([`multivariant`]).
 async fn playlist(
     shard: &Rc<Shard>,
     req: &Request,
@@ -616,13 +617,14 @@ fn multivariant(shard: &Shard, key: &StreamKey, r: Rendition, uri: String) -> Op
     let (peak, average) = shard.with_hls(key, r, |w| w.bit_rates())?.unwrap_or((0, 0));
     let table = shard.table.borrow();
     let core = &table.get(key)?.core;
-    let carried = |c: proto::ts::Codec| r.container == Container::Fmp4 || c.stream_type().is_some();
+    let in_container =
+        |c: proto::ts::Codec| r.container == Container::Fmp4 || c.stream_type().is_some();
     let video = core
         .video_params()
-        .filter(|v| r.media != Media::AudioOnly && carried(proto::ts::Codec::Video(v.codec)));
+        .filter(|v| r.media != Media::AudioOnly && in_container(proto::ts::Codec::Video(v.codec)));
     let audio = core
         .audio_params()
-        .filter(|a| r.media != Media::VideoOnly && carried(proto::ts::Codec::Audio(a.codec)));
+        .filter(|a| r.media != Media::VideoOnly && in_container(proto::ts::Codec::Audio(a.codec)));
     let variant = proto::hls::Variant {
         uri,
         bandwidth: peak,

@@ -1328,3 +1328,30 @@ pub fn fragments(what: &str, data: &[u8]) -> Vec<Fragment> {
     }
     out
 }
+
+/// Checks that `segments` (URI and bytes, in playlist order) are valid
+/// fragments ([`fragments`]) whose `mfhd` sequence numbers increase and
+/// whose per-track `tfdt` runs on from where that track's previous
+/// fragment ended: within a frame (34 ms), since the last sample of a
+/// fragment lasts its track's spacing.
+pub fn check_fragment_run<'a>(segments: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
+    let mut last_sequence = 0;
+    let mut next_time: HashMap<u32, u64> = HashMap::new();
+    for (uri, seg) in segments {
+        for f in fragments(uri, seg) {
+            assert!(
+                f.sequence > last_sequence,
+                "{uri}: sequence numbers increase"
+            );
+            last_sequence = f.sequence;
+            for (id, time, total) in f.tracks {
+                if let Some(expect) = next_time.insert(id, time + total) {
+                    assert!(
+                        time.abs_diff(expect) <= 34,
+                        "{uri}: track {id} tfdt {time}, the previous fragment ended at {expect}"
+                    );
+                }
+            }
+        }
+    }
+}

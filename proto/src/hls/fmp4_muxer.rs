@@ -146,6 +146,8 @@ pub struct Fmp4Muxer {
     refusal: Option<String>,
     /// The tracks changed since the last [`SegmentMuxer::take_init`].
     changed: bool,
+    /// An MP3 frame header of this publisher failed to parse (reported).
+    mp3_refused: bool,
 }
 
 impl Fmp4Muxer {
@@ -166,8 +168,7 @@ impl Fmp4Muxer {
 
     fn set_entry(&mut self, video: bool, entry: SampleEntry) {
         self.changed = true;
-        let frame_is_video = video;
-        let slot = if frame_is_video {
+        let slot = if video {
             &mut self.video
         } else {
             &mut self.audio
@@ -303,7 +304,12 @@ impl SegmentMuxer for Fmp4Muxer {
                         channels: u16::from(h.channels),
                     },
                 ),
-                Ok(Err(e)) | Err(e) => self.refusal = Some(format!("MP3: {e}")),
+                // Reported once per publisher, not once per frame.
+                Ok(Err(e)) | Err(e) if !self.mp3_refused => {
+                    self.mp3_refused = true;
+                    self.refusal = Some(format!("MP3: {e}"));
+                }
+                _ => {}
             }
         }
     }
@@ -379,6 +385,7 @@ impl SegmentMuxer for Fmp4Muxer {
 
     fn new_publisher(&mut self) {
         self.changed = true;
+        self.mp3_refused = false;
         for t in [&mut self.video, &mut self.audio].into_iter().flatten() {
             t.stale = true;
         }
@@ -440,7 +447,10 @@ mod tests {
 
     /// Reads a fragment back: (sequence number, per traf: track id, tfdt,
     /// sample durations), checking every box size on the way.
-    fn read_fragment(data: &[u8]) -> (u32, Vec<(u32, u64, Vec<u32>)>, usize) {
+    /// Per traf: track id, tfdt, sample durations.
+    type Trafs = Vec<(u32, u64, Vec<u32>)>;
+
+    fn read_fragment(data: &[u8]) -> (u32, Trafs, usize) {
         let be32 = |at: usize| u32::from_be_bytes(data[at..at + 4].try_into().unwrap());
         assert_eq!(&data[4..8], b"moof");
         let moof_end = be32(0) as usize;
@@ -654,6 +664,26 @@ mod tests {
             assert_eq!(&kind, b"esds");
             assert!(esds.contains(&0x6b), "objectTypeIndication MPEG-1 audio");
             assert_eq!(m.take_refusal(), None);
+        }
+
+        /// MP3 frames whose header does not parse make no track and are
+        /// reported once per publisher, not once per frame.
+        #[test]
+        fn a_bad_mp3_header_is_reported_once() {
+            let mut m = Fmp4Muxer::new();
+            // Legacy SoundFormat 2 (MP3), then bytes without a frame sync.
+            let bad =
+                Frame::parse_audio(0, bytes::Bytes::from_static(&[0x2f, 0, 1, 2, 3])).unwrap();
+            let mut reports = Vec::new();
+            for _ in 0..5 {
+                assert!(feed(&mut m, std::slice::from_ref(&bad)).is_empty());
+                reports.extend(m.take_refusal());
+            }
+            assert_eq!(reports.len(), 1, "{reports:?}");
+            assert!(reports[0].starts_with("MP3: "), "{reports:?}");
+            m.new_publisher();
+            feed(&mut m, std::slice::from_ref(&bad));
+            assert!(m.take_refusal().is_some(), "a new publisher is told again");
         }
     }
 }
