@@ -2,11 +2,19 @@
 //! AVCDecoderConfigurationRecord and its SPS, the AAC AudioSpecificConfig,
 //! and the HEVCDecoderConfigurationRecord (read by the TS muxer, so it is
 //! reached through `TsMuxer::write_frame` with a sequence header and then a
-//! keyframe). The first byte picks the record.
+//! keyframe), and the enhanced-RTMP records and frame headers: HEVC SPS,
+//! AV1 av1C and sequence header OBUs, VP9 vpcC and keyframe headers,
+//! OpusHead, MP3 frame headers, and the fMP4 muxer's sample entries made
+//! from them. The first byte picks the record.
 #![no_main]
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use proto::media::{parse_aac_config, parse_avc_config, parse_sps, Frame};
+use proto::hls::{Fmp4Muxer, SegmentMuxer};
+use proto::media::{
+    find_sequence_header, parse_aac_config, parse_av1_config, parse_av1_sequence_header,
+    parse_avc_config, parse_hevc_config, parse_hevc_sps, parse_mp3_header, parse_opus_head,
+    parse_sps, parse_vp9_config, vp9_keyframe_size, Frame,
+};
 use proto::ts::TsMuxer;
 
 /// Wraps `record` in an FLV tag body (`prefix`), muxes it, then `after`.
@@ -33,11 +41,26 @@ fn mux(prefix: &[u8], record: &[u8], after: &'static [u8], video: bool) {
     assert_eq!(out.len() % 188, 0, "whole transport packets");
 }
 
+/// `body` as a video and as an audio tag through an fMP4 muxer.
+fn fmp4(body: &[u8]) {
+    for parse in [Frame::parse_video, Frame::parse_audio] {
+        let Ok(frame) = parse(0, Bytes::copy_from_slice(body)) else {
+            continue;
+        };
+        let mut muxer = Fmp4Muxer::new();
+        let mut out = Vec::new();
+        muxer.learn(&frame);
+        muxer.write_frame(&frame, &mut out);
+        let _ = muxer.take_init();
+        muxer.end_chunk(&mut out);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, record)) = data.split_first() else {
         return;
     };
-    match sel % 6 {
+    match sel % 12 {
         0 => {
             if let Ok(config) = parse_avc_config(record) {
                 for sps in &config.sps {
@@ -68,6 +91,35 @@ fuzz_target!(|data: &[u8]| {
             &[0x17, 0x01, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88],
             true,
         ),
+        6 => {
+            if let Ok(c) = parse_hevc_config(record) {
+                let _ = c.codecs();
+            }
+            let _ = parse_hevc_sps(record);
+        }
+        7 => {
+            if let Ok(Some(c)) = parse_av1_config(record) {
+                let _ = c.codecs();
+            }
+            if let Ok(Some(obu)) = find_sequence_header(record) {
+                let _ = parse_av1_sequence_header(obu);
+            }
+        }
+        8 => {
+            if let Ok(c) = parse_vp9_config(record) {
+                let _ = c.codecs();
+            }
+            let _ = vp9_keyframe_size(record);
+        }
+        9 => {
+            if let Ok(h) = parse_opus_head(record) {
+                let _ = h.dops_payload();
+            }
+            let _ = parse_mp3_header(record);
+        }
+        // Any tag body through the fMP4 muxer: its sample entries and
+        // init segment from whatever sequence header or frame it is.
+        10 => fmp4(record),
         // AAC sequence header, then a raw frame (ADTS header from the config).
         _ => mux(
             &[0xaf, 0x00],
