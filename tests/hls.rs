@@ -764,7 +764,7 @@ fn ll_hls_tags_blocking_reload_and_delta_updates() {
                 && has_kvs(
                     l,
                     &[
-                        ("rendition", "Main"),
+                        ("rendition", "main.ts"),
                         ("msn", &m.to_string()),
                         ("part", &p.to_string()),
                     ],
@@ -773,6 +773,11 @@ fn ll_hls_tags_blocking_reload_and_delta_updates() {
         // The log arrives through a pipe, maybe after the response.
         server.wait_for_log(Duration::from_millis(300), is_ready_line);
         let ready = server.find_logs(is_ready_line);
+        assert!(
+            !ready.is_empty(),
+            "no `hls part ready` line for main.ts {m}.{p}\n{}",
+            server.log_tail(20)
+        );
         let after_ready: Vec<i64> = ready
             .iter()
             .filter_map(|l| log_unix_ms(l))
