@@ -288,6 +288,15 @@ fn check_multivariant(server: &Server, case: &Case) {
         "{uri}:\n{media}"
     );
 
+    let carried = case.ts_stream_types.len();
+    if carried == 0 {
+        // No TS variant of a stream TS carries nothing of (check_ts).
+        let target = format!("/live/{}.m3u8?multivariant=1&container=ts", case.stream);
+        let r = http_client::get(server.port, &target, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+        assert_eq!(r.head.status, 404, "GET {target}:\n{}", r.text());
+        return;
+    }
     let ts = playlist_with(server, case.stream, "?multivariant=1&container=ts", 0);
     let ts_codecs: Vec<&str> = ts
         .split("CODECS=\"")
@@ -295,7 +304,6 @@ fn check_multivariant(server: &Server, case: &Case) {
         .and_then(|c| c.split('"').next())
         .map(|c| c.split(',').collect())
         .unwrap_or_default();
-    let carried = case.ts_stream_types.len();
     assert_eq!(ts_codecs.len(), carried, "TS variant: {ts}");
 }
 
@@ -305,8 +313,20 @@ fn is_part_uri(uri: &str) -> bool {
     file.matches('.').count() == 2
 }
 
-/// HLS in MPEG-TS: the PMT lists exactly what TS carries of the case.
+/// HLS in MPEG-TS: the PMT lists exactly what TS carries of the case; a
+/// stream TS carries nothing of gets a 404 that names fMP4, not segments
+/// of PAT and PMT alone.
 fn check_ts(server: &Server, case: &Case) {
+    if case.ts_stream_types.is_empty() {
+        let target = format!("/live/{}.m3u8?container=ts", case.stream);
+        let r = http_client::get(server.port, &target, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+        let text = r.text();
+        assert_eq!(r.head.status, 404, "GET {target}:\n{text}");
+        assert!(text.contains("?container=fmp4"), "GET {target}: {text}");
+        println!("{target}: 404 {}", text.trim());
+        return;
+    }
     // Not the first segment: the publish's sequence headers arrive one
     // after the other, and the PMT of its start follows them.
     let text = playlist_with(server, case.stream, "?container=ts", 2);
@@ -318,7 +338,7 @@ fn check_ts(server: &Server, case: &Case) {
         case.ts_stream_types,
         "{uri}: the PMT's streams"
     );
-    if !case.ts_stream_types.is_empty() {
+    {
         let file = format!("{}-ts.ts", case.stream);
         let probe = probe_bytes(&file, &seg);
         // ffprobe lists a program's streams, then every stream: by index.
@@ -432,7 +452,7 @@ fn hevc_and_opus_on_every_output() {
     });
 }
 
-/// TS carries neither: its PMT lists nothing.
+/// TS carries neither: a TS playlist request gets a 404 naming fMP4.
 #[test]
 fn av1_and_opus_on_every_output() {
     run(&Case {

@@ -516,6 +516,18 @@ async fn playlist(
             format!("stream {key} has no HLS segments (not published?)\n"),
         );
     };
+    if r.container == Container::Ts {
+        let (carried, left_out) = shard.table.borrow().ts_tracks(key, r.media);
+        if carried.is_empty() && !left_out.is_empty() {
+            return (
+                404,
+                format!(
+                    "stream {key}: MPEG-TS has no mapping for its {}; ask for ?container=fmp4\n",
+                    left_out.join(" and ")
+                ),
+            );
+        }
+    }
     // A rendition that started on this request (fMP4, audio or video
     // only) has only the parts of its first segment for up to a GOP; a
     // playlist with no whole segment is an empty one to hls.js (its

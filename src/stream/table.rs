@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::sink::Sink;
 use super::{
-    Coalesce, Containers, GopLimits, IngestMeter, Notify, Player, Rendition, Signal, StreamCore,
+    Coalesce, Containers, GopLimits, IngestMeter, Media, Notify, Player, Rendition, Signal, StreamCore,
     StreamEvent, StreamKey,
 };
 use crate::config::Republish;
@@ -371,17 +371,40 @@ impl StreamTable {
     /// is (`?container=ts` still asks for TS, with the tracks it carries).
     pub fn container_of(&self, key: &StreamKey) -> Container {
         let configured = self.cfg.containers.of(key);
-        let ts_leaves_out = |e: &Entry| {
-            let video = e.core.video_seq.as_ref().and_then(|f| f.video_codec);
-            let audio = e.core.audio_seq.as_ref().and_then(|f| f.audio_codec);
-            video.is_some_and(|c| proto::ts::Codec::Video(c).stream_type().is_none())
-                || audio.is_some_and(|c| proto::ts::Codec::Audio(c).stream_type().is_none())
-        };
-        if configured == Container::Ts && self.entries.get(key).is_some_and(ts_leaves_out) {
+        let (_, left_out) = self.ts_tracks(key, Media::Both);
+        if configured == Container::Ts && !left_out.is_empty() {
             Container::Fmp4
         } else {
             configured
         }
+    }
+
+    /// The codecs of `key`'s tracks in `media` (as known from their
+    /// sequence headers on this shard) that MPEG-TS carries, and those it
+    /// has no mapping for.
+    pub fn ts_tracks(&self, key: &StreamKey, media: Media) -> (Vec<String>, Vec<String>) {
+        let (mut carried, mut left_out) = (Vec::new(), Vec::new());
+        let Some(e) = self.entries.get(key) else {
+            return (carried, left_out);
+        };
+        let video = e.core.video_seq.as_ref().and_then(|f| f.video_codec);
+        let audio = e.core.audio_seq.as_ref().and_then(|f| f.audio_codec);
+        let tracks = [
+            video
+                .filter(|_| media != Media::AudioOnly)
+                .map(|c| (c.to_string(), proto::ts::Codec::Video(c))),
+            audio
+                .filter(|_| media != Media::VideoOnly)
+                .map(|c| (c.to_string(), proto::ts::Codec::Audio(c))),
+        ];
+        for (name, codec) in tracks.into_iter().flatten() {
+            if codec.stream_type().is_some() {
+                carried.push(name);
+            } else {
+                left_out.push(name);
+            }
+        }
+        (carried, left_out)
     }
 
     /// The owner shard of `key`.
