@@ -745,6 +745,12 @@ pub struct Flags {
     /// TOML configuration file (every field optional).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Validate the configuration (the file with the other flags, and the
+    /// TLS certificates it names), print what was checked and exit: 0 if
+    /// it is valid, 2 with an error naming the key if not. Nothing is
+    /// started or bound.
+    #[arg(long)]
+    pub check: bool,
     /// TCP port for every protocol.
     #[arg(long)]
     pub port: Option<u16>,

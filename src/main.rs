@@ -41,6 +41,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if flags.check {
+        check(&flags, &config);
+        return;
+    }
     env_logger::Builder::new()
         .parse_filters(&config.log)
         .format_timestamp_millis()
@@ -178,4 +182,27 @@ fn reload(flags: &Flags, running: &Config, tls: Option<&shardcast::net::TlsAccep
         }
         _ => log::info!("reload (SIGHUP): no TLS configured; nothing else reloads yet"),
     }
+}
+
+/// `--check`: what Config::load accepted, plus the TLS certificates (read
+/// here as at a start); exits 2 on the first error.
+fn check(flags: &Flags, config: &Config) {
+    let source = flags
+        .config
+        .as_ref()
+        .map_or("the embedded defaults".to_string(), |p| p.display().to_string());
+    if config.tls.enabled() {
+        if let Err(e) = shardcast::net::TlsAcceptor::load(&config.tls) {
+            eprintln!("shardcast: config {source}: {e}");
+            std::process::exit(2);
+        }
+    }
+    println!(
+        "shardcast: config {source}: valid; listen {}:{}, {} shard(s), mode {}{}",
+        config.listen,
+        config.port,
+        config.shard_count(),
+        format!("{:?}", config.mode).to_lowercase(),
+        if config.tls.enabled() { ", TLS" } else { "" }
+    );
 }

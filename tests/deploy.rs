@@ -1,0 +1,90 @@
+//! What an operator deploys with: `shardcast --check --config FILE` on
+//! every example configuration of the repository, and on broken ones.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{artefact_dir, Proc};
+
+/// `--check` reads files and binds nothing: this is ample.
+const CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `shardcast --check` with `args`: its exit code, stdout and stderr.
+fn check(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out_path = artefact_dir().join(format!("{name}.stdout"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+    cmd.arg("--check")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::from(File::create(&out_path).unwrap()));
+    let mut p = Proc::spawn(name, &mut cmd);
+    let status = p
+        .wait_timeout(CHECK_DEADLINE)
+        .unwrap_or_else(|| panic!("shardcast --check {args:?} still running after {CHECK_DEADLINE:?}"));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (
+        status.code().expect("exited, not killed"),
+        read(&out_path),
+        read(&p.stderr_path),
+    )
+}
+
+/// Every `.toml` of the repository an operator may start from.
+fn example_configs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = vec![root.join("shardcast.toml")];
+    let mut dirs = vec![root.join("deploy")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn every_example_configuration_is_valid() {
+    let configs = example_configs();
+    assert!(configs.len() >= 4, "examples found: {configs:?}");
+    for (i, path) in configs.iter().enumerate() {
+        let shown = path.display().to_string();
+        let (code, out, err) = check(&format!("check-{i}"), &["--config", &shown]);
+        assert_eq!(code, 0, "--check --config {shown}: {err}");
+        assert!(out.contains(&format!("config {shown}: valid")), "{shown}: {out}");
+        println!("{}", out.trim());
+    }
+}
+
+#[test]
+fn a_broken_configuration_is_refused_with_its_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[hls]\nsegment_duration_ms = 5\n", "hls.segment_duration_ms"),
+        ("[hls]\nsegmnt = 5\n", "unknown field `segmnt`"),
+        ("port = \"eighty\"\n", "port"),
+        (
+            "[tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+            "/nonexistent/cert.pem",
+        ),
+    ];
+    for (i, (text, named)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let shown = path.display().to_string();
+        let (code, out, err) = check(&format!("bad-{i}"), &["--config", &shown]);
+        assert_eq!(code, 2, "--check of {text:?} exited {code}: {out}{err}");
+        assert!(err.contains(named), "--check of {text:?} does not name {named:?}: {err}");
+        assert!(!out.contains("valid"), "{text:?}: {out}");
+        println!("{}", err.trim());
+    }
+}
