@@ -82,7 +82,10 @@ fn top_level_boxes(data: &[u8]) -> Vec<([u8; 4], usize)> {
     let mut at = 0;
     while at < data.len() {
         let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-        assert!(size >= 8 && at + size <= data.len(), "box at {at} of size {size}");
+        assert!(
+            size >= 8 && at + size <= data.len(),
+            "box at {at} of size {size}"
+        );
         boxes.push((data[at + 4..at + 8].try_into().unwrap(), size));
         at += size;
     }
@@ -97,9 +100,15 @@ fn fmp4_mux(c: &mut Criterion) {
     let mut muxer = Fmp4Muxer::new();
     let mut out = Vec::new();
     for header in [common::avc_sequence_header(), common::aac_sequence_header()] {
-        assert!(!muxer.write_frame(&header, &mut out), "a header is no sample");
+        assert!(
+            !muxer.write_frame(&header, &mut out),
+            "a header is no sample"
+        );
     }
-    assert!(muxer.take_init().is_some(), "both tracks make an init segment");
+    assert!(
+        muxer.take_init().is_some(),
+        "both tracks make an init segment"
+    );
     let mut group = c.benchmark_group("fmp4/mux");
     group.throughput(Throughput::ElementsAndBytes {
         elements: frames.len() as u64,
@@ -123,9 +132,15 @@ fn fmp4_mux(c: &mut Criterion) {
         };
         mux_gop(&mut out);
         let boxes = top_level_boxes(&out);
-        let fragments = if video_frames_per_fragment == usize::MAX { 1 } else { 4 };
+        let fragments = if video_frames_per_fragment == usize::MAX {
+            1
+        } else {
+            4
+        };
         assert_eq!(boxes.len(), 2 * fragments, "moof + mdat per fragment");
-        assert!(boxes.chunks(2).all(|b| &b[0].0 == b"moof" && &b[1].0 == b"mdat"));
+        assert!(boxes
+            .chunks(2)
+            .all(|b| &b[0].0 == b"moof" && &b[1].0 == b"mdat"));
         group.bench_function(format!("h264_aac_gop_2.5mbps_{name}"), |b| {
             b.iter(|| mux_gop(&mut out))
         });

@@ -190,7 +190,9 @@ fn check(flags: &Flags, config: &Config) {
     let source = flags
         .config
         .as_ref()
-        .map_or("the embedded defaults".to_string(), |p| p.display().to_string());
+        .map_or("the embedded defaults".to_string(), |p| {
+            p.display().to_string()
+        });
     if config.tls.enabled() {
         if let Err(e) = shardcast::net::TlsAcceptor::load(&config.tls) {
             eprintln!("shardcast: config {source}: {e}");

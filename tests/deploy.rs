@@ -22,9 +22,9 @@ fn check(name: &str, args: &[&str]) -> (i32, String, String) {
         .env_remove("RUST_LOG")
         .stdout(Stdio::from(File::create(&out_path).unwrap()));
     let mut p = Proc::spawn(name, &mut cmd);
-    let status = p
-        .wait_timeout(CHECK_DEADLINE)
-        .unwrap_or_else(|| panic!("shardcast --check {args:?} still running after {CHECK_DEADLINE:?}"));
+    let status = p.wait_timeout(CHECK_DEADLINE).unwrap_or_else(|| {
+        panic!("shardcast --check {args:?} still running after {CHECK_DEADLINE:?}")
+    });
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     (
         status.code().expect("exited, not killed"),
@@ -60,7 +60,10 @@ fn every_example_configuration_is_valid() {
         let shown = path.display().to_string();
         let (code, out, err) = check(&format!("check-{i}"), &["--config", &shown]);
         assert_eq!(code, 0, "--check --config {shown}: {err}");
-        assert!(out.contains(&format!("config {shown}: valid")), "{shown}: {out}");
+        assert!(
+            out.contains(&format!("config {shown}: valid")),
+            "{shown}: {out}"
+        );
         println!("{}", out.trim());
     }
 }
@@ -69,7 +72,10 @@ fn every_example_configuration_is_valid() {
 fn a_broken_configuration_is_refused_with_its_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[hls]\nsegment_duration_ms = 5\n", "hls.segment_duration_ms"),
+        (
+            "[hls]\nsegment_duration_ms = 5\n",
+            "hls.segment_duration_ms",
+        ),
         ("[hls]\nsegmnt = 5\n", "unknown field `segmnt`"),
         ("port = \"eighty\"\n", "port"),
         (
@@ -83,7 +89,10 @@ fn a_broken_configuration_is_refused_with_its_key_named() {
         let shown = path.display().to_string();
         let (code, out, err) = check(&format!("bad-{i}"), &["--config", &shown]);
         assert_eq!(code, 2, "--check of {text:?} exited {code}: {out}{err}");
-        assert!(err.contains(named), "--check of {text:?} does not name {named:?}: {err}");
+        assert!(
+            err.contains(named),
+            "--check of {text:?} does not name {named:?}: {err}"
+        );
         assert!(!out.contains("valid"), "{text:?}: {out}");
         println!("{}", err.trim());
     }

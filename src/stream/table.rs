@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use super::sink::Sink;
 use super::{
-    Coalesce, Containers, GopLimits, IngestMeter, Media, Notify, Player, Rendition, Signal, StreamCore,
-    StreamEvent, StreamKey,
+    Coalesce, Containers, GopLimits, IngestMeter, Media, Notify, Player, Rendition, Signal,
+    StreamCore, StreamEvent, StreamKey,
 };
 use crate::config::Republish;
 use crate::error::Refusal;
