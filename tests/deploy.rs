@@ -97,3 +97,67 @@ fn a_broken_configuration_is_refused_with_its_key_named() {
         println!("{}", err.trim());
     }
 }
+
+/// deploy/systemd/shardcast.service: what the issue asks of it is there,
+/// and `systemd-analyze verify` (where this machine has it) finds nothing
+/// to say, not even an unknown key, which it only warns about. The copy
+/// verified points its commands at the binary under test, since verify
+/// requires them to exist.
+#[test]
+fn the_systemd_unit_verifies() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/shardcast.service")).unwrap();
+    let directives: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for wanted in [
+        "User=shardcast",
+        "LimitNOFILE=1048576",
+        "LimitMEMLOCK=infinity",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(directives.contains(&wanted), "the unit lacks {wanted}");
+    }
+    // A system call filter could refuse io_uring_setup: every shard would stop.
+    assert!(
+        !directives
+            .iter()
+            .any(|d| d.starts_with("SystemCallFilter=")),
+        "the unit filters system calls"
+    );
+    let Ok(which) = Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+    else {
+        return;
+    };
+    if !which.status.success() {
+        println!("no systemd-analyze here: only the directives were checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shardcast.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/shardcast", env!("CARGO_BIN_EXE_shardcast")),
+    )
+    .unwrap();
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify").arg(&path).stdout(Stdio::null());
+    let mut p = Proc::spawn("systemd-analyze", &mut cmd);
+    let status = p
+        .wait_timeout(CHECK_DEADLINE)
+        .unwrap_or_else(|| panic!("systemd-analyze verify still running after {CHECK_DEADLINE:?}"));
+    let said = std::fs::read_to_string(&p.stderr_path).unwrap_or_default();
+    assert!(status.success(), "systemd-analyze verify: {status}: {said}");
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze verify says: {said}"
+    );
+}
