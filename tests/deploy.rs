@@ -161,3 +161,44 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze verify says: {said}"
     );
 }
+
+/// Many machines and containers give a process 64 KiB of locked memory,
+/// below the 512 KiB glommio requires: the server raises its soft limit to
+/// the hard one and starts (it exited at once before, with
+/// `MemLockLimit(65536/524288)`).
+#[test]
+fn the_server_starts_under_a_64_kib_memlock_soft_limit() {
+    let port = common::free_port();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -S -l 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_shardcast"))
+        .args([
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--shards",
+            "2",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null());
+    let mut server = Proc::spawn("memlock-64k", &mut cmd);
+    let answered = common::wait_for(CHECK_DEADLINE, || {
+        let status = server.wait_timeout(Duration::ZERO);
+        assert!(
+            status.is_none(),
+            "the server exited ({status:?}): {}",
+            std::fs::read_to_string(&server.stderr_path).unwrap_or_default()
+        );
+        common::http_client::get(port, "/api/v1/server", Duration::from_secs(2))
+            .ok()
+            .filter(|r| r.head.status == 200)
+    });
+    let log = std::fs::read_to_string(&server.stderr_path).unwrap_or_default();
+    assert!(
+        answered.is_some(),
+        "no answer on {port} within {CHECK_DEADLINE:?}: {log}"
+    );
+    assert!(log.contains("RLIMIT_MEMLOCK raised from 65536"), "{log}");
+    server.kill();
+}

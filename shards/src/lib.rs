@@ -378,6 +378,62 @@ fn online_cpus_sorted() -> io::Result<Vec<usize>> {
     Ok(cpus)
 }
 
+/// glommio refuses to start an executor when the soft RLIMIT_MEMLOCK is
+/// below this (its io_uring rings are locked memory). Many machines and
+/// containers default to 64 KiB.
+pub const MIN_MEMLOCK_BYTES: libc::rlim_t = 512 * 1024;
+
+/// Makes the soft RLIMIT_MEMLOCK at least [`MIN_MEMLOCK_BYTES`]: up to the
+/// hard limit, which needs no privilege, or both limits with
+/// CAP_SYS_RESOURCE. Otherwise an error that says how to raise it.
+fn ensure_memlock() -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(io::Error::other(format!(
+            "reading RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    let enough = |v: libc::rlim_t| v == libc::RLIM_INFINITY || v >= MIN_MEMLOCK_BYTES;
+    if enough(limit.rlim_cur) {
+        return Ok(());
+    }
+    let (soft, hard) = (limit.rlim_cur, limit.rlim_max);
+    let raised = if enough(hard) {
+        libc::rlimit {
+            rlim_cur: hard,
+            rlim_max: hard,
+        }
+    } else {
+        libc::rlimit {
+            rlim_cur: MIN_MEMLOCK_BYTES,
+            rlim_max: MIN_MEMLOCK_BYTES,
+        }
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } != 0 {
+        return Err(io::Error::other(format!(
+            "RLIMIT_MEMLOCK is {soft} bytes (hard limit {hard}) and could not be raised ({}); \
+             the shards' io_uring needs at least {MIN_MEMLOCK_BYTES}: raise it with `ulimit -l 512` \
+             as root, LimitMEMLOCK= in a systemd unit or `docker run --ulimit memlock=-1`",
+            io::Error::last_os_error()
+        )));
+    }
+    log::info!(
+        "RLIMIT_MEMLOCK raised from {soft} to {} bytes for the shards' io_uring",
+        if raised.rlim_cur == libc::RLIM_INFINITY {
+            "unlimited".to_string()
+        } else {
+            raised.rlim_cur.to_string()
+        }
+    );
+    Ok(())
+}
+
 /// Runs the pool: starts `config.shards` executors, joins them into the two
 /// channel meshes (media and control lanes), and runs `shard_main(ctx)` on
 /// each. Blocks until every shard's future has finished. Returns the first
@@ -401,6 +457,7 @@ where
             ));
         }
     }
+    ensure_memlock()?;
     let media: MeshBuilder<M, _> = MeshBuilder::full(config.shards, config.media_capacity);
     let control: MeshBuilder<M, _> = MeshBuilder::full(config.shards, config.control_capacity);
     let cpus: Vec<usize> = if config.pin_cores {
