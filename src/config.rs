@@ -179,6 +179,16 @@ pub enum Mode {
     Edge,
 }
 
+impl Mode {
+    /// As the config file writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Origin => "origin",
+            Mode::Edge => "edge",
+        }
+    }
+}
+
 /// How an edge orders its origins for a stream (`edge.lb`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

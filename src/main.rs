@@ -204,7 +204,7 @@ fn check(flags: &Flags, config: &Config) {
         config.listen,
         config.port,
         config.shard_count(),
-        format!("{:?}", config.mode).to_lowercase(),
+        config.mode.name(),
         if config.tls.enabled() { ", TLS" } else { "" }
     );
 }

@@ -290,11 +290,8 @@ fn check_multivariant(server: &Server, case: &Case) {
 
     let carried = case.ts_stream_types.len();
     if carried == 0 {
-        // No TS variant of a stream TS carries nothing of (check_ts).
-        let target = format!("/live/{}.m3u8?multivariant=1&container=ts", case.stream);
-        let r = http_client::get(server.port, &target, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("GET {target}: {e}"));
-        assert_eq!(r.head.status, 404, "GET {target}:\n{}", r.text());
+        // No TS variant of a stream TS carries nothing of.
+        expect_no_ts(server, case, "?multivariant=1&container=ts");
         return;
     }
     let ts = playlist_with(server, case.stream, "?multivariant=1&container=ts", 0);
@@ -307,24 +304,29 @@ fn check_multivariant(server: &Server, case: &Case) {
     assert_eq!(ts_codecs.len(), carried, "TS variant: {ts}");
 }
 
+/// A TS playlist request (`query`) for a stream TS carries nothing of:
+/// a 404 that names fMP4, not segments of PAT and PMT alone.
+fn expect_no_ts(server: &Server, case: &Case, query: &str) {
+    let target = format!("/live/{}.m3u8{query}", case.stream);
+    let r = http_client::get(server.port, &target, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("GET {target}: {e}"));
+    let text = r.text();
+    assert_eq!(r.head.status, 404, "GET {target}:\n{text}");
+    assert!(text.contains("?container=fmp4"), "GET {target}: {text}");
+    println!("{target}: 404 {}", text.trim());
+}
+
 /// A part URI (`N.M.m4s`), not a preload hint or a segment.
 fn is_part_uri(uri: &str) -> bool {
     let file = uri.rsplit('/').next().unwrap_or(uri);
     file.matches('.').count() == 2
 }
 
-/// HLS in MPEG-TS: the PMT lists exactly what TS carries of the case; a
-/// stream TS carries nothing of gets a 404 that names fMP4, not segments
-/// of PAT and PMT alone.
+/// HLS in MPEG-TS: the PMT lists exactly what TS carries of the case
+/// (nothing: [`expect_no_ts`]).
 fn check_ts(server: &Server, case: &Case) {
     if case.ts_stream_types.is_empty() {
-        let target = format!("/live/{}.m3u8?container=ts", case.stream);
-        let r = http_client::get(server.port, &target, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("GET {target}: {e}"));
-        let text = r.text();
-        assert_eq!(r.head.status, 404, "GET {target}:\n{text}");
-        assert!(text.contains("?container=fmp4"), "GET {target}: {text}");
-        println!("{target}: 404 {}", text.trim());
+        expect_no_ts(server, case, "?container=ts");
         return;
     }
     // Not the first segment: the publish's sequence headers arrive one
@@ -338,30 +340,28 @@ fn check_ts(server: &Server, case: &Case) {
         case.ts_stream_types,
         "{uri}: the PMT's streams"
     );
-    {
-        let file = format!("{}-ts.ts", case.stream);
-        let probe = probe_bytes(&file, &seg);
-        // ffprobe lists a program's streams, then every stream: by index.
-        let kinds: Vec<String> = probe
-            .streams
-            .iter()
-            .filter_map(|s| Some((s.get("index")?.parse::<u32>().ok()?, s.get("codec_name")?)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_values()
-            .cloned()
-            .collect();
-        let want: Vec<&str> = case
-            .ts_stream_types
-            .iter()
-            .map(|t| match *t {
-                STREAM_TYPE_H264 => "h264",
-                STREAM_TYPE_H265 => "hevc",
-                STREAM_TYPE_AAC_ADTS => "aac",
-                other => panic!("stream type {other:#x}"),
-            })
-            .collect();
-        assert_eq!(kinds, want, "ffprobe of {uri}");
-    }
+    let file = format!("{}-ts.ts", case.stream);
+    let probe = probe_bytes(&file, &seg);
+    // ffprobe lists a program's streams, then every stream: by index.
+    let kinds: Vec<String> = probe
+        .streams
+        .iter()
+        .filter_map(|s| Some((s.get("index")?.parse::<u32>().ok()?, s.get("codec_name")?)))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .cloned()
+        .collect();
+    let want: Vec<&str> = case
+        .ts_stream_types
+        .iter()
+        .map(|t| match *t {
+            STREAM_TYPE_H264 => "h264",
+            STREAM_TYPE_H265 => "hevc",
+            STREAM_TYPE_AAC_ADTS => "aac",
+            other => panic!("stream type {other:#x}"),
+        })
+        .collect();
+    assert_eq!(kinds, want, "ffprobe of {uri}");
 }
 
 fn run(case: &Case) {

@@ -131,13 +131,10 @@ fn the_systemd_unit_verifies() {
             .any(|d| d.starts_with("SystemCallFilter=")),
         "the unit filters system calls"
     );
-    let Ok(which) = Command::new("sh")
-        .args(["-c", "command -v systemd-analyze"])
-        .output()
-    else {
-        return;
-    };
-    if !which.status.success() {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("systemd-analyze").is_file())
+    });
+    if !on_path {
         println!("no systemd-analyze here: only the directives were checked");
         return;
     }

@@ -517,13 +517,14 @@ async fn playlist(
         );
     };
     if r.container == Container::Ts {
-        let (carried, left_out) = shard.table.borrow().ts_tracks(key, r.media);
-        if carried.is_empty() && !left_out.is_empty() {
+        let tracks: Vec<_> = shard.table.borrow().ts_tracks(key, r.media).collect();
+        if !tracks.is_empty() && tracks.iter().all(|(_, carried)| !carried) {
+            let names: Vec<String> = tracks.iter().map(|(c, _)| c.to_string()).collect();
             return (
                 404,
                 format!(
                     "stream {key}: MPEG-TS has no mapping for its {}; ask for ?container=fmp4\n",
-                    left_out.join(" and ")
+                    names.join(" and ")
                 ),
             );
         }

@@ -587,12 +587,23 @@ impl StreamCore {
     pub fn audio_params(&self) -> Option<AudioParams> {
         match &self.audio_seq {
             Some(seq) => params::audio_params(seq).ok(),
-            None => self
-                .gop
-                .frames()
-                .find(|f| f.is_audio() && f.audio_codec == Some(AudioCodec::Mp3))
-                .and_then(|f| params::mp3_frame_params(f).ok()),
+            None => params::mp3_frame_params(self.mp3_frame()?).ok(),
         }
+    }
+
+    /// The audio track's codec: its sequence header's, or MP3 from a frame.
+    pub fn audio_codec(&self) -> Option<AudioCodec> {
+        match &self.audio_seq {
+            Some(seq) => seq.audio_codec,
+            None => self.mp3_frame().map(|_| AudioCodec::Mp3),
+        }
+    }
+
+    /// An MP3 frame of the GOP cache (MP3 has no sequence header).
+    fn mp3_frame(&self) -> Option<&Frame> {
+        self.gop
+            .frames()
+            .find(|f| f.is_audio() && f.audio_codec == Some(AudioCodec::Mp3))
     }
 
     /// Video frames per second over the GOP cache's timestamps (decode

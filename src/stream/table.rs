@@ -371,40 +371,37 @@ impl StreamTable {
     /// is (`?container=ts` still asks for TS, with the tracks it carries).
     pub fn container_of(&self, key: &StreamKey) -> Container {
         let configured = self.cfg.containers.of(key);
-        let (_, left_out) = self.ts_tracks(key, Media::Both);
-        if configured == Container::Ts && !left_out.is_empty() {
+        let ts_leaves_one_out = self
+            .ts_tracks(key, Media::Both)
+            .any(|(_, carried)| !carried);
+        if configured == Container::Ts && ts_leaves_one_out {
             Container::Fmp4
         } else {
             configured
         }
     }
 
-    /// The codecs of `key`'s tracks in `media` (as known from their
-    /// sequence headers on this shard) that MPEG-TS carries, and those it
-    /// has no mapping for.
-    pub fn ts_tracks(&self, key: &StreamKey, media: Media) -> (Vec<String>, Vec<String>) {
-        let (mut carried, mut left_out) = (Vec::new(), Vec::new());
-        let Some(e) = self.entries.get(key) else {
-            return (carried, left_out);
-        };
-        let video = e.core.video_seq.as_ref().and_then(|f| f.video_codec);
-        let audio = e.core.audio_seq.as_ref().and_then(|f| f.audio_codec);
-        let tracks = [
-            video
-                .filter(|_| media != Media::AudioOnly)
-                .map(|c| (c.to_string(), proto::ts::Codec::Video(c))),
-            audio
-                .filter(|_| media != Media::VideoOnly)
-                .map(|c| (c.to_string(), proto::ts::Codec::Audio(c))),
-        ];
-        for (name, codec) in tracks.into_iter().flatten() {
-            if codec.stream_type().is_some() {
-                carried.push(name);
-            } else {
-                left_out.push(name);
-            }
-        }
-        (carried, left_out)
+    /// `key`'s tracks in `media`, as this shard knows them (from their
+    /// sequence headers, MP3 from a frame), each with whether MPEG-TS
+    /// carries it.
+    pub fn ts_tracks(
+        &self,
+        key: &StreamKey,
+        media: Media,
+    ) -> impl Iterator<Item = (proto::ts::Codec, bool)> {
+        let core = self.entries.get(key).map(|e| &e.core);
+        let video = core
+            .and_then(|c| c.video_seq.as_ref()?.video_codec)
+            .filter(|_| media != Media::AudioOnly)
+            .map(proto::ts::Codec::Video);
+        let audio = core
+            .and_then(StreamCore::audio_codec)
+            .filter(|_| media != Media::VideoOnly)
+            .map(proto::ts::Codec::Audio);
+        [video, audio]
+            .into_iter()
+            .flatten()
+            .map(|codec| (codec, codec.stream_type().is_some()))
     }
 
     /// The owner shard of `key`.
