@@ -76,9 +76,9 @@ pub struct Config {
     pub shards: usize,
     /// Pin shard k to core k. Default false.
     pub pin_cores: bool,
-    /// Log filter in env_logger syntax, e.g. "info" or
-    /// "info,shardcast::server=debug". Default "info".
-    pub log: String,
+    /// Where and how the server logs (`[log]`); `log = "debug"` is short
+    /// for `[log] level = "debug"`.
+    pub log: LogConfig,
     /// The vhost of a stream key when the request names none or one not in
     /// `vhosts`. Default "__defaultVhost__".
     pub default_vhost: String,
@@ -114,6 +114,76 @@ pub struct Config {
     pub tls: TlsConfig,
     pub edge: EdgeConfig,
     pub cluster: ClusterConfig,
+}
+
+/// `[log]`: the log's filter, file, line format and the HTTP access log.
+/// A string in place of the table (`log = "debug"`) sets `level` alone.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default, remote = "Self")]
+pub struct LogConfig {
+    /// Filter in env_logger syntax, e.g. "info" or
+    /// "info,shardcast::server=debug". Flag `--log`. Default "info";
+    /// SIGHUP applies a new one.
+    pub level: String,
+    /// File the log is appended to; empty (default) = stderr. Flag
+    /// `--log-file`. SIGUSR1 reopens it by name (for logrotate), SIGHUP
+    /// opens a changed one.
+    pub file: String,
+    /// "text" (default): `[time LEVEL target] message`; "json": one object
+    /// per line with `ts`, `level`, `target` and `msg`.
+    pub format: LogFormat,
+    /// One line per HTTP request (target `access`, level info): peer,
+    /// method, path, status, bytes sent, duration and User-Agent; a
+    /// streaming HTTP-FLV response logs when it ends. Default false.
+    pub access: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            file: String::new(),
+            format: LogFormat::Text,
+            access: false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LogConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = LogConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a log filter such as \"info\", or a [log] table")
+            }
+            fn visit_str<E: serde::de::Error>(self, level: &str) -> Result<LogConfig, E> {
+                Ok(LogConfig {
+                    level: level.into(),
+                    ..LogConfig::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<LogConfig, A::Error> {
+                LogConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+impl Serialize for LogConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        LogConfig::serialize(self, s)
+    }
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The origin cluster's registry on Redis (see `shardcast.toml`).
@@ -693,7 +763,7 @@ impl Default for Config {
             internal_port: 0,
             shards: 0,
             pin_cores: false,
-            log: "info".into(),
+            log: LogConfig::default(),
             default_vhost: "__defaultVhost__".into(),
             vhosts: Vec::new(),
             max_connections: 0,
@@ -770,9 +840,13 @@ pub struct Flags {
     /// Pin shard k to core k.
     #[arg(long)]
     pub pin_cores: bool,
-    /// Log filter (env_logger syntax), e.g. "debug".
+    /// Log filter (env_logger syntax), e.g. "debug" (`log.level`).
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
+    /// Write the log to this file instead of stderr (`log.file`); SIGUSR1
+    /// reopens it (after logrotate moved it).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<String>,
     /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -951,8 +1025,12 @@ impl Config {
             self.pin_cores = true;
             any = true;
         }
-        if let Some(log) = &flags.log {
-            self.log = log.clone();
+        if let Some(level) = &flags.log {
+            self.log.level = level.clone();
+            any = true;
+        }
+        if let Some(file) = &flags.log_file {
+            self.log.file = file.clone();
             any = true;
         }
         if let Some(listen) = &flags.listen {
@@ -1145,8 +1223,8 @@ impl Config {
                 ),
             )?;
         }
-        if self.log.trim().is_empty() {
-            invalid("log", "is empty (use e.g. \"info\")".into())?;
+        if self.log.level.trim().is_empty() {
+            invalid("log.level", "is empty (use e.g. \"info\")".into())?;
         }
         check_vhost("default_vhost", &self.default_vhost)?;
         in_range(
@@ -1404,7 +1482,7 @@ mod tests {
         assert_eq!(c.internal_port, 0);
         assert_eq!(c.shards, 0);
         assert!(!c.pin_cores);
-        assert_eq!(c.log, "info");
+        assert_eq!(c.log.level, "info");
         assert_eq!(c.default_vhost, "__defaultVhost__");
         assert!(c.vhosts.is_empty());
         assert_eq!(c.max_connections, 0);
@@ -1520,7 +1598,7 @@ mod tests {
             ("shards = 5000", "shards"),
             ("default_vhost = \"a/b\"", "default_vhost"),
             ("vhosts = [\"\"]", "vhosts"),
-            ("log = \"\"", "log"),
+            ("log = \"\"", "log.level"),
             ("port = 9000\ninternal_port = 9000", "internal_port"),
         ] {
             let err = Config::from_toml_str(text, "bad.toml").unwrap_err();
@@ -1587,6 +1665,35 @@ mod tests {
     }
 
     /// The error loading `toml` (as `a.toml`) gives.
+    /// `log` is a filter string or a `[log]` table; a table's unknown keys
+    /// and bad values are refused by name.
+    #[test]
+    fn log_is_a_level_or_a_table() {
+        let short = Config::from_toml_str("log = \"debug\"", "a.toml").unwrap();
+        assert_eq!(short.log.level, "debug");
+        assert_eq!(short.log.format, LogFormat::Text);
+        let table = Config::from_toml_str(
+            "[log]\nlevel = \"warn\"\nfile = \"/tmp/s.log\"\nformat = \"json\"\naccess = true",
+            "a.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            table.log,
+            LogConfig {
+                level: "warn".into(),
+                file: "/tmp/s.log".into(),
+                format: LogFormat::Json,
+                access: true,
+            }
+        );
+        let unknown = load_error("[log]\nlevle = \"info\"");
+        assert!(unknown.contains("unknown field `levle`"), "{unknown}");
+        let format = load_error("[log]\nformat = \"xml\"");
+        assert!(format.contains("unknown variant `xml`"), "{format}");
+        let number = load_error("log = 3");
+        assert!(number.contains("a [log] table"), "{number}");
+    }
+
     fn load_error(toml: &str) -> String {
         Config::from_toml_str(toml, "a.toml")
             .unwrap_err()
@@ -1658,7 +1765,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!((from_file.port, from_file.shards), (1935, 2));
-        assert_eq!(from_file.log, "warn");
+        assert_eq!(from_file.log.level, "warn");
 
         let flags = Flags::try_parse_from([
             "shardcast",
@@ -1679,7 +1786,7 @@ mod tests {
         assert_eq!(c.port, 9000);
         assert_eq!(c.shards, 4);
         assert!(c.pin_cores);
-        assert_eq!(c.log, "debug");
+        assert_eq!(c.log.level, "debug");
         assert_eq!(c.listen, "::1");
         // Untouched by flags: still from the file's defaults.
         assert_eq!(c.rtmp, RtmpConfig::default());

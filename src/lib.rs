@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pages;

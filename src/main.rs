@@ -45,10 +45,10 @@ fn main() {
         check(&flags, &config);
         return;
     }
-    env_logger::Builder::new()
-        .parse_filters(&config.log)
-        .format_timestamp_millis()
-        .init();
+    if let Err(e) = shardcast::logging::init(&config.log) {
+        eprintln!("shardcast: {e}");
+        std::process::exit(2);
+    }
 
     let shards = config.shard_count();
     log::info!(
@@ -115,6 +115,7 @@ fn main() {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -125,9 +126,20 @@ fn main() {
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(1);
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            if sig == signal_hook::consts::SIGHUP {
-                reload(&flags, &config, tls.as_deref());
-                continue;
+            match sig {
+                signal_hook::consts::SIGHUP => {
+                    reload(&flags, &config, tls.as_deref());
+                    continue;
+                }
+                signal_hook::consts::SIGUSR1 => {
+                    match shardcast::logging::reopen() {
+                        Ok(Some(path)) => log::info!("log reopened (SIGUSR1): {path}"),
+                        Ok(None) => log::info!("SIGUSR1: the log is stderr; nothing to reopen"),
+                        Err(e) => log::error!("SIGUSR1: {e}; logging on to the open file"),
+                    }
+                    continue;
+                }
+                _ => {}
             }
             let _ = sig_tx.send(sig);
             return;
@@ -193,6 +205,19 @@ fn check(flags: &Flags, config: &Config) {
         .map_or("the embedded defaults".to_string(), |p| {
             p.display().to_string()
         });
+    if !config.log.file.is_empty() {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.log.file)
+        {
+            eprintln!(
+                "shardcast: config {source}: log.file: cannot open {}: {e}",
+                config.log.file
+            );
+            std::process::exit(2);
+        }
+    }
     if config.tls.enabled() {
         if let Err(e) = shardcast::net::TlsAcceptor::load(&config.tls) {
             eprintln!("shardcast: config {source}: {e}");

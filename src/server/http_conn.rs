@@ -148,15 +148,17 @@ pub async fn run(
             break None;
         }
         let (v, head_only) = (request.minor_version, request.method == "HEAD");
+        let access = crate::logging::access().then(|| Access::of(&request));
         // Boxed: a streaming FLV player keeps none of a request's state.
         match Box::pin(handle(&shard, &reg, request)).await {
             Answer::Reply(reply) => {
                 let keep = reply.head.keep_alive;
-                if write_response(&mut conn, &mut slot, v, head_only, &reply)
-                    .await
-                    .is_err()
-                    || !keep
-                {
+                let written = write_response(&mut conn, &mut slot, v, head_only, &reply).await;
+                if let Some(access) = access {
+                    let body = if head_only { 0 } else { reply.body.len() };
+                    access.log(peer, reply.head.status, body as u64);
+                }
+                if written.is_err() || !keep {
                     break None;
                 }
                 head_started = !buf.is_empty();
@@ -858,6 +860,7 @@ async fn serve_flv(
             q.push_control(&[header]);
         }
     }
+    let access = crate::logging::access().then(|| Access::of(&req));
     reg.set_what(ConnWhat::Player(key.clone(), "http-flv"));
     reg.count.classify(Protocol::HttpFlv);
     let cached = shard.attach_player(&key, player.clone());
@@ -867,7 +870,7 @@ async fn serve_flv(
         filter.audio,
         filter.video
     );
-    drive_player(
+    let bytes = drive_player(
         &shard,
         conn,
         &key,
@@ -884,6 +887,9 @@ async fn serve_flv(
         },
     )
     .await;
+    if let Some(access) = access {
+        access.log(peer, 200, bytes);
+    }
     shard.hooks.notify_end(&Ask {
         action: Action::Play,
         key: &key,
@@ -893,4 +899,47 @@ async fn serve_flv(
         client_id,
         tc_url: None,
     });
+}
+
+/// Query parameters whose values the access log does not write: they are
+/// credentials (signed URLs, tokens).
+const ACCESS_REDACTED: [&str; 3] = ["sign", "token", "secret"];
+
+/// What `log.access` writes of a request, taken before it is answered.
+struct Access {
+    started: Instant,
+    method: String,
+    target: String,
+    user_agent: String,
+}
+
+impl Access {
+    fn of(req: &Request) -> Self {
+        let mut target = req.path.clone();
+        for (i, (k, v)) in req.query.iter().enumerate() {
+            target.push(if i == 0 { '?' } else { '&' });
+            target.push_str(k);
+            target.push('=');
+            target.push_str(if ACCESS_REDACTED.contains(&k.as_str()) { "-" } else { v });
+        }
+        Access {
+            started: Instant::now(),
+            method: req.method.clone(),
+            target,
+            user_agent: req.user_agent.clone().unwrap_or_default(),
+        }
+    }
+
+    /// One line: peer, request, status, body bytes sent (for HTTP-FLV, every
+    /// byte of the response), milliseconds until written, User-Agent.
+    fn log(self, peer: std::net::SocketAddr, status: u16, bytes: u64) {
+        log::info!(
+            target: crate::logging::ACCESS_TARGET,
+            "{peer} \"{} {}\" {status} {bytes} {}ms {:?}",
+            self.method,
+            self.target,
+            self.started.elapsed().as_millis(),
+            self.user_agent
+        );
+    }
 }

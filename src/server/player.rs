@@ -39,7 +39,7 @@ pub(super) async fn drive_player(
     reg: Registered,
     mut on_input: impl FnMut(&[u8], &mut OutQueue) -> InputResult,
     goodbye: impl FnOnce(&mut OutQueue),
-) {
+) -> u64 {
     let peer = reg.state.peer;
     let to = conn.direct_handle();
     let (mut rd, mut wr) = crate::net::transport::split(conn);
@@ -96,6 +96,7 @@ pub(super) async fn drive_player(
     let skipped = player.queue.borrow().skipped();
     log_close(peer, Some(key), &slot, Some(skipped));
     drop(reg);
+    slot.bytes_out
 }
 
 /// While alive, the fan-out may write to the player's connection itself:

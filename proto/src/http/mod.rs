@@ -53,6 +53,8 @@ pub struct Request {
     pub body: Framing,
     /// The token of an `Authorization: Bearer <token>` header.
     pub bearer: Option<String>,
+    /// The User-Agent header, for the access log.
+    pub user_agent: Option<String>,
 }
 
 impl Request {
@@ -158,6 +160,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
     let mut connection = None;
     let mut content_length: Option<u64> = None;
     let mut bearer = None;
+    let mut user_agent = None;
     let mut transfer_encoding: Option<String> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
@@ -173,6 +176,8 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
                     bearer = Some(token.trim().to_string());
                 }
             }
+        } else if h.name.eq_ignore_ascii_case("user-agent") {
+            user_agent = Some(String::from_utf8_lossy(h.value).trim().to_string());
         } else if h.name.eq_ignore_ascii_case("content-length") {
             let v = String::from_utf8_lossy(h.value);
             let n = match v.trim().parse::<u64>() {
@@ -231,6 +236,7 @@ pub fn parse_request(buf: &[u8], limits: &HttpLimits) -> Parse {
             keep_alive,
             body,
             bearer,
+            user_agent,
         },
         consumed,
     }
