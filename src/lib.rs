@@ -13,5 +13,6 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pages;
+pub mod reload;
 pub mod server;
 pub mod stream;

@@ -93,6 +93,7 @@ fn main() {
         shards,
     );
     let config = Arc::new(config);
+    shardcast::reload::install(config.clone());
     let (done_tx, done_rx) = crossbeam_channel::bounded::<std::io::Result<()>>(1);
     let shard_config = config.clone();
     let shard_tls = tls.clone();
@@ -125,10 +126,11 @@ fn main() {
     };
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(1);
     std::thread::spawn(move || {
+        let mut config = config;
         for sig in signals.forever() {
             match sig {
                 signal_hook::consts::SIGHUP => {
-                    reload(&flags, &config, tls.as_deref());
+                    shardcast::reload::on_sighup(&flags, &mut config, tls.as_deref());
                     continue;
                 }
                 signal_hook::consts::SIGUSR1 => {
@@ -165,34 +167,6 @@ fn main() {
             }
             std::process::exit(0);
         }
-    }
-}
-
-/// SIGHUP: reads the config again and swaps the TLS certificates (new
-/// connections get the new ones; open ones keep their session). A file
-/// that fails to load keeps what is running, and the log says why.
-fn reload(flags: &Flags, running: &Config, tls: Option<&shardcast::net::TlsAcceptor>) {
-    let fresh = match Config::load(flags) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("reload (SIGHUP): {e}; keeping the running configuration");
-            return;
-        }
-    };
-    match tls {
-        Some(tls) if fresh.tls.enabled() => match tls.reload(&fresh.tls) {
-            Ok(()) => log::info!(
-                "reload (SIGHUP): tls: {} certificate(s) loaded for new connections",
-                1 + fresh.tls.certs.len()
-            ),
-            Err(e) => {
-                log::error!("reload (SIGHUP): {e}; keeping the certificates in use")
-            }
-        },
-        _ if fresh.tls.enabled() != running.tls.enabled() => {
-            log::warn!("reload (SIGHUP): restart needed for tls.cert (TLS turned on or off)")
-        }
-        _ => log::info!("reload (SIGHUP): no TLS configured; nothing else reloads yet"),
     }
 }
 

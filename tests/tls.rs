@@ -358,7 +358,7 @@ fn sighup_swaps_the_certificate_for_new_connections_while_old_players_play_on() 
     let from = server.log_len();
     signal(server.pid, libc::SIGHUP);
     let kept = server.wait_for_log_from(from, Duration::from_secs(5), |l| {
-        l.contains("keeping the certificates in use") && l.contains("live.pem")
+        l.contains("keeping the running configuration") && l.contains("live.pem")
     });
     assert!(
         kept.is_some(),

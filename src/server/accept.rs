@@ -50,14 +50,14 @@ impl Port {
 /// bound.
 pub(super) fn bind_extra(shard: &Rc<Shard>, which: Port) -> Result<Option<glommio::Task<()>>, ()> {
     let port = match which {
-        Port::Internal => shard.config.internal_port,
-        Port::TlsOnly => shard.config.tls.port,
+        Port::Internal => shard.config().internal_port,
+        Port::TlsOnly => shard.config().tls.port,
         Port::Main => unreachable!("the main port is bound by shard_main"),
     };
     if port == 0 {
         return Ok(None);
     }
-    let addr = format!("{}:{port}", shard.config.listen);
+    let addr = format!("{}:{port}", shard.config().listen);
     let listener = match glommio::net::TcpListener::bind(&addr) {
         Ok(l) => l,
         Err(e) => {
@@ -112,7 +112,8 @@ async fn run_accepted(shard: Rc<Shard>, stream: TcpStream, which: Port) {
         Ok(p) => p,
         Err(_) => return,
     };
-    let c = &shard.config;
+    shard.refresh();
+    let c = shard.config();
     let mut slot = match ConnSlot::reserve(c.max_connections, c.max_connections_per_ip, peer.ip()) {
         Ok(slot) => slot,
         Err(why) => {
@@ -150,7 +151,7 @@ async fn run_accepted(shard: Rc<Shard>, stream: TcpStream, which: Port) {
         let Transport::Tcp(io) = conn else {
             unreachable!("a connection is plain until its handshake")
         };
-        let handshake = crate::net::tls::handshake_deadline(&shard.config.tls);
+        let handshake = crate::net::tls::handshake_deadline(&shard.config().tls);
         conn = match crate::net::tls::accept(io, &first, config, &reg.state.close, handshake).await
         {
             Ok(t) => Transport::Tls(Box::new(t)),
@@ -175,7 +176,7 @@ async fn run_accepted(shard: Rc<Shard>, stream: TcpStream, which: Port) {
     let error = match (sniffed, which) {
         (_, Port::TlsOnly) if !conn.is_tls() => format!(
             "a plain connection (first byte 0x{:02x}) on tls.port {}, which serves only TLS",
-            first[0], shard.config.tls.port
+            first[0], shard.config().tls.port
         ),
         (Sniffed::Http, _) => {
             reg.set_what(ConnWhat::Http);
@@ -194,7 +195,7 @@ async fn run_accepted(shard: Rc<Shard>, stream: TcpStream, which: Port) {
         }
         (other, Port::Internal) => format!(
             "{other:?} (first byte 0x{:02x}) on internal_port {}, which serves only the HTTP API",
-            first[0], shard.config.internal_port
+            first[0], shard.config().internal_port
         ),
         (Sniffed::Tls, _) => {
             "TLS (first byte 0x16) is not configured on this port: set tls.cert and tls.key"
@@ -219,7 +220,7 @@ async fn run_accepted(shard: Rc<Shard>, stream: TcpStream, which: Port) {
 /// (`rtmp.handshake_timeout_s`), from now.
 fn sniff_deadline(shard: &Shard) -> Deadline {
     Deadline::after(
-        shard.config.rtmp.handshake_timeout(),
+        shard.config().rtmp.handshake_timeout(),
         "rtmp.handshake_timeout_s",
         "the first request, publish or play",
     )

@@ -620,10 +620,10 @@ fn admin_allowed(shard: &Shard, reg: &Registered, req: &Request) -> Result<(), S
         std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::Ipv6Addr::LOCALHOST.into(),
     ];
-    if local.contains(&ip) || shard.api_allow.contains(ip) {
+    if local.contains(&ip) || shard.live().api_allow.contains(ip) {
         return Ok(());
     }
-    let token = &shard.config.api.token;
+    let token = &shard.config().api.token;
     match &req.bearer {
         Some(t) if !token.is_empty() && crate::access::constant_time_eq(t.as_bytes(), token.as_bytes()) => {
             Ok(())
@@ -649,7 +649,7 @@ pub(super) async fn handle(
     req: &Request,
     route: &Route,
 ) -> Option<Response> {
-    let internal_port = shard.config.internal_port;
+    let internal_port = shard.config().internal_port;
     if reg.state.internal && !route.is_api() {
         let msg = format!(
             "{} is not served on the internal port {internal_port}, which serves only the API \
@@ -756,6 +756,10 @@ struct ServerView {
 
 #[derive(Serialize)]
 struct ConfigSummary {
+    /// 1 at start, +1 per applied reload (SIGHUP), and when it was loaded.
+    generation: u64,
+    loaded_at: String,
+    loaded_unix_ms: u64,
     listen: String,
     port: u16,
     /// null when the API is served on the main port.
@@ -803,7 +807,8 @@ async fn server_json(shard: &Rc<Shard>) -> (u16, Vec<u8>) {
         }
     }
     let (t0, t0_unix_ms) = started();
-    let c = &shard.config;
+    let live = shard.live();
+    let c = &live.config;
     json(&ServerView {
         version: env!("CARGO_PKG_VERSION"),
         started_at: rfc3339(t0_unix_ms),
@@ -817,6 +822,9 @@ async fn server_json(shard: &Rc<Shard>) -> (u16, Vec<u8>) {
         node_id: c.node_id(),
         registry: shard.registry.as_ref().map(|r| r.view()),
         config: ConfigSummary {
+            generation: live.generation,
+            loaded_at: rfc3339(live.loaded_unix_ms),
+            loaded_unix_ms: live.loaded_unix_ms,
             listen: c.listen.clone(),
             port: c.port,
             internal_port: (c.internal_port != 0).then_some(c.internal_port),
@@ -853,7 +861,7 @@ async fn gather_streams(shard: &Rc<Shard>, key: Option<&StreamKey>) -> (Vec<Stre
         reply,
     })
     .await;
-    (merge(parts, &shard.config.default_vhost), answered)
+    (merge(parts, &shard.config().default_vhost), answered)
 }
 
 async fn streams_json(shard: &Rc<Shard>) -> (u16, Vec<u8>) {

@@ -64,7 +64,7 @@ impl Shard {
     /// a hook's own deadline (`hooks.timeout_ms`) needs it, so that the
     /// hook's deadline is the one that fires.
     pub fn decision_timeout(&self) -> Duration {
-        DECISION_TIMEOUT.max(self.config.hooks.timeout() + HOOK_DECISION_MARGIN)
+        DECISION_TIMEOUT.max(self.config().hooks.timeout() + HOOK_DECISION_MARGIN)
     }
 
     /// Decides `ask`, waiting at most [`Shard::decision_timeout`].
@@ -83,16 +83,17 @@ impl Shard {
     /// open one, a signed URL checked here, locally, or the HTTP hook).
     async fn decision(&self, ask: &Ask<'_>) -> Result<(), Refusal> {
         // IP rules first: they need nothing from the request but its peer.
+        let live = self.live();
         let rule = match ask.action {
-            Action::Publish => &self.access_publish,
-            Action::Play => &self.access_play,
+            Action::Publish => &live.access_publish,
+            Action::Play => &live.access_play,
         };
         rule.check(ask.peer.ip(), ask.action.name())
             .map_err(|why| {
                 self.metrics.refused(Refused::Access);
                 Refusal::credential(false, why)
             })?;
-        let auth = &self.config.auth;
+        let auth = &live.config.auth;
         let mode = match ask.action {
             Action::Publish => auth.publish,
             Action::Play => auth.play,

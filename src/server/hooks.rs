@@ -230,11 +230,8 @@ pub fn session_query(query: &[(String, String)]) -> Vec<(&str, &str)> {
 
 /// One shard's hooks: their URLs, the requests in flight, HLS sessions.
 pub struct Hooks {
-    /// By [`Hook::index`]: the URL as configured (for logs) and parsed.
-    urls: [Option<(String, HttpUrl)>; 4],
-    timeout: Duration,
-    inflight_max: usize,
-    on_error: HookOnError,
+    /// What `[hooks]` says; a reload replaces it for the next request.
+    settings: RefCell<Rc<HookSettings>>,
     inflight: Cell<usize>,
     sessions: RefCell<HlsSessions>,
 }
@@ -248,15 +245,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl Hooks {
-    /// The hooks of `config` (validated at load, so every URL parses).
-    pub fn new(config: &HooksConfig) -> Self {
+/// `[hooks]`, parsed.
+struct HookSettings {
+    /// By [`Hook::index`]: the URL as configured (for logs) and parsed.
+    urls: [Option<(String, HttpUrl)>; 4],
+    timeout: Duration,
+    inflight_max: usize,
+    on_error: HookOnError,
+}
+
+impl HookSettings {
+    /// Validated at load, so every URL parses.
+    fn new(config: &HooksConfig) -> Self {
         let url = |s: &String| {
             (!s.is_empty())
                 .then(|| HttpUrl::parse(s).ok().map(|u| (s.clone(), u)))
                 .flatten()
         };
-        Hooks {
+        HookSettings {
             urls: [
                 url(&config.on_publish),
                 url(&config.on_play),
@@ -266,9 +272,28 @@ impl Hooks {
             timeout: config.timeout(),
             inflight_max: config.inflight_max,
             on_error: config.on_error,
+        }
+    }
+}
+
+impl Hooks {
+    /// The hooks of `config`.
+    pub fn new(config: &HooksConfig) -> Self {
+        Hooks {
+            settings: RefCell::new(Rc::new(HookSettings::new(config))),
             inflight: Cell::new(0),
             sessions: RefCell::new(HlsSessions::default()),
         }
+    }
+
+    /// A reload's `[hooks]`: requests from now on use it; those in flight
+    /// and the HLS sessions already admitted are kept.
+    pub fn reconfigure(&self, config: &HooksConfig) {
+        *self.settings.borrow_mut() = Rc::new(HookSettings::new(config));
+    }
+
+    fn settings(&self) -> Rc<HookSettings> {
+        self.settings.borrow().clone()
     }
 
     /// Decides `ask` by its hook (`on_publish` or `on_play`): Ok on a 2xx,
@@ -286,11 +311,12 @@ impl Hooks {
                 return Ok(());
             }
         }
-        let Some((raw, url)) = &self.urls[hook.index()] else {
+        let settings = self.settings();
+        let Some((raw, url)) = &settings.urls[hook.index()] else {
             return Err(Refusal::server(format!("hooks.{} is not set", hook.name())));
         };
         let body = hook_body(hook, ask);
-        match self.post(url, &body).await {
+        match self.post(&settings, url, &body).await {
             Ok(a) if (200..300).contains(&a.status) => {
                 log::debug!(
                     "hook {} {raw}: {} for key={} peer={}",
@@ -320,7 +346,7 @@ impl Hooks {
                 if matches!(e, HookError::Busy(_)) {
                     crate::metrics::with(|m| m.refused(Refused::HookInflight));
                 }
-                let allow = self.on_error == HookOnError::Allow;
+                let allow = settings.on_error == HookOnError::Allow;
                 log::warn!(
                     "hook {} {raw}: {e} (key={} peer={}; hooks.on_error={})",
                     hook.name(),
@@ -365,17 +391,18 @@ impl Hooks {
     /// fire and forget, bounded like every hook request, failures logged.
     pub fn notify_end(self: &Rc<Self>, ask: &Ask<'_>) {
         let hook = Hook::ending(ask.action);
-        if self.urls[hook.index()].is_none() {
+        let settings = self.settings();
+        if settings.urls[hook.index()].is_none() {
             return;
         }
         let body = hook_body(hook, ask);
         let hooks = self.clone();
         let what = format!("key={} peer={}", ask.key, ask.peer);
         glommio::spawn_local(async move {
-            let Some((raw, url)) = &hooks.urls[hook.index()] else {
+            let Some((raw, url)) = &settings.urls[hook.index()] else {
                 return;
             };
-            match hooks.post(url, &body).await {
+            match hooks.post(&settings, url, &body).await {
                 Ok(a) if (200..300).contains(&a.status) => {
                     log::debug!("hook {} {raw}: {} for {what}", hook.name(), a.status_line)
                 }
@@ -428,13 +455,18 @@ impl Hooks {
     /// POSTs `body` to `url` and reads the answer's head (and the start of
     /// its body), all within `hooks.timeout_ms`, if fewer than
     /// `hooks.inflight_max` requests are in flight.
-    async fn post(&self, url: &HttpUrl, body: &[u8]) -> Result<Answer, HookError> {
-        if self.inflight.get() >= self.inflight_max {
-            return Err(HookError::Busy(self.inflight_max));
+    async fn post(
+        &self,
+        settings: &HookSettings,
+        url: &HttpUrl,
+        body: &[u8],
+    ) -> Result<Answer, HookError> {
+        if self.inflight.get() >= settings.inflight_max {
+            return Err(HookError::Busy(settings.inflight_max));
         }
         self.inflight.set(self.inflight.get() + 1);
         let _counted = InFlight(&self.inflight);
-        let timeout = self.timeout;
+        let timeout = settings.timeout;
         // The status, once its head is in: a refusal whose body is slow
         // stays a refusal when the deadline cuts the body short (it must
         // not become a hook error, which `on_error = "allow"` admits).

@@ -53,8 +53,8 @@ pub async fn run(
 ) {
     let peer = reg.state.peer;
     let limits = HttpLimits {
-        header_bytes_max: shard.config.http.header_bytes_max,
-        headers_max: shard.config.http.headers_max,
+        header_bytes_max: shard.config().http.header_bytes_max,
+        headers_max: shard.config().http.headers_max,
     };
     let mut buf = BytesMut::from(&first[..]);
     drop(first);
@@ -65,14 +65,14 @@ pub async fn run(
     // (a deadline for the whole head, not per byte: slowloris).
     let idle = || {
         Deadline::after(
-            Duration::from_secs(shard.config.http.keepalive_timeout_s),
+            Duration::from_secs(shard.config().http.keepalive_timeout_s),
             "http.keepalive_timeout_s",
             "the next HTTP request",
         )
     };
     let head = || {
         Deadline::after(
-            Duration::from_secs(shard.config.http.header_timeout_s),
+            Duration::from_secs(shard.config().http.header_timeout_s),
             "http.header_timeout_s",
             "the rest of an HTTP request head",
         )
@@ -132,7 +132,7 @@ pub async fn run(
             &mut slot,
             &reg,
             &request,
-            shard.config.http.body_bytes_max,
+            shard.config().http.body_bytes_max,
             deadline,
         )
         .await
@@ -331,7 +331,7 @@ async fn handle(shard: &Rc<Shard>, reg: &Registered, req: Request) -> Answer {
                 format!(
                     "{package}/{path} is not installed: run `npm ci` in the shardcast directory \
                      (http.assets_dir = {:?})\n",
-                    shard.config.http.assets_dir
+                    shard.config().http.assets_dir
                 ),
                 keep,
             ),
@@ -438,7 +438,7 @@ fn playlist_cache_control(req: &Request) -> String {
 fn media_cache_control(shard: &Shard) -> String {
     format!(
         "Cache-Control: public, max-age={}, immutable",
-        shard.config.stream.publisher_grace_s
+        shard.config().stream.publisher_grace_s
     )
 }
 
@@ -583,7 +583,7 @@ async fn playlist(
     // (less the LL-HLS directives): an HLS session is known by it, so the
     // hook is asked once per session (`hooks::HlsSessions`).
     let mut carried: Vec<(&str, &str)> = Vec::with_capacity(3);
-    if shard.config.auth.play == crate::config::AuthMode::Hook {
+    if shard.config().auth.play == crate::config::AuthMode::Hook {
         carried = super::hooks::session_query(&req.query);
     } else if let Some(v) = req.param("vhost") {
         if key
@@ -593,7 +593,7 @@ async fn playlist(
             carried.push(("vhost", v));
         }
     }
-    if shard.config.auth.play != crate::config::AuthMode::Hook {
+    if shard.config().auth.play != crate::config::AuthMode::Hook {
         for p in [proto::sign::EXPIRES, proto::sign::SIGN] {
             if let Some(v) = req.param(p) {
                 carried.push((p, v));
@@ -788,7 +788,7 @@ async fn streams_json(shard: &Rc<Shard>) -> Vec<u8> {
         .filter_map(|key| {
             let mut it = key.splitn(3, '/');
             let (vhost, app, name) = (it.next()?, it.next()?, it.next()?);
-            let q = if vhost == shard.config.default_vhost {
+            let q = if vhost == shard.config().default_vhost {
                 String::new()
             } else {
                 format!("?vhost={vhost}")
@@ -836,7 +836,7 @@ async fn serve_flv(
         peer,
         PlayerFormat::Flv { chunked },
         filter,
-        shard.config.stream.player_queue_bytes_max,
+        shard.config().stream.player_queue_bytes_max,
     ));
     let head = ResponseHead {
         status: 200,

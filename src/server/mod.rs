@@ -115,10 +115,69 @@ const _: fn() = || {
 /// Shards that have bound their listener (the last one logs `listening`).
 static SHARDS_LISTENING: AtomicUsize = AtomicUsize::new(0);
 
+/// The stream table's settings from `config` (`clustered`: an origin of
+/// a cluster on Redis).
+fn table_config(ctx: &ShardCtx<ShardMsg>, config: &Config, clustered: bool) -> TableConfig {
+    let s = &config.stream;
+    TableConfig {
+        shard: ctx.id(),
+        shards: ctx.count(),
+        owner_of: shards::shard_for,
+        gop: GopLimits {
+            enabled: s.gop_cache,
+            bytes_max: s.gop_cache_bytes_max,
+            frames_max: s.gop_cache_frames_max,
+        },
+        chunk_size: config.rtmp.chunk_size_out,
+        hls: config.hls.to_hls_config(),
+        coalesce: Coalesce {
+            audio: Duration::from_millis(s.audio_coalesce_ms),
+            write: Duration::from_millis(s.write_coalesce_ms),
+        },
+        republish: s.republish,
+        publisher_grace: s.publisher_grace(),
+        // Edges pull what is asked for; origins of a cluster pull what
+        // another origin has.
+        keep_pulling: (config.mode == crate::config::Mode::Edge || clustered)
+            .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
+        pulls_max: config.edge.pulls_max.div_ceil(ctx.count()),
+        containers: config.hls.containers(),
+    }
+}
+
+/// What a reload replaces: the configuration, and what is parsed from it
+/// once per generation.
+pub(crate) struct Live {
+    pub(crate) config: Arc<Config>,
+    /// Its `crate::reload` generation (0: none was installed) and load time.
+    pub(crate) generation: u64,
+    pub(crate) loaded_unix_ms: u64,
+    /// The IP rules of publishes and plays (`[access]`).
+    pub(crate) access_publish: crate::access::Rule,
+    pub(crate) access_play: crate::access::Rule,
+    /// Peers besides loopback admitted to the admin surface (`api.allow`).
+    pub(crate) api_allow: crate::access::Cidrs,
+}
+
+impl Live {
+    fn new(config: Arc<Config>, generation: u64, loaded_unix_ms: u64) -> Self {
+        Live {
+            generation,
+            loaded_unix_ms,
+            access_publish: config.access_rule(true),
+            access_play: config.access_rule(false),
+            api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
+            config,
+        }
+    }
+}
+
 /// One shard's state. Only this shard touches it.
 pub struct Shard {
     ctx: ShardCtx<ShardMsg>,
-    config: Arc<Config>,
+    /// The configuration and what is parsed from it; a reload (SIGHUP)
+    /// replaces it when this shard next accepts (see `crate::reload`).
+    live: RefCell<Rc<Live>>,
     /// The streams this shard holds, owned and replicas.
     table: RefCell<StreamTable>,
     /// Open connections on this shard (ids, idle checks, shutdown, the API).
@@ -132,11 +191,6 @@ pub struct Shard {
     /// This shard's counters and histograms (also reachable as
     /// `metrics::with` from code that holds no `Shard`: a shard is a thread).
     metrics: Rc<crate::metrics::ShardMetrics>,
-    /// The IP rules of publishes and plays (`[access]`), parsed once.
-    access_publish: crate::access::Rule,
-    access_play: crate::access::Rule,
-    /// Peers besides loopback admitted to the admin surface (`api.allow`).
-    api_allow: crate::access::Cidrs,
     /// The certificates, shared by every shard; None without `[tls]`.
     tls: Option<Arc<TlsAcceptor>>,
     /// Gives freed memory back to the kernel after many connections end.
@@ -158,42 +212,18 @@ impl Shard {
         tls: Option<Arc<TlsAcceptor>>,
         registry: Option<crate::cluster::Registry>,
     ) -> Self {
-        let s = &config.stream;
-        let table = StreamTable::new(TableConfig {
-            shard: ctx.id(),
-            shards: ctx.count(),
-            owner_of: shards::shard_for,
-            gop: GopLimits {
-                enabled: s.gop_cache,
-                bytes_max: s.gop_cache_bytes_max,
-                frames_max: s.gop_cache_frames_max,
-            },
-            chunk_size: config.rtmp.chunk_size_out,
-            hls: config.hls.to_hls_config(),
-            coalesce: Coalesce {
-                audio: Duration::from_millis(s.audio_coalesce_ms),
-                write: Duration::from_millis(s.write_coalesce_ms),
-            },
-            republish: s.republish,
-            publisher_grace: s.publisher_grace(),
-            // Edges pull what is asked for; origins of a cluster pull what
-            // another origin has.
-            keep_pulling: (config.mode == crate::config::Mode::Edge || registry.is_some())
-                .then(|| Duration::from_secs(config.edge.keep_pulling_s)),
-            pulls_max: config.edge.pulls_max.div_ceil(ctx.count()),
-            containers: config.hls.containers(),
-        });
+        let table = StreamTable::new(table_config(&ctx, &config, registry.is_some()));
         Self {
             conns: Rc::new(Conns::new(ctx.id(), crate::config::SHARDS_MAX)),
             table: RefCell::new(table),
-            access_publish: config.access_rule(true),
-            access_play: config.access_rule(false),
-            api_allow: crate::access::Cidrs::parse(&config.api.allow).unwrap_or_default(),
             hooks: Rc::new(hooks::Hooks::new(&config.hooks)),
             edge: pull::Edge::new(&config, registry.is_some()),
             registry,
             ctx,
-            config,
+            live: RefCell::new(Rc::new(match crate::reload::current() {
+                Some(l) => Live::new(config, l.generation, l.loaded_unix_ms),
+                None => Live::new(config, 0, crate::stream::unix_ms()),
+            })),
             tls,
             trim: RefCell::new(crate::net::registry::Trim::default()),
             direct: RefCell::new(HashMap::new()),
@@ -203,13 +233,49 @@ impl Shard {
         }
     }
 
+    /// The configuration in use (see [`Live`]).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.borrow().config.clone()
+    }
+
+    pub(crate) fn live(&self) -> Rc<Live> {
+        self.live.borrow().clone()
+    }
+
+    /// Takes the configuration of a reload, if one was installed since
+    /// this shard last looked: new connections and streams use it, open
+    /// ones keep theirs.
+    pub(crate) fn refresh(&self) {
+        if crate::reload::generation() == self.live.borrow().generation {
+            return;
+        }
+        let Some(loaded) = crate::reload::current() else {
+            return;
+        };
+        let config = loaded.config.clone();
+        self.hooks.reconfigure(&config.hooks);
+        self.table
+            .borrow_mut()
+            .reconfigure(table_config(&self.ctx, &config, self.registry.is_some()));
+        *self.live.borrow_mut() = Rc::new(Live::new(
+            config,
+            loaded.generation,
+            loaded.loaded_unix_ms,
+        ));
+        log::debug!(
+            "shard {}: configuration generation {} in use",
+            self.id(),
+            loaded.generation
+        );
+    }
+
     /// This shard's index.
     pub fn id(&self) -> usize {
         self.ctx.id()
     }
 
     fn session_config(&self) -> SessionConfig {
-        let r = &self.config.rtmp;
+        let r = &self.config().rtmp;
         SessionConfig {
             chunk: ChunkLimits {
                 chunk_size_max: r.chunk_size_in_max,
@@ -248,11 +314,12 @@ impl Shard {
         app: &str,
         name: &str,
     ) -> StreamKey {
-        let known = |h: &&str| self.config.vhosts.iter().any(|v| v.eq_ignore_ascii_case(h));
+        let config = self.config();
+        let known = |h: &&str| config.vhosts.iter().any(|v| v.eq_ignore_ascii_case(h));
         let vhost = vhost_param
             .filter(known)
             .or(host.filter(known))
-            .unwrap_or(&self.config.default_vhost);
+            .unwrap_or(&config.default_vhost);
         Arc::from(format!("{vhost}/{app}/{name}"))
     }
 
@@ -341,15 +408,15 @@ impl Shard {
     /// `http.stream_wait_s`.
     pub fn stream_wait(&self) -> Duration {
         if self.is_edge() {
-            self.config.edge.pull_wait()
+            self.config().edge.pull_wait()
         } else {
-            Duration::from_secs(self.config.http.stream_wait_s)
+            Duration::from_secs(self.config().http.stream_wait_s)
         }
     }
 
     /// `mode = "edge"`.
     pub fn is_edge(&self) -> bool {
-        self.config.mode == crate::config::Mode::Edge
+        self.config().mode == crate::config::Mode::Edge
     }
 
     /// How long an RTMP play waits for the stream to be live before its
@@ -359,7 +426,7 @@ impl Shard {
     /// publisher as players.
     pub fn rtmp_play_wait(&self, query: &[(String, String)]) -> Option<Duration> {
         if self.is_edge() {
-            Some(self.config.edge.pull_wait())
+            Some(self.config().edge.pull_wait())
         } else if proto::query::param(query, pull::EDGE_PARAM).is_some() {
             Some(pull::PULL_PROBE_WAIT)
         } else {
@@ -435,7 +502,7 @@ impl Shard {
         if let Some(b) = self.assets.borrow().get(&rel) {
             return Some(b.clone());
         }
-        let full = std::path::Path::new(&self.config.http.assets_dir).join(&rel);
+        let full = std::path::Path::new(&self.config().http.assets_dir).join(&rel);
         let meta = std::fs::metadata(&full).ok()?;
         if !meta.is_file() || meta.len() > ASSET_BYTES_MAX {
             return None;
@@ -554,12 +621,13 @@ impl Shard {
 
     /// Housekeeping, every [`TICK`].
     fn tick(self: &Rc<Self>) {
+        self.refresh();
         let now = Instant::now();
         self.with_table(|t| t.tick(now));
         let ended = self.conns.closed() + self.table.borrow().removed();
         self.trim.borrow_mut().tick(ended, now);
         self.hooks.expire_sessions(now);
-        if let Some(idle) = self.config.idle_timeout() {
+        if let Some(idle) = self.config().idle_timeout() {
             self.conns.for_each(|_, c| {
                 if now.duration_since(c.last_active.get()) >= idle {
                     log::info!("idle timeout peer={} after {}s", c.peer, idle.as_secs());

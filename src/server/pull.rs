@@ -349,7 +349,7 @@ pub(super) async fn connect(
     mode: StreamMode,
 ) -> Result<(TcpStream, ClientSession), String> {
     let (_, app, _) = key_parts(key)?;
-    let config = &shard.config;
+    let config = shard.config();
     let action = match mode {
         StreamMode::Play => "play",
         StreamMode::Publish => "publish",
@@ -357,7 +357,7 @@ pub(super) async fn connect(
     let client = ClientConfig {
         tc_url: format!("rtmp://{origin}/{app}"),
         app: app.to_string(),
-        stream: upstream_name(config, key, action, &edge.node_id),
+        stream: upstream_name(&config, key, action, &edge.node_id),
         mode,
         chunk_size_out: config.rtmp.chunk_size_out,
         buffer_ms: UPSTREAM_BUFFER_MS,

@@ -41,7 +41,7 @@ impl Drop for PushGuard {
 /// as the guard.
 pub fn start(shard: &Rc<Shard>, key: &StreamKey) -> Option<PushGuard> {
     shard.edge.as_ref()?;
-    if !shard.is_edge() || !shard.config.edge.push_publishes {
+    if !shard.is_edge() || !shard.config().edge.push_publishes {
         return None;
     }
     let stop = Rc::new(Signal::default());

@@ -410,7 +410,7 @@ async fn run_player(
             stream_id: req.stream_id,
         },
         only,
-        shard.config.stream.player_queue_bytes_max,
+        shard.config().stream.player_queue_bytes_max,
     ));
     session.accept_play();
     if let Some(b) = session.take_transmit() {

@@ -337,6 +337,12 @@ pub struct StreamTable {
 
 impl StreamTable {
     /// An empty table.
+    /// A reload's settings: streams created from now on use them; those
+    /// that exist keep theirs.
+    pub fn reconfigure(&mut self, cfg: TableConfig) {
+        self.cfg = cfg;
+    }
+
     pub fn new(cfg: TableConfig) -> Self {
         Self {
             cfg,

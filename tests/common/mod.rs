@@ -162,11 +162,12 @@ impl ServerBuilder {
         let port = free_port_on(&self.listen);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-        if let Some(toml) = &self.config {
+        let config_path = self.config.as_ref().map(|toml| {
             let path = dir.path().join("shardcast.toml");
             std::fs::write(&path, toml).expect("write config");
             cmd.arg("--config").arg(&path);
-        }
+            path
+        });
         cmd.args(["--listen", &self.listen])
             .args(["--port", &port.to_string()])
             .args(["--shards", &self.shards.to_string()])
@@ -224,6 +225,7 @@ impl ServerBuilder {
             lines,
             readers,
             log_path,
+            config_path,
             _dir: dir,
         };
         let listening = server.wait_for_log(STARTUP_TIMEOUT, |l| l.contains("listening"));
@@ -272,6 +274,9 @@ pub struct Server {
     lines: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
     pub log_path: PathBuf,
+    /// The `--config` file, when the builder was given one (a test may
+    /// rewrite it and send SIGHUP).
+    pub config_path: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
