@@ -60,7 +60,7 @@ run_one() {
     local lowat="$1" round="$2" tag pid ss_pid
     tag="lowat${lowat}_r${round}"
     sysctl -qw net.ipv4.tcp_notsent_lowat="$lowat"
-    "$BIN/shardcast" --shards 1 --listen 127.0.0.1 --port "$PORT" --log warn >"$OUT/$tag.server.log" 2>&1 &
+    "$BIN/shardcast" --shards 1 --listen 127.0.0.1 --port "$PORT" --log "${MEASURE_LOG:-warn}" >"$OUT/$tag.server.log" 2>&1 &
     pid=$!
     for _ in $(seq 50); do
         ss -tlnH "( sport = :$PORT )" | grep -q . && break
