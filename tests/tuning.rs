@@ -369,7 +369,10 @@ fn scripts_pass_shellcheck() {
     }
     let out = run(
         &test_name(),
-        Command::new("shellcheck").arg(root().join("tuning/cores.sh")).arg(root().join("tuning/measure.sh")),
+        Command::new("shellcheck")
+            .arg("-x")
+            .current_dir(root())
+            .args(["tuning/cores.sh", "tuning/measure.sh", "tuning/measure-accept.sh", "tuning/measure-lib.sh"]),
     );
     assert!(out.status.success(), "shellcheck: {}", String::from_utf8_lossy(&out.stdout));
 }

@@ -17,6 +17,7 @@
 # Usage: tuning/measure.sh [PLAYERS] [BITRATE] [RATE] [DURATION_S] [ROUNDS] [LOWAT...]
 #   defaults: 1000 2000k none 15 2 16384
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 
 PLAYERS=${1:-1000}
@@ -31,18 +32,10 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 PORT=18079
 OUT=${MEASURE_OUT:-$(mktemp -d /tmp/shardcast-lowat.XXXXXX)}
 
-mkdir -p "$OUT"
-[ "$(id -u)" -eq 0 ] || { echo "measure.sh: needs root (unshare -n, sysctl, tc)" >&2; exit 1; }
-for b in shardcast shardcast-bench; do
-    [ -x "$BIN/$b" ] || { echo "measure.sh: no $BIN/$b: cargo build --release --workspace" >&2; exit 1; }
-done
-
-if [ -z "${MEASURE_INSIDE:-}" ]; then
-    echo "measure.sh: results in $OUT" >&2
-    exec env MEASURE_INSIDE=1 MEASURE_OUT="$OUT" unshare -n -- "$0" "$PLAYERS" "$BITRATE" "$RATE" "$DURATION_S" "$ROUNDS" "${LOWATS[@]}"
-fi
-
-ip link set lo up
+# shellcheck source=tuning/measure-lib.sh
+. tuning/measure-lib.sh
+measure_preflight measure.sh
+measure_enter_netns "$SELF" "$PLAYERS" "$BITRATE" "$RATE" "$DURATION_S" "$ROUNDS" "${LOWATS[@]}"
 if [ "$RATE" != none ]; then
     tc qdisc add dev lo root tbf rate "$RATE" burst 1mb latency 50ms
 fi
@@ -60,12 +53,8 @@ run_one() {
     local lowat="$1" round="$2" tag pid ss_pid
     tag="lowat${lowat}_r${round}"
     sysctl -qw net.ipv4.tcp_notsent_lowat="$lowat"
-    "$BIN/shardcast" --shards 1 --listen 127.0.0.1 --port "$PORT" --log "${MEASURE_LOG:-warn}" >"$OUT/$tag.server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do
-        ss -tlnH "( sport = :$PORT )" | grep -q . && break
-        sleep 0.1
-    done
+    measure_start_server "$tag"
+    pid=$SERVER_PID
     # Sample the kernel side every second from 5 s in until the end.
     (
         sleep 5
@@ -79,8 +68,7 @@ run_one() {
         --players "$PLAYERS" --bitrate "$BITRATE" --duration "$DURATION_S" \
         --server-pid "$pid" --json >"$OUT/$tag.json" 2>"$OUT/$tag.bench.log" || true
     wait "$ss_pid" || true
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    measure_stop_server
     echo "$tag done" >&2
 }
 
