@@ -36,6 +36,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     missing+=(redis-server)
     apt_packages+=(redis-server redis-tools)
 fi
+# tests/tuning.rs runs shellcheck on tuning/*.sh and reads the listen
+# backlog with `ss` (iproute2).
+if ! command -v shellcheck >/dev/null 2>&1; then
+    missing+=(shellcheck)
+    apt_packages+=(shellcheck)
+fi
+if ! command -v ss >/dev/null 2>&1; then
+    missing+=(ss)
+    apt_packages+=(iproute2)
+fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     echo "test.sh: installing ${apt_packages[*]} (missing: ${missing[*]})" >&2
     if [ "$(id -u)" -eq 0 ]; then
